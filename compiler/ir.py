@@ -1,0 +1,130 @@
+"""The graph IR: a networkx DiGraph whose nodes are plain data.
+
+A node is keyed by its hierarchical name (``stage2.block1.conv``) and holds:
+    op       the op name (a key of compiler.ops.OPS)
+    attrs    every parameter of the op, defaults filled in (plain ints, floats, strings, lists)
+    inputs   the ordered names of the nodes it reads
+    shape    its per-sample output shape (no batch dim), set by infer_shapes; None before
+    span     the compiler.diagnostics.Span it came from, or None
+    fixed    True when synthesis must never rewrite it
+    choices  {attr: decision id} for attributes that synthesis may choose
+
+Graph attributes: ``name``, ``inputs`` (input node names in order), ``outputs`` ({output name: node name}),
+``decisions`` ({decision id: [options]}, the first option being the prototype's), ``scopes``
+({name prefix: block name}, for display).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+
+import networkx as nx
+
+from compiler.diagnostics import NetError, Span
+
+
+def new_graph(name: str) -> nx.DiGraph:
+    """An empty network."""
+    g = nx.DiGraph()
+    g.graph.update(name=name, inputs=[], outputs={}, decisions={}, scopes={})
+    return g
+
+
+def add_node(
+    g: nx.DiGraph,
+    name: str,
+    op: str,
+    attrs: dict,
+    inputs: list[str],
+    span: Span | None = None,
+    fixed: bool = False,
+    choices: dict[str, str] | None = None,
+) -> str:
+    """Add a node reading `inputs` (which must exist) and return its name."""
+    if name in g:
+        raise NetError(f"name '{name}' is already used", span)
+    for src in inputs:
+        if src not in g:
+            raise NetError(f"'{name}' reads '{src}', which is not defined", span)
+    g.add_node(name, op=op, attrs=dict(attrs), inputs=list(inputs), shape=None, span=span, fixed=fixed,
+               choices=dict(choices or {}))
+    for src in inputs:
+        g.add_edge(src, name)
+    if op == "input":
+        g.graph["inputs"].append(name)
+    return name
+
+
+def topo_order(g: nx.DiGraph) -> list[str]:
+    """Node names, producers before consumers, stable with respect to insertion order."""
+    return list(nx.topological_sort(g))
+
+
+def consumers(g: nx.DiGraph, name: str) -> list[str]:
+    """The nodes reading `name`."""
+    return list(g.successors(name))
+
+
+def copy_graph(g: nx.DiGraph) -> nx.DiGraph:
+    """A deep copy: rewrites never alias the original's attribute dicts."""
+    return copy.deepcopy(g)
+
+
+def to_dict(g: nx.DiGraph) -> dict:
+    """A JSON-ready description of the network: nodes in topological order, edges, outputs."""
+    nodes = []
+    for name in topo_order(g):
+        d = g.nodes[name]
+        span = d.get("span")
+        nodes.append({
+            "name": name,
+            "op": d["op"],
+            "attrs": d["attrs"],
+            "inputs": d["inputs"],
+            "shape": list(d["shape"]) if d.get("shape") is not None else None,
+            "fixed": d.get("fixed", False),
+            "choices": d.get("choices", {}),
+            "span": list(span) if span else None,
+        })
+    return {
+        "name": g.graph["name"],
+        "inputs": list(g.graph["inputs"]),
+        "outputs": dict(g.graph["outputs"]),
+        "decisions": {k: list(v) for k, v in g.graph.get("decisions", {}).items()},
+        "scopes": dict(g.graph.get("scopes", {})),
+        "nodes": nodes,
+        "edges": [[u, v] for u, v in g.edges],
+    }
+
+
+def from_dict(data: dict) -> nx.DiGraph:
+    """Inverse of to_dict (shapes are kept as they were stored)."""
+    g = new_graph(data["name"])
+    for n in data["nodes"]:
+        span = Span(*n["span"]) if n.get("span") else None
+        add_node(g, n["name"], n["op"], n["attrs"], n["inputs"], span, n.get("fixed", False), n.get("choices"))
+        if n.get("shape") is not None:
+            g.nodes[n["name"]]["shape"] = tuple(n["shape"])
+    g.graph["inputs"] = list(data["inputs"])
+    g.graph["outputs"] = dict(data["outputs"])
+    g.graph["decisions"] = {k: list(v) for k, v in data.get("decisions", {}).items()}
+    g.graph["scopes"] = dict(data.get("scopes", {}))
+    return g
+
+
+def structure(g: nx.DiGraph) -> dict:
+    """What makes two networks the same: names, ops, attrs, inputs, shapes, flags, outputs (no spans)."""
+    d = to_dict(g)
+    for n in d["nodes"]:
+        del n["span"]
+    del d["scopes"]
+    d["edges"] = sorted(d["edges"])
+    return d
+
+
+def architecture_hash(g: nx.DiGraph) -> str:
+    """A short stable hash of the architecture (names excluded from nothing: same text, same hash)."""
+    text = json.dumps(structure(g), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,231 @@
+"""Shape inference: every node's per-sample output shape, with errors that name the layer and shapes."""
+
+from __future__ import annotations
+
+import math
+
+import networkx as nx
+
+from compiler.diagnostics import NetError
+from compiler.ir import topo_order
+
+
+def fmt(shape) -> str:
+    return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+def _fail(name: str, node: dict, message: str) -> NetError:
+    return NetError(f"{node['op']} '{name}': {message}", node.get("span"))
+
+
+def _image(name: str, node: dict, shape: tuple) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise _fail(name, node, f"expects an image input [C, H, W], got {fmt(shape)}")
+    return shape
+
+
+def _window(size: int, k: int, stride: int, pad: int, dilation: int, ceil_mode: bool = False) -> int:
+    span = size + 2 * pad - dilation * (k - 1) - 1
+    out = (math.ceil(span / stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1  # PyTorch: the last window must start inside the input or left padding
+    return out
+
+
+def conv_padding(attrs: dict) -> int:
+    """The explicit padding of a conv-like node ("same" resolved; needs stride 1)."""
+    pad = attrs["padding"]
+    if pad == "same":
+        return attrs["dilation"] * (attrs["k"] - 1) // 2
+    return pad
+
+
+def in_channels(g: nx.DiGraph, name: str) -> int:
+    """Channels (dim 0) of a node's first input."""
+    return g.nodes[g.nodes[name]["inputs"][0]]["shape"][0]
+
+
+def _conv(g, name, node, shapes):
+    c, h, w = _image(name, node, shapes[0])
+    a = node["attrs"]
+    if node["op"] == "dwconv":
+        groups, out = c, c * a["multiplier"]
+    else:
+        groups, out = a["groups"], a["out"]
+    if c % groups or out % groups:
+        raise _fail(name, node, f"groups={groups} must divide input channels ({c}) and output channels ({out})")
+    if a["padding"] == "same":
+        if a["stride"] != 1:
+            raise _fail(name, node, 'padding="same" needs stride=1 (as in PyTorch)')
+        if (a["dilation"] * (a["k"] - 1)) % 2:
+            raise _fail(name, node, 'padding="same" needs an odd effective kernel size')
+    pad = conv_padding(a)
+    oh = _window(h, a["k"], a["stride"], pad, a["dilation"])
+    ow = _window(w, a["k"], a["stride"], pad, a["dilation"])
+    if oh < 1 or ow < 1:
+        raise _fail(name, node, f"kernel {a['k']} (dilation {a['dilation']}, padding {pad}) is larger than its input {fmt((c, h, w))}")
+    return (out, oh, ow)
+
+
+def _conv_transpose(g, name, node, shapes):
+    c, h, w = _image(name, node, shapes[0])
+    a = node["attrs"]
+    if c % a["groups"] or a["out"] % a["groups"]:
+        raise _fail(name, node, f"groups={a['groups']} must divide input channels ({c}) and output channels ({a['out']})")
+    if a["output_padding"] >= max(a["stride"], a["dilation"]):
+        raise _fail(name, node, "output_padding must be smaller than stride or dilation")
+
+    def size(x):
+        return (x - 1) * a["stride"] - 2 * a["padding"] + a["dilation"] * (a["k"] - 1) + a["output_padding"] + 1
+
+    oh, ow = size(h), size(w)
+    if oh < 1 or ow < 1:
+        raise _fail(name, node, f"output would be empty for input {fmt((c, h, w))}")
+    return (a["out"], oh, ow)
+
+
+def _pool(g, name, node, shapes):
+    c, h, w = _image(name, node, shapes[0])
+    a = node["attrs"]
+    stride = a["stride"] or a["k"]
+    dilation = a.get("dilation", 1)
+    if a["padding"] * 2 > a["k"]:
+        raise _fail(name, node, f"padding {a['padding']} must be at most half the kernel size {a['k']}")
+    oh = _window(h, a["k"], stride, a["padding"], dilation, a["ceil_mode"])
+    ow = _window(w, a["k"], stride, a["padding"], dilation, a["ceil_mode"])
+    if oh < 1 or ow < 1:
+        raise _fail(name, node, f"window {a['k']} is larger than its input {fmt((c, h, w))}")
+    return (c, oh, ow)
+
+
+def _linear(g, name, node, shapes):
+    if len(shapes[0]) != 1:
+        raise _fail(name, node, f"expects a flat input [features], got {fmt(shapes[0])}; add flatten or gap before it")
+    return (node["attrs"]["out"],)
+
+
+def _broadcast(g, name, node, shapes):
+    rank = max(len(s) for s in shapes)
+    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
+    out = []
+    for dims in zip(*padded):
+        sizes = {d for d in dims if d != 1}
+        if len(sizes) > 1:
+            operands = ", ".join(f"'{i}' {fmt(s)}" for i, s in zip(node["inputs"], shapes))
+            raise _fail(name, node, f"operand shapes do not match: {operands}")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def _concat(g, name, node, shapes):
+    dim = node["attrs"]["dim"]
+    rank = len(shapes[0])
+    if not -rank <= dim < rank:
+        raise _fail(name, node, f"dim {dim} is out of range for rank-{rank} inputs")
+    dim %= rank
+    for s in shapes:
+        if len(s) != rank or any(a != b for i, (a, b) in enumerate(zip(s, shapes[0])) if i != dim):
+            operands = ", ".join(f"'{i}' {fmt(x)}" for i, x in zip(node["inputs"], shapes))
+            raise _fail(name, node, f"operands must agree on every dim but {dim}: {operands}")
+    out = list(shapes[0])
+    out[dim] = sum(s[dim] for s in shapes)
+    return tuple(out)
+
+
+def split_sizes(sections, channels: int) -> list[int]:
+    """The part sizes of a channel split, or raise ValueError saying why it does not fit."""
+    if isinstance(sections, int):
+        if channels % sections:
+            raise ValueError(f"{channels} channels do not split into {sections} equal parts")
+        return [channels // sections] * sections
+    if sum(sections) != channels:
+        raise ValueError(f"sizes {sections} add up to {sum(sections)}, not the {channels} input channels")
+    return list(sections)
+
+
+def _split(g, name, node, shapes):
+    a = node["attrs"]
+    try:
+        sizes = split_sizes(a["sections"], shapes[0][0])
+    except ValueError as err:
+        raise _fail(name, node, str(err)) from None
+    if a["part"] >= len(sizes):
+        raise _fail(name, node, f"part {a['part']} does not exist; the split has {len(sizes)} parts")
+    return (sizes[a["part"]], *shapes[0][1:])
+
+
+def _channel_shuffle(g, name, node, shapes):
+    c = _image(name, node, shapes[0])[0]
+    if c % node["attrs"]["groups"]:
+        raise _fail(name, node, f"{c} channels do not divide into {node['attrs']['groups']} groups")
+    return shapes[0]
+
+
+def _upsample(g, name, node, shapes):
+    c, h, w = _image(name, node, shapes[0])
+    a = node["attrs"]
+    if (a["scale"] is None) == (a["size"] is None):
+        raise _fail(name, node, "give exactly one of scale or size")
+    if a["mode"] == "nearest" and a["align_corners"] is not None:
+        raise _fail(name, node, "align_corners only applies to mode=\"bilinear\"")
+    if a["size"] is not None:
+        return (c, a["size"], a["size"])
+    return (c, int(math.floor(h * a["scale"])), int(math.floor(w * a["scale"])))
+
+
+def _softmax(g, name, node, shapes):
+    rank = len(shapes[0])
+    if not -rank <= node["attrs"]["dim"] < rank:
+        raise _fail(name, node, f"dim {node['attrs']['dim']} is out of range for {fmt(shapes[0])}")
+    return shapes[0]
+
+
+def _bn(g, name, node, shapes):
+    if len(shapes[0]) not in (1, 3):
+        raise _fail(name, node, f"expects [C, H, W] or [C], got {fmt(shapes[0])}")
+    return shapes[0]
+
+
+def _same(g, name, node, shapes):
+    return shapes[0]
+
+
+SHAPE_RULES = {
+    "input": lambda g, name, node, shapes: tuple(node["attrs"]["shape"]),
+    "conv": _conv,
+    "dwconv": _conv,
+    "conv_transpose": _conv_transpose,
+    "linear": _linear,
+    "maxpool": _pool,
+    "avgpool": _pool,
+    "gap": lambda g, name, node, shapes: (_image(name, node, shapes[0])[0],),
+    "adaptive_avgpool": lambda g, name, node, shapes: (_image(name, node, shapes[0])[0],) + (node["attrs"]["size"],) * 2,
+    "flatten": lambda g, name, node, shapes: (math.prod(shapes[0]),),
+    "upsample": _upsample,
+    "add": _broadcast,
+    "mul": _broadcast,
+    "concat": _concat,
+    "split": _split,
+    "channel_shuffle": _channel_shuffle,
+    "softmax": _softmax,
+    "bn": _bn,
+}
+for _op in ("relu", "relu6", "leaky_relu", "sigmoid", "hardswish", "hardsigmoid", "silu", "gelu", "dropout", "identity"):
+    SHAPE_RULES[_op] = _same
+
+
+def infer_node_shape(g: nx.DiGraph, name: str) -> tuple[int, ...]:
+    """The output shape of one node whose inputs' shapes are known."""
+    node = g.nodes[name]
+    rule = SHAPE_RULES.get(node["op"])
+    if rule is None:
+        raise NetError(f"no shape rule for op '{node['op']}' (node '{name}')", node.get("span"))
+    shapes = [g.nodes[i]["shape"] for i in node["inputs"]]
+    return tuple(rule(g, name, node, shapes))
+
+
+def infer_shapes(g: nx.DiGraph) -> nx.DiGraph:
+    """Set every node's `shape` in place (and return the graph), in topological order."""
+    for name in topo_order(g):
+        g.nodes[name]["shape"] = infer_node_shape(g, name)
+    return g

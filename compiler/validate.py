@@ -1,0 +1,42 @@
+"""Validation: the facts every later pass relies on (acyclic, known ops, right arity, nothing dangling)."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from compiler.diagnostics import NetError
+from compiler.ops import OPS, VARIADIC
+
+
+def validate(g: nx.DiGraph) -> nx.DiGraph:
+    """Raise NetError for the first problem found; return the graph unchanged when it is sound."""
+    if not nx.is_directed_acyclic_graph(g):
+        cycle = nx.find_cycle(g)
+        names = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
+        raise NetError(f"the network has a cycle: {names}", g.nodes[cycle[0][0]].get("span"))
+    for name, d in g.nodes(data=True):
+        spec = OPS.get(d["op"])
+        if spec is None:
+            raise NetError(f"node '{name}' has unknown op '{d['op']}'", d.get("span"))
+        n = len(d["inputs"])
+        if (spec.arity == VARIADIC and n < 2) or (spec.arity != VARIADIC and n != spec.arity):
+            want = "two or more" if spec.arity == VARIADIC else str(spec.arity)
+            raise NetError(f"{d['op']} '{name}' takes {want} inputs, has {n}", d.get("span"))
+        if d.get("shape") is not None and any(s <= 0 for s in d["shape"]):
+            raise NetError(f"{d['op']} '{name}' has an empty output shape {list(d['shape'])}", d.get("span"))
+    outputs = g.graph.get("outputs", {})
+    if not outputs:
+        raise NetError(f"network '{g.graph.get('name')}' has no output")
+    for out, node in outputs.items():
+        if node not in g:
+            raise NetError(f"output '{out}' refers to '{node}', which is not in the network")
+    live = set(outputs.values())
+    for node in outputs.values():
+        live |= nx.ancestors(g, node)
+    for name in g.graph["inputs"]:
+        if name not in live:
+            raise NetError(f"input '{name}' is not used by any output", g.nodes[name].get("span"))
+    for name, d in g.nodes(data=True):
+        if name not in live:
+            raise NetError(f"{d['op']} '{name}' is computed but no output uses it", d.get("span"))
+    return g

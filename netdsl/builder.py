@@ -1,0 +1,437 @@
+"""Expand a parsed network (blocks, repetition, expressions) into the graph IR, inferring shapes as it goes."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from compiler.diagnostics import NetError, Span
+from compiler.ir import add_node, new_graph
+from compiler.ops import OPS, REQUIRED, VARIADIC, check_value
+from compiler.shapes import infer_node_shape, split_sizes
+from netdsl import syntax as ast
+
+
+@dataclass(frozen=True)
+class Value:
+    """A tensor: the output of the IR node `node`."""
+
+    node: str
+
+
+@dataclass(eq=False)
+class Choice:
+    """A search choice: synthesis picks one option; everything else uses the first."""
+
+    options: tuple
+    span: Span
+    id: str | None = None
+
+
+def _num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _divisible(v, divisor=8, min_value=None):
+    """MobileNet's _make_divisible: round to a multiple of divisor, never below 90% of v."""
+    min_value = min_value or divisor
+    new = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * v else new
+
+
+FUNCTIONS = {
+    "int": int, "float": float, "round": round, "min": min, "max": max,
+    "ceil": math.ceil, "floor": math.floor, "divisible": _divisible,
+}
+ARITH = {
+    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b, "//": lambda a, b: a // b, "%": lambda a, b: a % b,
+}
+
+
+def did_you_mean(name: str, candidates) -> list[str]:
+    """A 'did you mean' note, or none."""
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    return [f"did you mean {' or '.join(repr(c) for c in close)}?"] if close else []
+
+
+def describe(v) -> str:
+    if isinstance(v, Value):
+        return f"the tensor '{v.node}'"
+    if isinstance(v, Choice):
+        return "a choice(...)"
+    if isinstance(v, tuple):
+        return f"{len(v)} tensors"
+    return f"the {type(v).__name__ if v is not None else 'value'} {v!r}"
+
+
+@dataclass
+class Frame:
+    """What a statement sees: its variables, name prefix, current value and visible blocks."""
+
+    env: dict
+    prefix: str
+    blocks: dict
+    current: Value | None = None
+    fixed: bool = False
+    in_block: bool = False
+
+
+@dataclass
+class Builder:
+    """Builds one network; `visible` maps a file to the blocks its definitions may call."""
+
+    visible: dict[str, dict[str, ast.BlockDef]]
+    g: nx.DiGraph = field(default_factory=lambda: new_graph(""))
+    used: set = field(default_factory=set)
+    stack: list = field(default_factory=list)
+
+    # ---- naming -------------------------------------------------------------------------
+    def fresh(self, prefix: str, base: str) -> str:
+        name, i = prefix + base, 0
+        while name in self.used:
+            i += 1
+            name = f"{prefix}{base}_{i}"
+        self.used.add(name)
+        return name
+
+    def explicit(self, prefix: str, path: tuple[str, ...], span: Span) -> str:
+        name = prefix + ".".join(path)
+        if name in self.used:
+            raise NetError(f"the name '{name}' is already used", span)
+        self.used.add(name)
+        return name
+
+    # ---- networks and statements --------------------------------------------------------
+    def build(self, net: ast.NetworkDef, file: str, overrides: dict | None = None) -> nx.DiGraph:
+        self.g.graph["name"] = net.name
+        frame = Frame({}, "", self.visible[file])
+        overrides = dict(overrides or {})
+        for p in net.params:
+            if p.name in overrides:
+                frame.env[p.name] = overrides.pop(p.name)
+            elif p.default is not None:
+                frame.env[p.name] = self.expr(p.default, frame)
+            else:
+                raise NetError(f"network parameter '{p.name}' has no default; give it a value", p.span)
+        if overrides:
+            name = next(iter(overrides))
+            raise NetError(f"network '{net.name}' has no parameter '{name}'", net.span,
+                           did_you_mean(name, [p.name for p in net.params]))
+        for stmt in net.body:
+            self.statement(stmt, frame)
+        if not self.g.graph["outputs"]:
+            raise NetError(f"network '{net.name}' has no output; add `output NAME = ...`", net.span)
+        return self.g
+
+    def statement(self, stmt, frame: Frame) -> None:
+        if isinstance(stmt, ast.InputStmt):
+            if frame.in_block:
+                raise NetError("inputs are declared in a network, not in a block (blocks use `in`)", stmt.span)
+            shape = self.expr(stmt.shape, frame)
+            if check_value("shape", shape):
+                raise NetError(f"input '{stmt.name}' needs a shape like [3, 224, 224], got {describe(shape)}", stmt.span)
+            self.bind(frame, stmt.name, None, stmt.span)
+            node = self.node(frame, "input", {"shape": shape}, [], ("input",), None, stmt.span, (stmt.name,))
+            frame.env[stmt.name] = node
+            frame.current = frame.current or node
+        elif isinstance(stmt, ast.OutputStmt):
+            if frame.in_block:
+                raise NetError("outputs are declared in a network; a block's value is its last statement", stmt.span)
+            value = self.chain(stmt.value, frame)
+            if not isinstance(value, Value):
+                raise NetError(f"output '{stmt.name}' must be a tensor, not {describe(value)}", stmt.value.span)
+            if self.g.nodes[value.node]["op"] == "input":
+                raise NetError(f"output '{stmt.name}' is the input itself; it depends on no layer", stmt.value.span)
+            if stmt.name in self.g.graph["outputs"]:
+                raise NetError(f"output '{stmt.name}' is declared twice", stmt.span)
+            self.g.graph["outputs"][stmt.name] = value.node
+        elif isinstance(stmt, ast.LetStmt):
+            value = self.expr(stmt.value, frame)
+            if isinstance(value, Value):
+                raise NetError("`let` binds numbers and other constants; bind tensors with `name = ...`", stmt.span)
+            self.bind(frame, stmt.name, value, stmt.span)
+        elif isinstance(stmt, ast.AssignStmt):
+            parts = len(stmt.targets) if len(stmt.targets) > 1 else None
+            value = self.chain(stmt.value, frame, parts)
+            values = value if parts else (value,)
+            for target, v in zip(stmt.targets, values):
+                self.bind(frame, target, v, stmt.span, rebind=True)
+            if isinstance(values[-1], Value):
+                frame.current = values[-1]
+        else:
+            value = self.chain(stmt.value, frame)
+            if isinstance(value, Value):
+                frame.current = value
+
+    def bind(self, frame: Frame, name: str, value, span: Span, rebind: bool = False) -> None:
+        old = frame.env.get(name)
+        if name in frame.env and not (rebind and isinstance(old, Value) and isinstance(value, Value)):
+            raise NetError(f"'{name}' is already defined here; pick another name", span)
+        frame.env[name] = value
+
+    # ---- chains and steps ---------------------------------------------------------------
+    def chain(self, chain: ast.Chain, frame: Frame, parts: int | None = None):
+        value = None
+        for i, step in enumerate(chain.steps):
+            last = i == len(chain.steps) - 1
+            value = self.step(step, frame, value, i == 0, parts if last else None)
+        if parts and not (isinstance(value, tuple) and len(value) == parts):
+            raise NetError(f"{parts} names need a split into {parts} parts, but this gives {describe(value)}", chain.span)
+        return value
+
+    def callable_name(self, name: str, frame: Frame) -> bool:
+        return name in frame.blocks or (name in OPS and name != "input")
+
+    def step(self, step: ast.Step, frame: Frame, source, head: bool, parts: int | None):
+        expr = step.expr
+        if isinstance(expr, ast.Ref) and len(expr.path) == 1 and self.callable_name(expr.path[0], frame):
+            if not head or expr.path[0] not in frame.env:
+                expr = ast.Call(expr.path[0], (), expr.span, expr.span)
+        if not head and isinstance(expr, ast.Ref) and len(expr.path) == 1 and expr.path[0] not in frame.env:
+            known = [*frame.blocks, *(o for o in OPS if o != "input")]
+            raise NetError(f"unknown op or block '{expr.text}'", expr.span, did_you_mean(expr.text, known))
+        is_layer = isinstance(expr, ast.Call) and expr.name not in FUNCTIONS and expr.name != "choice"
+        if not is_layer:
+            if step.repeat is not None or step.name is not None or step.fixed:
+                raise NetError("'fixed', 'repeat' and 'as' apply to a layer or block call", step.span)
+            if not head:
+                raise NetError(f"only a layer or block can follow '->'; this is {describe(self.expr(expr, frame))}",
+                               step.span)
+            return self.expr(expr, frame)
+        times = 1
+        if step.repeat is not None:
+            times = self.expr(step.repeat, frame)
+            if not (isinstance(times, int) and not isinstance(times, bool) and times >= 1):
+                raise NetError(f"repeat count must be a positive integer, got {times!r}", step.span)
+        fixed = frame.fixed or step.fixed
+        for r in range(times):
+            name = step.name if step.name is None or times == 1 else step.name + (str(r),)
+            source = self.call(expr, frame, source, name, fixed, parts if r == times - 1 else None)
+        return source
+
+    # ---- expressions --------------------------------------------------------------------
+    def expr(self, e, frame: Frame):
+        if isinstance(e, (ast.Number, ast.String, ast.Const)):
+            return e.value
+        if isinstance(e, ast.Chain):
+            return self.chain(e, frame)
+        if isinstance(e, ast.Ref):
+            return self.ref(e, frame)
+        if isinstance(e, ast.NodeRef):
+            for name in (frame.prefix + e.text, e.text):
+                if name in self.g:
+                    return Value(name)
+            raise NetError(f"no node named '{e.text}'", e.span, did_you_mean(e.text, self.g.nodes))
+        if isinstance(e, ast.BlockInput):
+            if not frame.in_block:
+                raise NetError("'in' (a block's input) is only defined inside a block", e.span)
+            return frame.env["in"]
+        if isinstance(e, ast.ListExpr):
+            return [self.expr(i, frame) for i in e.items]
+        if isinstance(e, ast.Neg):
+            v = self.expr(e.operand, frame)
+            if not _num(v):
+                raise NetError(f"cannot negate {describe(v)}", e.span)
+            return -v
+        if isinstance(e, ast.BinOp):
+            a, b = self.expr(e.left, frame), self.expr(e.right, frame)
+            if isinstance(a, Value) or isinstance(b, Value):
+                raise NetError("arithmetic on tensors is written add(a, b) or mul(a, b)", e.span)
+            if not (_num(a) and _num(b)):
+                raise NetError(f"'{e.op}' needs numbers, got {describe(a)} and {describe(b)}", e.span)
+            if e.op in ("/", "//", "%") and b == 0:
+                raise NetError("division by zero", e.span)
+            return ARITH[e.op](a, b)
+        if isinstance(e, ast.Call):
+            return self.call(e, frame, None, None, frame.fixed, None)
+        raise NetError(f"unexpected expression {e!r}", getattr(e, "span", None))  # pragma: no cover
+
+    def ref(self, e: ast.Ref, frame: Frame):
+        if len(e.path) == 1 and e.path[0] in frame.env:
+            return frame.env[e.path[0]]
+        for name in (frame.prefix + e.text, e.text):
+            if name in self.g:
+                return Value(name)
+        if len(e.path) == 1 and self.callable_name(e.path[0], frame):
+            raise NetError(f"'{e.text}' is a layer; apply it with `x -> {e.text}` or {e.text}(x)", e.span)
+        raise NetError(f"'{e.text}' is not defined", e.span, did_you_mean(e.text, frame.env))
+
+    def function(self, call: ast.Call, frame: Frame):
+        args = [self.expr(a.value, frame) for a in call.args if a.name is None]
+        kwargs = {a.name: self.expr(a.value, frame) for a in call.args if a.name is not None}
+        if call.name == "choice":
+            if not args or set(kwargs) - {"id"}:
+                raise NetError("choice takes its options, and optionally id=\"name\"", call.span)
+            if any(isinstance(a, (Value, Choice, list)) for a in args):
+                raise NetError("choice options must be numbers, strings or booleans", call.span)
+            return Choice(tuple(args), call.span, kwargs.get("id"))
+        for v in [*args, *kwargs.values()]:
+            if not _num(v):
+                raise NetError(f"{call.name}() takes numbers, got {describe(v)}", call.span)
+        try:
+            return FUNCTIONS[call.name](*args, **kwargs)
+        except (TypeError, ValueError) as err:
+            raise NetError(f"{call.name}(): {err}", call.span) from None
+
+    # ---- calls of ops and blocks --------------------------------------------------------
+    def call(self, call: ast.Call, frame: Frame, source, name, fixed: bool, parts: int | None):
+        if call.name in FUNCTIONS or call.name == "choice":
+            if source is not None:
+                raise NetError(f"{call.name}() is a function of numbers, not a layer", call.name_span)
+            return self.function(call, frame)
+        if call.name in frame.blocks:
+            block = frame.blocks[call.name]
+            arity, names = len(block.inputs or ("in",)), [p.name for p in block.params]
+        elif call.name in OPS and call.name != "input":
+            spec = OPS[call.name]
+            arity, names = spec.arity, [p.name for p in spec.params]
+        else:
+            known = [*frame.blocks, *(o for o in OPS if o != "input"), *FUNCTIONS]
+            raise NetError(f"unknown op or block '{call.name}'", call.name_span, did_you_mean(call.name, known))
+        inputs, params = self.arguments(call, frame, source, arity, names)
+        if call.name in frame.blocks:
+            return self.expand(frame.blocks[call.name], call, frame, inputs, params, name, fixed)
+        return self.op(call, frame, inputs, params, name, fixed, parts)
+
+    def arguments(self, call: ast.Call, frame: Frame, source, arity: int, names: list[str]):
+        """Split a call's arguments into tensor inputs and named parameters."""
+        values = [source] if source is not None else []
+        positional, keywords = [], {}
+        for a in call.args:
+            v = self.expr(a.value, frame)
+            if a.name is None:
+                if keywords:
+                    raise NetError("positional arguments come before keyword arguments", a.span)
+                positional.append((v, a.span))
+            elif a.name in keywords:
+                raise NetError(f"argument '{a.name}' is given twice", a.span)
+            else:
+                keywords[a.name] = (v, a.span)
+        want = arity if arity != VARIADIC else len(positional) + 2
+        leading = 0
+        while leading < len(positional) and isinstance(positional[leading][0], Value):
+            leading += 1
+        if source is None and frame.current is not None and len(values) + leading < (2 if arity == VARIADIC else arity):
+            values.append(frame.current)
+        take = leading if arity == VARIADIC else min(leading, max(0, want - len(values)))
+        values += [v for v, _ in positional[:take]]
+        positional = positional[take:]
+        need = f"{arity} input{'s' if arity != 1 else ''}" if arity != VARIADIC else "two or more inputs"
+        if (arity == VARIADIC and len(values) < 2) or (arity != VARIADIC and len(values) < arity):
+            raise NetError(f"'{call.name}' takes {need} but has {len(values) or 'no'} input"
+                           f"{'s' if len(values) != 1 else ''} here", call.span)
+        params = {}
+        order = self.positional_names(call.name, frame, names)
+        for i, (v, span) in enumerate(positional):
+            if isinstance(v, Value):
+                raise NetError(f"'{call.name}' takes {need}; {describe(v)} is one too many", span)
+            if i >= len(order):
+                raise NetError(f"'{call.name}' takes at most {len(order)} positional parameter"
+                               f"{'s' if len(order) != 1 else ''}", span)
+            params[order[i]] = (v, span)
+        for key, (v, span) in keywords.items():
+            if key not in names:
+                raise NetError(f"'{call.name}' has no parameter '{key}'", span, did_you_mean(key, names))
+            if key in params:
+                raise NetError(f"'{key}' is given both by position and by name", span)
+            params[key] = (v, span)
+        return values, params
+
+    def positional_names(self, callee: str, frame: Frame, names: list[str]) -> list[str]:
+        if callee in frame.blocks:
+            return names
+        return list(OPS[callee].positional)
+
+    def op(self, call: ast.Call, frame: Frame, inputs, params, name, fixed, parts):
+        spec = OPS[call.name]
+        attrs, choices = {}, {}
+        for p in spec.params:
+            if p.name in params:
+                value, span = params[p.name]
+            elif p.default is REQUIRED and p.name == "part" and parts:
+                continue
+            elif p.default is REQUIRED:
+                raise NetError(f"'{call.name}' needs its parameter '{p.name}'", call.span)
+            else:
+                attrs[p.name] = p.default
+                continue
+            if isinstance(value, Choice):
+                for option in value.options:
+                    self.check_kind(call.name, p, option, span)
+                choices[p.name] = value
+                value = value.options[0]
+            attrs[p.name] = self.check_kind(call.name, p, value, span)
+        if call.name == "split" and "part" not in attrs:
+            return self.split(call, frame, inputs, attrs, name, fixed, parts)
+        return self.node(frame, call.name, attrs, [v.node for v in inputs], (call.name,), choices, call.span, name, fixed)
+
+    def check_kind(self, op: str, p, value, span: Span):
+        if isinstance(value, float) and value.is_integer() and p.kind in ("pos", "nonneg", "int", "optpos"):
+            value = int(value)
+        if isinstance(value, list):
+            value = [int(v) if isinstance(v, float) and v.is_integer() else v for v in value]
+        wanted = check_value(p.kind, value)
+        if wanted:
+            raise NetError(f"'{op}' parameter '{p.name}' must be {wanted}, got {describe(value)}", span)
+        return value
+
+    def split(self, call, frame, inputs, attrs, name, fixed, parts):
+        channels = self.g.nodes[inputs[0].node]["shape"][0]
+        try:
+            count = len(split_sizes(attrs["sections"], channels))
+        except ValueError as err:
+            raise NetError(f"split: {err}", call.span) from None
+        if parts is None:
+            raise NetError(f"split gives {count} parts: take one with part=i, or unpack them: "
+                           f"a, b = x -> split({attrs['sections']})", call.span)
+        if parts != count:
+            raise NetError(f"this split gives {count} parts but {parts} names receive them", call.span)
+        return tuple(
+            self.node(frame, "split", {**attrs, "part": i}, [inputs[0].node], ("split",), {}, call.span,
+                      None if name is None else name + (str(i),), fixed)
+            for i in range(count)
+        )
+
+    def node(self, frame, op, attrs, inputs, base, choices, span, name, fixed=False) -> Value:
+        full = self.explicit(frame.prefix, name, span) if name else self.fresh(frame.prefix, base[0])
+        ids = {}
+        for attr, choice in (choices or {}).items():
+            if choice.id is None:
+                choice.id = f"{full}.{attr}"
+            known = self.g.graph["decisions"].get(choice.id)
+            if known is not None and known != list(choice.options):
+                raise NetError(f"choice id '{choice.id}' is used with different options", choice.span)
+            self.g.graph["decisions"][choice.id] = list(choice.options)
+            ids[attr] = choice.id
+        add_node(self.g, full, op, attrs, inputs, span, fixed or frame.fixed, ids)
+        self.g.nodes[full]["shape"] = infer_node_shape(self.g, full)
+        return Value(full)
+
+    def expand(self, block: ast.BlockDef, call: ast.Call, frame: Frame, inputs, params, name, fixed) -> Value:
+        if block.name in self.stack:
+            cycle = " -> ".join([*self.stack[self.stack.index(block.name):], block.name])
+            raise NetError(f"block '{block.name}' calls itself ({cycle})", call.span)
+        scope = self.explicit(frame.prefix, name, call.span) if name else self.fresh(frame.prefix, block.name)
+        inner = Frame({}, scope + ".", self.visible[block.file], inputs[0], fixed, True)
+        inner.env["in"] = inputs[0]
+        for input_name, value in zip(block.inputs, inputs):
+            inner.env[input_name] = value
+        for p in block.params:
+            if p.name in params:
+                inner.env[p.name] = params[p.name][0]
+            elif p.default is not None:
+                inner.env[p.name] = self.expr(p.default, inner)
+            else:
+                raise NetError(f"block '{block.name}' needs its parameter '{p.name}'", call.span)
+        self.g.graph["scopes"][scope] = block.name
+        self.stack.append(block.name)
+        try:
+            for stmt in block.body:
+                self.statement(stmt, inner)
+        finally:
+            self.stack.pop()
+        return inner.current

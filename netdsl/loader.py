@@ -1,0 +1,116 @@
+"""Load .net files: resolve imports (files and the standard library) and build a network's IR."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import networkx as nx
+
+from compiler.diagnostics import NetError
+from compiler.validate import validate
+from netdsl import syntax as ast
+from netdsl.builder import Builder, did_you_mean
+from netdsl.parser import parse_text
+
+STDLIB_PACKAGE = "netdsl.stdlib"
+
+
+def stdlib_modules() -> list[str]:
+    """Names importable with `from NAME import ...` (the .net files shipped in netdsl/stdlib)."""
+    return sorted(p.name[:-4] for p in resources.files(STDLIB_PACKAGE).iterdir() if p.name.endswith(".net"))
+
+
+class Loader:
+    """Parses files once and computes, per file, the blocks its definitions can call."""
+
+    def __init__(self):
+        self.modules: dict[str, ast.Module] = {}
+        self.visible: dict[str, dict[str, ast.BlockDef]] = {}
+        self.loading: list[str] = []
+
+    def load_text(self, text: str, file: str) -> ast.Module:
+        module = parse_text(text, file)
+        self.modules[file] = module
+        self.loading.append(file)
+        try:
+            visible = dict(module.blocks)
+            for imp in module.imports:
+                for name, block in self.imported(imp, file).items():
+                    if name in visible and visible[name] is not block:
+                        raise NetError(f"block '{name}' is both defined here and imported", imp.span)
+                    visible[name] = block
+        finally:
+            self.loading.pop()
+        self.visible[file] = visible
+        return module
+
+    def load_file(self, path: str) -> ast.Module:
+        key = str(path)
+        if key in self.modules:
+            return self.modules[key]
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as err:
+            raise NetError(f"cannot read {path}: {err.strerror or err}") from None
+        return self.load_text(text, key)
+
+    def imported(self, imp: ast.Import, importer: str) -> dict[str, ast.BlockDef]:
+        if imp.is_file:
+            path = Path(importer).parent / imp.module if not Path(imp.module).is_absolute() else Path(imp.module)
+            if not path.is_file():
+                raise NetError(f"cannot import '{imp.module}': no such file ({path})", imp.span)
+            key = str(path)
+        else:
+            if imp.module not in stdlib_modules():
+                raise NetError(f"no library module '{imp.module}'", imp.span,
+                               [f"known modules: {', '.join(stdlib_modules())}"] + did_you_mean(imp.module, stdlib_modules()))
+            key = f"<{imp.module}>"
+        if key in self.loading:
+            raise NetError(f"import cycle: {' -> '.join([*self.loading, key])}", imp.span)
+        if key not in self.modules:
+            if imp.is_file:
+                self.load_file(key)
+            else:
+                text = resources.files(STDLIB_PACKAGE).joinpath(imp.module + ".net").read_text(encoding="utf-8")
+                self.load_text(text, key)
+        blocks = self.modules[key].blocks
+        if imp.names is None:
+            return dict(blocks)
+        out = {}
+        for name in imp.names:
+            if name not in blocks:
+                raise NetError(f"'{imp.module}' has no block '{name}'", imp.span, did_you_mean(name, blocks))
+            out[name] = blocks[name]
+        return out
+
+    def build(self, file: str, network: str | None = None, params: dict | None = None) -> nx.DiGraph:
+        """Build (and validate) one network of a loaded file: the named one, or the file's only/last one."""
+        module = self.modules[file]
+        if not module.networks:
+            raise NetError(f"{file} defines no network (only blocks)")
+        if network is None:
+            net = list(module.networks.values())[-1]
+        elif network in module.networks:
+            net = module.networks[network]
+        else:
+            raise NetError(f"{file} has no network '{network}'", None,
+                           [f"networks: {', '.join(module.networks)}"] + did_you_mean(network, module.networks))
+        g = Builder(self.visible).build(net, file, params)
+        g.graph["source"] = file
+        return validate(g)
+
+
+def load_network(path: str, network: str | None = None, params: dict | None = None) -> nx.DiGraph:
+    """Parse a .net file (and its imports) and return the validated, shape-inferred IR of one network."""
+    loader = Loader()
+    loader.load_file(path)
+    return loader.build(str(path), network, params)
+
+
+def load_network_text(text: str, file: str = "<text>", network: str | None = None,
+                      params: dict | None = None) -> nx.DiGraph:
+    """The same as load_network, from source text (imports resolve relative to `file`)."""
+    loader = Loader()
+    loader.load_text(text, file)
+    return loader.build(file, network, params)

@@ -1,0 +1,259 @@
+"""Parse .net text into a syntax tree (lark LALR), turning lark's errors into located NetErrors."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.lexer import PatternStr
+
+from compiler.diagnostics import NetError, Span, register_source
+from netdsl import syntax as ast
+
+# Words for the terminals a user may be told were expected.
+TERMINAL_WORDS = {
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "INT": "an integer",
+    "STRING": "a string",
+    "FIXED": "'fixed'",
+    "AS": "'as'",
+    "$END": "end of file",
+}
+
+
+@cache
+def grammar_text(name: str) -> str:
+    """The text of a grammar shipped in the `grammars` package."""
+    return resources.files("grammars").joinpath(name).read_text(encoding="utf-8")
+
+
+@cache
+def _parser() -> Lark:
+    return Lark(grammar_text("netdsl.lark"), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def describe_expected(parser: Lark, names: set[str]) -> str:
+    """Turn lark terminal names into words: "a name, '(' or '->'"."""
+    by_name = {t.name: t for t in parser.terminals}
+    words = set()
+    for n in names:
+        if n in TERMINAL_WORDS:
+            words.add(TERMINAL_WORDS[n])
+        elif n in by_name and isinstance(by_name[n].pattern, PatternStr):
+            words.add(f"'{by_name[n].pattern.value}'")
+        else:
+            words.add(n.lower())
+    ordered = sorted(words)
+    if len(ordered) > 8:
+        ordered = ordered[:8] + ["..."]
+    return ", ".join(ordered[:-1]) + (" or " if len(ordered) > 1 else "") + ordered[-1] if ordered else "nothing"
+
+
+def _span_of(file: str, meta_or_token) -> Span:
+    m = meta_or_token
+    return Span(file, m.line, m.column, m.end_line, m.end_column)
+
+
+def syntax_error(parser: Lark, err: UnexpectedInput, file: str, text: str) -> NetError:
+    """A NetError for a lark parse failure, pointing at the offending character or token."""
+    if isinstance(err, UnexpectedCharacters):
+        ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
+        span = Span(file, err.line, err.column, err.line, err.column + 1)
+        what = f"unexpected character {ch!r}"
+        expected = describe_expected(parser, set(err.allowed or ()))
+        return NetError(f"{what}; expected {expected}", span)
+    if isinstance(err, UnexpectedEOF):
+        lines = text.splitlines() or [""]
+        span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
+        return NetError(f"unexpected end of file; expected {describe_expected(parser, set(err.expected))}", span)
+    assert isinstance(err, UnexpectedToken)
+    tok = err.token
+    if tok.type == "$END":
+        lines = text.splitlines() or [""]
+        span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
+        found = "end of file"
+    else:
+        span = Span(file, tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
+        found = f"{tok.value!r}"
+    return NetError(f"unexpected {found}; expected {describe_expected(parser, set(err.expected))}", span)
+
+
+@v_args(meta=True, inline=True)
+class _ToSyntax(Transformer):
+    """lark tree -> netdsl.syntax dataclasses (one method per grammar alias)."""
+
+    def __init__(self, file: str):
+        super().__init__()
+        self.file = file
+
+    def _s(self, meta) -> Span:
+        return _span_of(self.file, meta)
+
+    # expressions
+    def number(self, meta, tok):
+        text = str(tok)
+        value = float(text) if any(c in text for c in ".eE") else int(text)
+        return ast.Number(value, self._s(meta))
+
+    def string(self, meta, tok):
+        return ast.String(str(tok)[1:-1], self._s(meta))
+
+    def true(self, meta):
+        return ast.Const(True, self._s(meta))
+
+    def false(self, meta):
+        return ast.Const(False, self._s(meta))
+
+    def none(self, meta):
+        return ast.Const(None, self._s(meta))
+
+    def block_input(self, meta):
+        return ast.BlockInput(self._s(meta))
+
+    def path(self, meta, *parts):
+        return tuple(str(p) for p in parts)
+
+    def ref(self, meta, path):
+        return ast.Ref(path, self._s(meta))
+
+    def node_ref(self, meta, path):
+        return ast.NodeRef(path, self._s(meta))
+
+    def _bin(op):  # noqa: N805 - a small factory used at class creation
+        def method(self, meta, left, right):
+            return ast.BinOp(op, left, right, self._s(meta))
+
+        return method
+
+    add = _bin("+")
+    sub = _bin("-")
+    mul = _bin("*")
+    div = _bin("/")
+    floordiv = _bin("//")
+    mod = _bin("%")
+
+    def neg(self, meta, operand):
+        return ast.Neg(operand, self._s(meta))
+
+    def list(self, meta, *items):
+        return ast.ListExpr(tuple(i for i in items if i is not None), self._s(meta))
+
+    def call(self, meta, name, args):
+        name_span = _span_of(self.file, name)
+        return ast.Call(str(name), tuple(args or ()), self._s(meta), name_span)
+
+    def args(self, meta, *items):
+        return items
+
+    def pos_arg(self, meta, value):
+        return ast.Arg(None, value, self._s(meta))
+
+    def kw_arg(self, meta, name, value):
+        return ast.Arg(str(name), value, self._s(meta))
+
+    # chains
+    def repeat(self, meta, expr):
+        return expr
+
+    def step(self, meta, fixed, repeat, expr, as_tok, path):
+        return ast.Step(expr, self._s(meta), fixed is not None, repeat, path)
+
+    def chain(self, meta, *steps):
+        return ast.Chain(tuple(steps), self._s(meta))
+
+    # statements
+    def input_stmt(self, meta, name, shape):
+        return ast.InputStmt(str(name), shape, self._s(meta))
+
+    def output_stmt(self, meta, name, value):
+        return ast.OutputStmt(str(name), value, self._s(meta))
+
+    def let_stmt(self, meta, name, value):
+        return ast.LetStmt(str(name), value, self._s(meta))
+
+    def unpack_stmt(self, meta, *items):
+        *names, value = items
+        return ast.AssignStmt(tuple(str(n) for n in names), value, self._s(meta))
+
+    def assign_stmt(self, meta, name, value):
+        return ast.AssignStmt((str(name),), value, self._s(meta))
+
+    def chain_stmt(self, meta, value):
+        return ast.ChainStmt(value, self._s(meta))
+
+    # definitions
+    def param(self, meta, name, default):
+        return ast.Param(str(name), default, self._s(meta))
+
+    def params(self, meta, *items):
+        return tuple(items)
+
+    def sig_params(self, meta, params):
+        return ((), params)
+
+    def sig_inputs(self, meta, inputs, params):
+        for p in inputs:
+            if p.default is not None:
+                raise NetError(f"block input '{p.name}' cannot have a default; inputs come before ';'", p.span)
+        return (tuple(p.name for p in inputs), params or ())
+
+    def block_def(self, meta, name, signature, *body):
+        inputs, params = signature if signature is not None else ((), ())
+        return ast.BlockDef(str(name), tuple(inputs), tuple(params), tuple(body), self._s(meta), self.file)
+
+    def network_def(self, meta, name, params, *body):
+        return ast.NetworkDef(str(name), tuple(params or ()), tuple(body), self._s(meta))
+
+    def network_def_noparams(self, meta, name, *body):
+        return ast.NetworkDef(str(name), (), tuple(body), self._s(meta))
+
+    def module_file(self, meta, tok):
+        return (str(tok)[1:-1], True)
+
+    def module_name(self, meta, tok):
+        return (str(tok), False)
+
+    def import_names(self, meta, module, *names):
+        return ast.Import(module[0], module[1], tuple(str(n) for n in names), self._s(meta))
+
+    def import_all(self, meta, module):
+        return ast.Import(module[0], module[1], None, self._s(meta))
+
+    def start(self, meta, *items):
+        mod = ast.Module(self.file)
+        for item in items:
+            if isinstance(item, ast.Import):
+                mod.imports.append(item)
+            elif isinstance(item, ast.BlockDef):
+                if item.name in mod.blocks:
+                    raise NetError(f"block '{item.name}' is defined twice", item.span)
+                mod.blocks[item.name] = item
+            else:
+                if item.name in mod.networks:
+                    raise NetError(f"network '{item.name}' is defined twice", item.span)
+                mod.networks[item.name] = item
+        return mod
+
+
+def parse_text(text: str, file: str = "<text>") -> ast.Module:
+    """Parse .net source; raise NetError (never a lark error) on bad input."""
+    register_source(file, text)
+    parser = _parser()
+    try:
+        tree = parser.parse(text)
+    except UnexpectedInput as err:
+        raise syntax_error(parser, err, file, text) from None
+    try:
+        return _ToSyntax(file).transform(tree)
+    except VisitError as err:
+        if isinstance(err.orig_exc, NetError):
+            raise err.orig_exc from None
+        raise
+
+
+def token_span(file: str, tok: Token) -> Span:
+    """The span of one lark token."""
+    return _span_of(file, tok)
