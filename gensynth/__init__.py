@@ -1,0 +1,1 @@
+"""Generative synthesis: data, training, evaluation and probing of torch networks."""
