@@ -8,10 +8,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from compiler.cost import CostReport, network_cost
+from compiler.diagnostics import NetError
 from compiler.dot import to_dot
 from compiler.ir import to_dict, topo_order
 from compiler.printer import key_attrs
 from netdsl.commands.common import add_network_arguments, load_from_args, print_json
+from netdsl.commands.cost import human
 
 
 def register(sub) -> None:
@@ -27,22 +30,42 @@ def fmt_shape(shape) -> str:
     return "[" + ", ".join(str(s) for s in shape) + "]" if shape is not None else "?"
 
 
-def summary(g) -> str:
+def node_costs(g) -> dict[str, dict]:
+    """MACs and params by node name ({} when the cost model cannot count the network, e.g. on overflow)."""
+    try:
+        report: CostReport = network_cost(g)
+    except NetError:
+        return {}
+    return {n["name"]: n for n in report.nodes()}
+
+
+def summary(g, costs: dict | None = None) -> str:
     inputs = ", ".join(f"{i} {fmt_shape(g.nodes[i]['shape'])}" for i in g.graph["inputs"])
     outputs = ", ".join(f"{o} {fmt_shape(g.nodes[n]['shape'])}" for o, n in g.graph["outputs"].items())
     layers = sum(1 for _, d in g.nodes(data=True) if d["op"] != "input")
-    return f"{g.graph['name']}: {layers} layers; inputs {inputs}; outputs {outputs}"
+    cost = ""
+    if costs:
+        macs, params = (sum(c[f] for c in costs.values()) for f in ("macs", "params"))
+        cost = f"; {human(macs, 'MACs')}, {human(params, 'params')}"
+    return f"{g.graph['name']}: {layers} layers; inputs {inputs}; outputs {outputs}{cost}"
 
 
-def layer_label(g, name: str, leaf: str) -> str:
+def cost_label(costs: dict, name: str) -> str:
+    c = costs.get(name)
+    parts = [human(c[f], unit) for f, unit in (("macs", "MACs"), ("params", "params")) if c and c[f]]
+    return f"  [dim]{', '.join(parts)}[/dim]" if parts else ""
+
+
+def layer_label(g, name: str, leaf: str, costs: dict | None = None) -> str:
     d = g.nodes[name]
     args = key_attrs(g, name)
     call = f"{d['op']}({args})" if args else d["op"]
     flag = " [magenta]fixed[/magenta]" if d.get("fixed") else ""
-    return f"[bold]{leaf}[/bold]  [cyan]{call}[/cyan]  [green]{fmt_shape(d['shape'])}[/green]{flag}"
+    return (f"[bold]{leaf}[/bold]  [cyan]{call}[/cyan]  [green]{fmt_shape(d['shape'])}[/green]{flag}"
+            + cost_label(costs or {}, name))
 
 
-def render_tree(g) -> Tree:
+def render_tree(g, costs: dict | None = None) -> Tree:
     """Blocks as branches (labelled with their block name), layers as leaves, in topological order."""
     root = Tree(f"[bold]{g.graph['name']}[/bold]")
     branches: dict[str, Tree] = {"": root}
@@ -58,17 +81,22 @@ def render_tree(g) -> Tree:
 
     for name in topo_order(g):
         prefix, _, leaf = name.rpartition(".")
-        branch(prefix).add(layer_label(g, name, leaf))
+        branch(prefix).add(layer_label(g, name, leaf, costs))
     return root
 
 
-def render_table(g) -> Table:
+def render_table(g, costs: dict | None = None) -> Table:
     table = Table(title=g.graph["name"], show_lines=False)
     for col in ("layer", "op", "parameters", "inputs", "shape"):
         table.add_column(col)
+    table.add_column("MACs", justify="right")
+    table.add_column("params", justify="right")
+    costs = costs or {}
     for name in topo_order(g):
         d = g.nodes[name]
-        table.add_row(name, d["op"], key_attrs(g, name), ", ".join(d["inputs"]), fmt_shape(d["shape"]))
+        c = costs.get(name, {})
+        table.add_row(name, d["op"], key_attrs(g, name), ", ".join(d["inputs"]), fmt_shape(d["shape"]),
+                      human(c["macs"]) if c.get("macs") else "", human(c["params"]) if c.get("params") else "")
     return table
 
 
@@ -80,12 +108,16 @@ def run(args) -> int:
             print(text, end="")
         else:
             Path(args.dot).write_text(text)
+    costs = node_costs(g)
     if args.json:
-        print_json(to_dict(g))
+        data = to_dict(g)
+        for node in data["nodes"]:
+            node.update({f: costs[node["name"]][f] for f in ("macs", "params")} if costs else {})
+        print_json(data)
         return 0
     if args.dot == "-":
         return 0
     console = Console(highlight=False)
-    console.print(render_table(g) if args.flat else render_tree(g))
-    console.print(summary(g))
+    console.print(render_table(g, costs) if args.flat else render_tree(g, costs))
+    console.print(summary(g, costs))
     return 0
