@@ -34,7 +34,15 @@ RESULTS = 5
 LIMIT = 9.0e18  # a little under 2**63: a float shadow above this means the int64 figure may have wrapped
 
 
-@njit(cache=True)
+def _jit(fn):
+    """njit with numba's on-disk cache; without it where no cache directory is writable (numba raises then)."""
+    try:
+        return njit(cache=True)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available" (read-only install, no HOME cache)
+        return njit(fn)
+
+
+@_jit
 def node_cost(t, i, c, cin, j):
     """(macs, params, buffers, other ops, overflowed) of node i with c output and cin input channels; j = input 0."""
     op = t[OP, i]
@@ -90,7 +98,7 @@ def node_cost(t, i, c, cin, j):
     return macs, params, buffers, other, shadow > LIMIT or float(c) * float(cin) * float(k2) > LIMIT
 
 
-@njit(cache=True)
+@_jit
 def cost_kernel(t, in_idx, free_idx):
     """Per-node results [RESULTS, n], the peak of live activation elements, and the first overflowing node (-1)."""
     n = t.shape[1]
@@ -123,7 +131,7 @@ def cost_kernel(t, in_idx, free_idx):
     return res, peak, bad
 
 
-@njit(cache=True)
+@_jit
 def batched_kernel(t, in_idx, active, costly, widths):
     """MACs and parameters of the network at every row of widths [rows, width variables]; overflow per row."""
     rows = widths.shape[0]
