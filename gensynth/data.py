@@ -246,12 +246,15 @@ def _check_pair(where: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, n
         y = y.astype(np.int64)
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
         raise NetError(f"{where}: images must be numeric, got dtype {x.dtype}")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise NetError(f"{where}: images contain NaN or infinite values")
     return x, y
 
 
 def _read_idx_dir(path: Path, fashion: bool) -> tuple[np.ndarray, ...]:
     """Find and read the train/test images/labels IDX files in a directory (or DIR/PREFIX)."""
-    directory, prefix = (path, "") if path.is_dir() else (path.parent, path.name)
+    # idx:DIR/PREFIX picks one set from a directory holding several (EMNIST's balanced, digits, ...).
+    directory, prefix = (path, "") if path.is_dir() or fashion else (path.parent, path.name)
     if not directory.is_dir() or (prefix and not any(directory.glob(prefix + "*"))):
         what = "Fashion-MNIST" if fashion else "IDX dataset"
         notes = ([f"install it: sudo apt-get update && sudo apt-get install dataset-fashion-mnist "

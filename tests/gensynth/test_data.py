@@ -258,6 +258,8 @@ def test_npz_errors(tmp_path: Path) -> None:
         load_dataset(f"npz:{write_npz(tmp_path / 'b.npz', x=np.zeros((4, 8, 8, 3)), y=np.zeros(4, int))}")
     with pytest.raises(NetError, match="4 images but 3 labels"):
         load_dataset(f"npz:{write_npz(tmp_path / 'c.npz', x=np.zeros((4, 8, 8)), y=np.zeros(3, int))}")
+    with pytest.raises(NetError, match="NaN or infinite"):
+        load_dataset(f"npz:{write_npz(tmp_path / 'e.npz', x=np.full((4, 8, 8), np.nan), y=np.zeros(4, int))}")
     with pytest.raises(NetError, match="npz dataset not found"):
         load_dataset(f"npz:{tmp_path / 'nope.npz'}")
     (tmp_path / "bad.npz").write_bytes(b"not a zip at all")
