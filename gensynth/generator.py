@@ -1,0 +1,215 @@
+"""The generator G(s; θG): a seeded rewrite of the prototype IR under learned keep-probabilities.
+
+θG holds, per free channel group, a keep-probability for each of the prototype's channels; per skippable
+residual block, a keep-probability; per declared choice, probabilities over its options. A seed s draws one
+uniform number per decision; a channel is kept when u/p is below a threshold λ, which is lowered (one batched
+cost-model call over a grid of λ) until the MAC and parameter requirements hold. So every sample meets the
+structural requirements by construction, and (θG, s) always gives the same network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+
+from compiler.cost import batched_costs, compile_costs, network_cost
+from compiler.coupling import apply_widths, channel_plan
+from compiler.diagnostics import NetError
+from compiler.ir import architecture_hash, to_dict
+from compiler.printer import print_network
+from compiler.residual import drop_blocks
+from gensynth.requirements import Requirement
+from gensynth.space import SearchSpace, apply_decisions
+
+FORMAT = "netdsl-generator/1"
+LAMBDA_GRID = np.concatenate([np.geomspace(1.0, 0.02, 96), [0.0]])  # thresholds tried, largest first
+MAX_ATTEMPTS = 8  # re-draws when even the smallest threshold breaks a requirement
+
+
+@dataclass
+class GeneratorState:
+    """θG plus what it was learned for; saved as generator.json."""
+
+    prototype: str  # canonical .net text of the prototype, for people
+    prototype_hash: str
+    prototype_ir: dict  # the same network as compiler.ir.to_dict, for loading without the front end
+    requirements: list[str]
+    utility: str = "netscore"
+    channels: dict[str, list[float]] = field(default_factory=dict)  # group id -> keep-probability per channel
+    blocks: dict[str, float] = field(default_factory=dict)  # skippable block id -> keep-probability
+    choices: dict[str, list[float]] = field(default_factory=dict)  # decision id -> option probabilities
+    min_fraction: float = 0.1  # a group keeps at least this share of its channels
+    cycle: int = 0
+    weights: str | None = None  # the prototype's trained weights, relative to the generator file
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, **self.__dict__}
+
+    def save(self, path: Path) -> None:
+        """Write atomically, so a killed run never leaves half a generator."""
+        tmp = Path(path).with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1))
+        tmp.replace(path)
+
+    @classmethod
+    def from_json(cls, data: dict, where: str = "generator") -> GeneratorState:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise NetError(f"{where} is not a netdsl generator (expected \"format\": \"{FORMAT}\")")
+        try:
+            state = cls(**{k: v for k, v in data.items() if k != "format"})
+        except TypeError as err:
+            raise NetError(f"{where} is damaged: {err}") from None
+        if hashlib.sha256(state.prototype.encode()).hexdigest()[:16] != state.prototype_hash:
+            raise NetError(f"{where} is damaged: its prototype text does not match its hash")
+        for gid, probs in state.channels.items():
+            if not all(isinstance(p, (int, float)) and 0.0 <= p <= 1.0 for p in probs):
+                raise NetError(f"{where} is damaged: channel group {gid} has probabilities outside [0, 1]")
+        return state
+
+    @classmethod
+    def load(cls, path: str | Path) -> GeneratorState:
+        try:
+            data = json.loads(Path(path).read_text())
+        except OSError as err:
+            raise NetError(f"cannot read generator {path}: {err.strerror or err}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise NetError(f"{path} is not a generator file (not JSON: {err})") from None
+        return cls.from_json(data, str(path))
+
+
+def prototype_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def initial_state(space: SearchSpace, requirements: list[Requirement], utility: str = "netscore",
+                  min_fraction: float = 0.1) -> GeneratorState:
+    """θG at the prototype: every channel and block kept, choices uniform."""
+    text = print_network(space.prototype)
+    return GeneratorState(
+        prototype=text, prototype_hash=prototype_hash(text), prototype_ir=to_dict(space.prototype), requirements=[r.text for r in requirements],
+        utility=utility,
+        channels={str(grp.id): [1.0] * grp.channels for grp in space.groups},
+        blocks={b.id: 1.0 for b in space.blocks},
+        choices={d: [1.0 / len(opts)] * len(opts) for d, opts in space.decisions.items()},
+        min_fraction=min_fraction,
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """One generated network and the decisions that made it."""
+
+    seed: int
+    graph: nx.DiGraph
+    kept: dict[str, list[int]]  # node -> prototype output channels it keeps (for weight transfer)
+    widths: dict[str, int]  # free group id -> channels kept
+    dropped: tuple[str, ...]  # skipped residual blocks
+    picks: dict[str, int]  # decision id -> option index
+    macs: int
+    params: int
+    memory: int
+    meets: bool  # the structural requirements hold
+    arch: str
+
+    def decisions(self) -> dict:
+        return {"widths": self.widths, "dropped": list(self.dropped), "picks": self.picks}
+
+
+def _structural_ok(reqs: list[Requirement], macs: float, params: float, memory: float | None = None) -> bool:
+    values = {"macs": macs, "params": params, "memory": memory}
+    return all(r.holds(values[r.metric]) for r in reqs if r.metric in values and values[r.metric] is not None)
+
+
+def _violation(reqs: list[Requirement], values: dict) -> float:
+    return sum(r.violation(values[r.metric]) for r in reqs if r.metric in values)
+
+
+def sample(state: GeneratorState, space: SearchSpace, seed: int, reqs: list[Requirement]) -> Sample:
+    """G(s; θG): the network for seed s, projected onto the structural requirements (capped re-draws)."""
+    rng = np.random.default_rng([seed, 0x6E657464])
+    structural = [r for r in reqs if r.stage == "structural"]
+    best = None
+    for attempt in range(MAX_ATTEMPTS):
+        drawn = _draw(state, space, rng, structural, force_small=attempt == MAX_ATTEMPTS - 1)
+        candidate = Sample(seed, *drawn, arch=architecture_hash(drawn[0]))
+        if candidate.meets:
+            return candidate
+        values = {"macs": candidate.macs, "params": candidate.params, "memory": candidate.memory}
+        if best is None or _violation(structural, values) < best[0]:
+            best = (_violation(structural, values), candidate)
+    return best[1]
+
+
+def _draw(state: GeneratorState, space: SearchSpace, rng: np.random.Generator, structural, force_small: bool):
+    u_channels = {str(grp.id): rng.random(grp.channels) for grp in space.groups}
+    u_blocks = rng.random(len(space.blocks))
+    picks = {}
+    for did, options in space.decisions.items():
+        probs = np.asarray(state.choices.get(did, [1.0 / len(options)] * len(options)), dtype=float)
+        picks[did] = int(rng.choice(len(options), p=probs / probs.sum()))
+    dropped = [b for b, u in zip(space.blocks, u_blocks) if force_small or u >= state.blocks.get(b.id, 1.0)]
+    g = apply_decisions(space.prototype, picks)
+    if dropped:
+        g = drop_blocks(g, dropped)
+    plan = channel_plan(g)
+    program = compile_costs(g)
+    proto_group = {m: grp for grp in space.groups for m in grp.members}
+    # order each group's channels by u/p: a smaller ratio is kept first (p = 0 is never kept unless forced)
+    order, columns = {}, []
+    for gid in program.width_groups:
+        grp = plan.groups[gid]
+        proto = next((proto_group[m] for m in grp.members if m in proto_group), None)
+        if proto is None:
+            columns.append(None)
+            continue
+        n = grp.channels  # may be below the prototype's after a choice picked a narrower option
+        p = np.asarray(state.channels[str(proto.id)][:n], dtype=float)
+        with np.errstate(divide="ignore"):
+            ratio = np.where(p > 0, u_channels[str(proto.id)][:n] / np.maximum(p, 1e-12), np.inf)
+        order[gid] = np.argsort(ratio, kind="stable")
+        m = grp.multiple_of
+        low = max(m, -(-max(1, int(np.ceil(proto.channels * state.min_fraction))) // m) * m)
+        columns.append((np.sort(ratio), min(low, n // m * m), m, str(proto.id)))
+    grid = [0.0] if force_small else LAMBDA_GRID
+    rows = np.empty((len(grid), len(program.width_groups)), dtype=np.int64)
+    for j, col in enumerate(columns):
+        gid = program.width_groups[j]
+        if col is None:
+            rows[:, j] = plan.groups[gid].channels
+            continue
+        sorted_ratio, low, m, _ = col
+        counts = np.searchsorted(sorted_ratio, np.asarray(grid), side="left")
+        rows[:, j] = np.clip(counts // m * m, low, len(sorted_ratio) // m * m)
+    macs, params = batched_costs(program, rows)
+    ok = [i for i in range(len(grid)) if _structural_ok(structural, macs[i], params[i])]
+    i = ok[0] if ok else len(grid) - 1
+    while True:  # memory needs the full cost model: step down the grid until it holds
+        widths = {program.width_groups[j]: int(rows[i, j]) for j, col in enumerate(columns) if col is not None}
+        child = apply_widths(g, widths, plan)
+        report = network_cost(child)
+        meets = _structural_ok(structural, report.macs, report.params, report.peak_activation_bytes)
+        if meets or i >= len(grid) - 1 or not any(r.metric == "memory" for r in structural):
+            break
+        i += 1
+    kept, named_widths = {}, {}
+    for j, col in enumerate(columns):
+        if col is None:
+            continue
+        gid = program.width_groups[j]
+        w = int(rows[i, j])
+        keep = sorted(int(c) for c in order[gid][:w])
+        named_widths[col[3]] = w
+        for member in plan.groups[gid].members:
+            kept[member] = keep
+    return (child, kept, named_widths, tuple(b.id for b in dropped), picks, report.macs, report.params,
+            report.peak_activation_bytes, meets)
+
+
+def describe_sample(s: Sample) -> str:
+    """One line: what a sample is."""
+    return f"seed {s.seed}: {s.macs / 1e6:.2f} M MACs, {s.params / 1e3:.1f} K params, arch {s.arch}"

@@ -1,0 +1,180 @@
+"""The inquisitor: build a generated network, inherit weights, fine-tune, probe it and measure every metric.
+
+`inquire(task)` is a pure function of (candidate IR, inherited weights, data spec, budget, seed) and returns a
+JSON-ready record, so it can run in this process, in a worker pool, or on another machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from compiler.cost import network_cost
+from compiler.ir import architecture_hash, from_dict
+from compiler.lower import lower_to_torch
+from compiler.transfer import transfer_weights
+from gensynth.data import Dataset, load_dataset
+from gensynth.probe import probe
+from gensynth.requirements import parse_requirements
+from gensynth.train import TrainConfig, evaluate, resolve_device, save_weights, train
+from gensynth.utility import UTILITIES, information_density, netscore
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much work one candidate gets: a short fine-tune while searching, a full training at the end."""
+
+    images: int = 12000  # fine-tune images per search candidate (a random subset, drawn per seed)
+    epochs: int = 1
+    final_epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.02  # fine-tuning inherits trained weights: a gentler rate than from scratch
+    final_lr: float = 0.02
+    probe_images: int = 512
+    latency_runs: int = 30
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class Task:
+    """Everything one evaluation needs, as plain data."""
+
+    key: str
+    cycle: int
+    seed: int
+    child: dict  # compiler.ir.to_dict of the candidate
+    kept: dict  # node -> prototype output channels kept
+    groups: dict  # free group id (str) -> the candidate's member node names
+    parent: dict  # the prototype IR (to_dict)
+    parent_weights: str  # safetensors file of the trained prototype
+    data: str
+    data_options: dict = field(default_factory=dict)
+    budget: Budget = Budget()
+    requirements: tuple[str, ...] = ()
+    utility: str = "netscore"
+    final: bool = False
+    save_to: str | None = None  # where a final candidate's weights go
+    decisions: dict = field(default_factory=dict)
+
+
+@lru_cache(maxsize=4)
+def _parent_state(path: str) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(path)
+
+
+def _subset(data: Dataset, images: int, seed: int) -> Dataset:
+    """A seeded random subset of the training split, without validation or test (we evaluate those ourselves)."""
+    n = len(data.train_y)
+    idx = torch.from_numpy(np.random.default_rng(seed).permutation(n)[: min(images, n)])
+    empty_x, empty_y = data.val_x[:0], data.val_y[:0]
+    return dataclasses.replace(data, train_x=data.train_x[idx], train_y=data.train_y[idx], val_x=empty_x,
+                               val_y=empty_y, test_x=empty_x, test_y=empty_y)
+
+
+def measure_latency(model: torch.nn.Module, input_shape: tuple, runs: int, device: torch.device) -> float:
+    """Median seconds of one batch-1 forward pass in eval mode (after a warm-up)."""
+    model.eval()
+    x = torch.randn(1, *input_shape, device=device)
+    times = []
+    with torch.inference_mode():
+        for _ in range(5):
+            model(x)
+        for _ in range(runs):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            model(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def group_importance(stats: dict, groups: dict, kept: dict, prototype_channels: dict) -> dict:
+    """Per free group: Taylor importance per prototype channel (NaN where the candidate dropped it)."""
+    out = {}
+    for gid, members in groups.items():
+        if gid not in prototype_channels:
+            continue
+        values = np.full(prototype_channels[gid], np.nan)
+        rows = [stats[m].importance for m in members if m in stats and stats[m].importance is not None]
+        if rows:
+            mean = np.mean(np.stack(rows), axis=0)
+            keep = kept.get(members[0], list(range(len(mean))))
+            values[np.asarray(keep[: len(mean)], dtype=int)] = mean
+        out[gid] = values.tolist()
+    return out
+
+
+def inquire(task: Task) -> dict:
+    """Evaluate one candidate: inherit, fine-tune, measure accuracy and cost, probe channel importance."""
+    start = time.perf_counter()
+    child, parent = from_dict(task.child), from_dict(task.parent)
+    data = load_dataset(task.data, **task.data_options)
+    torch.manual_seed(task.seed)
+    model = lower_to_torch(child)
+    state = transfer_weights(parent, _parent_state(task.parent_weights), child, task.kept)
+    model.load_state_dict(state, strict=False)
+    b = task.budget
+    epochs = b.final_epochs if task.final else b.epochs
+    if task.final:  # the whole training split; the test split is evaluated once below, for the report
+        subset = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
+    else:
+        subset = _subset(data, b.images, task.seed)
+    config = TrainConfig(epochs=max(epochs, 1), lr=b.final_lr if task.final else b.lr, batch_size=b.batch_size,
+                         seed=task.seed, device=b.device, schedule="cosine")
+    if epochs > 0:
+        device = torch.device(train(model, subset, config).device)
+    else:  # measure the weights as they are (the trained prototype)
+        device = resolve_device(b.device)
+        model.to(device)
+    val = evaluate(model, data.val_x, data.val_y, device=device)
+    record = {"key": task.key, "cycle": task.cycle, "seed": task.seed, "arch": architecture_hash(child),
+              "decisions": task.decisions, "final": task.final, "val_acc": val.accuracy, "device": str(device)}
+    if task.final:
+        record["test_acc"] = evaluate(model, data.test_x, data.test_y, device=device).accuracy  # reported only
+        if task.save_to:
+            save_weights(model, task.save_to)
+    else:
+        n = min(b.probe_images, len(data.val_y))
+        stats = probe(model, data.val_x[:n].to(device), data.val_y[:n].to(device))
+        channels = {gid: parent.nodes[members[0]]["shape"][0] for gid, members in task.groups.items() if members}
+        record["importance"] = group_importance(stats, task.groups, task.kept, channels)
+    cost = network_cost(child)
+    record.update(macs=cost.macs, params=cost.params, memory=cost.peak_activation_bytes)
+    model.to("cpu")
+    record["latency"] = measure_latency(model, child.nodes[child.graph["inputs"][0]]["shape"], b.latency_runs,
+                                        torch.device("cpu"))
+    record["accuracy"] = val.accuracy
+    record["netscore"] = netscore(val.accuracy, cost.params, cost.macs)
+    record["density"] = information_density(val.accuracy, cost.params)
+    record["utility"] = UTILITIES[task.utility](record)
+    record.update(requirement_status(record, task.requirements))
+    record["wall_s"] = time.perf_counter() - start
+    return record
+
+
+METRIC_OF_RECORD = {"acc": "val_acc", "macs": "macs", "params": "params", "memory": "memory",
+                    "latency": "latency", "netscore": "netscore"}
+
+
+def requirement_status(record: dict, requirements) -> dict:
+    """Which requirements a record meets (decided on validation accuracy), and by how much it misses."""
+    reqs = parse_requirements(list(requirements))
+    missed, violation = [], 0.0
+    for r in reqs:
+        value = record.get(METRIC_OF_RECORD.get(r.metric, r.metric))
+        if value is None:
+            continue
+        if not r.holds(value):
+            missed.append(r.text)
+            violation += r.violation(value)
+    return {"meets": not missed, "missed": missed, "violation": violation}

@@ -1,0 +1,84 @@
+"""The search space of a prototype: what the generator may rewrite (channel groups, skippable blocks, choices)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+from compiler.cost import batched_costs, compile_costs, network_cost
+from compiler.coupling import ChannelGroup, ChannelPlan, channel_plan
+from compiler.diagnostics import NetError
+from compiler.ir import copy_graph
+from compiler.residual import SkippableBlock, drop_blocks, skippable_blocks
+from compiler.shapes import infer_shapes
+
+
+@dataclass(frozen=True, eq=False)
+class SearchSpace:
+    """Everything G(s; θ) decides about: free channel groups, optional blocks and declared choices."""
+
+    prototype: nx.DiGraph
+    plan: ChannelPlan
+    groups: tuple[ChannelGroup, ...]  # the free groups (keys of θ's channel probabilities, by str(id))
+    blocks: tuple[SkippableBlock, ...]
+    decisions: dict[str, list]  # decision id -> options (first = prototype's)
+
+    def group(self, gid: int) -> ChannelGroup:
+        return self.plan.groups[gid]
+
+    def min_width(self, grp: ChannelGroup, min_fraction: float) -> int:
+        """The fewest channels a group may keep: a fraction of the prototype's, and at least one multiple."""
+        m = grp.multiple_of
+        want = max(1, int(np.ceil(grp.channels * min_fraction)))
+        return max(m, (want + m - 1) // m * m)
+
+
+def search_space(g: nx.DiGraph) -> SearchSpace:
+    """The prototype's search space; NetError when synthesis could change nothing (saying why)."""
+    plan = channel_plan(g)
+    groups = tuple(grp for grp in plan.groups if not grp.fixed and grp.channels > grp.multiple_of)
+    blocks = tuple(skippable_blocks(g))
+    decisions = dict(g.graph.get("decisions", {}))
+    for did, options in decisions.items():
+        for name, d in g.nodes(data=True):
+            for attr, ref in d.get("choices", {}).items():
+                if ref == did and attr == "out" and any(o > options[0] for o in options):
+                    raise NetError(f"choice '{did}' of '{name}': synthesis narrows channels from the prototype's "
+                                   f"count, so the first option must be the largest ({options})", d.get("span"))
+    if not groups and not blocks and not decisions:
+        reasons = sorted({grp.reason for grp in plan.groups if grp.fixed})
+        raise NetError(f"network '{g.graph['name']}' has nothing synthesis can rewrite: every channel group is fixed "
+                       "and there are no skippable residual blocks or choice(...) declarations",
+                       notes=reasons[:6])
+    return SearchSpace(g, plan, groups, blocks, decisions)
+
+
+def apply_decisions(g: nx.DiGraph, picks: dict[str, int]) -> nx.DiGraph:
+    """A copy of g with every declared choice set to the picked option, shapes re-inferred."""
+    if not picks:
+        return g
+    new = copy_graph(g)
+    for _, d in new.nodes(data=True):
+        for attr, did in d.get("choices", {}).items():
+            if did in picks:
+                d["attrs"][attr] = new.graph["decisions"][did][picks[did]]
+        d["choices"] = {}
+    new.graph["decisions"] = {}
+    return infer_shapes(new)
+
+
+def smallest_reachable(space: SearchSpace, min_fraction: float) -> dict[str, float]:
+    """The MACs and parameters of the smallest network the generator can produce (every block dropped)."""
+    g = drop_blocks(space.prototype, list(space.blocks)) if space.blocks else space.prototype
+    program = compile_costs(g)
+    by_member = {m: grp for grp in space.groups for m in grp.members}
+    row = []
+    for gid in program.width_groups:
+        grp = program.plan.groups[gid]
+        proto = next((by_member[m] for m in grp.members if m in by_member), None)
+        row.append(space.min_width(proto, min_fraction) if proto else grp.channels)
+    macs, params = batched_costs(program, np.array([row], dtype=np.int64))
+    memory = network_cost(g).peak_activation_bytes
+    return {"macs": float(macs[0]), "params": float(params[0]), "memory": float(memory)}
