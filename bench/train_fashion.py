@@ -1,0 +1,248 @@
+"""Benchmark gensynth.train on Fashion-MNIST: loop overhead against a hand-written loop, and a full run.
+
+    python bench/train_fashion.py            # throughput: train() vs a minimal PyTorch loop
+    python bench/train_fashion.py --full     # ... plus a default training run, test accuracy, wall time
+
+Results are printed as a table and written into docs/benchmarks.md between the
+bench:train_fashion markers (only that section is replaced). Thread count is whatever torch
+picks from the environment (OMP_NUM_THREADS etc.); it is reported, never changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+from torch.nn import functional
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from gensynth.data import Dataset, load_dataset  # noqa: E402
+from gensynth.train import EpochStats, TrainConfig, resolve_device, train  # noqa: E402
+
+DOC = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- bench:train_fashion:start -->", "<!-- bench:train_fashion:end -->"
+
+
+class _Residual(nn.Module):
+    """relu(x + bn(conv(x))): the residual second conv of each stage in examples/fashion_cnn.net."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.bn(self.conv(x)))
+
+
+def _stage(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+def build_model() -> nn.Module:
+    """Stand-in for examples/fashion_cnn.net (width 1, drop 0.3); to be replaced by the project's lowering."""
+    return nn.Sequential(
+        *_stage(1, 32), _Residual(32), nn.MaxPool2d(2),
+        *_stage(32, 64), _Residual(64), nn.MaxPool2d(2),
+        *_stage(64, 128),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(128, 10))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def minimal_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, warmup: int, bs: int,
+                 device: torch.device, amp: torch.dtype | None) -> float:
+    """The hand-written reference: same optimizer, same index-permutation batching; images/s."""
+    model.to(device).train()
+    x, y = x.to(device), y.to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0)).to(device)
+    t0 = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            _sync(device)
+            t0 = time.perf_counter()
+        idx = perm[(i % steps) * bs:(i % steps + 1) * bs]
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            loss = functional.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    _sync(device)
+    return steps * bs / (time.perf_counter() - t0)
+
+
+def subset(ds: Dataset, n: int) -> Dataset:
+    """The first n training images, with no validation or test work at all."""
+    return replace(ds, train_x=ds.train_x[:n], train_y=ds.train_y[:n], val_x=ds.val_x[:0],
+                   val_y=ds.val_y[:0], test_x=ds.test_x[:0], test_y=ds.test_y[:0])
+
+
+def library_loop(model: nn.Module, ds: Dataset, steps: int, warmup: int, bs: int, device: str) -> tuple[float, float]:
+    """gensynth.train over exactly `steps` batches (after a warm-up call); (wall images/s, reported images/s)."""
+    cfg = TrainConfig(epochs=1, batch_size=bs, device=device)
+    train(model, subset(ds, warmup * bs), cfg)
+    _sync(resolve_device(device))
+    t0 = time.perf_counter()
+    result = train(model, subset(ds, steps * bs), cfg)
+    _sync(resolve_device(device))
+    return steps * bs / (time.perf_counter() - t0), result.epochs[0].images_per_s
+
+
+def throughput(ds: Dataset, steps: int, warmup: int, repeats: int, bs: int, device: str) -> dict:
+    """Back-to-back pairs of both loops over the same model and data, in alternating order (ABBA).
+
+    On a shared machine the load drifts; a pair's two runs see nearly the same load, so the
+    median of the per-pair ratios is the robust figure (the ratio of medians is shown too).
+    """
+    dev = resolve_device(device)
+    # What TrainConfig(amp="auto") picks, so both loops run at the same precision.
+    amp = None if dev.type != "cuda" else torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    torch.manual_seed(0)
+    base = build_model()
+    x, y = ds.train_x[: steps * bs], ds.train_y[: steps * bs]
+    runs: dict[str, list[float]] = {"minimal": [], "train": [], "train_reported": []}
+    for r in range(repeats):
+        for which in (("minimal", "train") if r % 2 == 0 else ("train", "minimal")):
+            if which == "minimal":
+                runs["minimal"].append(minimal_loop(copy.deepcopy(base), x, y, steps, warmup, bs, dev, amp))
+            else:
+                wall, reported = library_loop(copy.deepcopy(base), ds, steps, warmup, bs, device)
+                runs["train"].append(wall)
+                runs["train_reported"].append(reported)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    ratios = [t / m for t, m in zip(runs["train"], runs["minimal"], strict=True)]
+    return {"runs": runs, "median": med, "ratios": ratios, "ratio": statistics.median(ratios),
+            "ratio_of_medians": med["train"] / med["minimal"]}
+
+
+def full_run(ds: Dataset, epochs: int | None, device: str, out: Path, console: Console) -> dict:
+    """A default TrainConfig run on the whole dataset: test accuracy and wall time."""
+    cfg = TrainConfig(device=device) if epochs is None else TrainConfig(device=device, epochs=epochs)
+
+    def on_epoch(e: EpochStats) -> None:
+        console.print(f"epoch {e.epoch}/{cfg.epochs}: loss {e.train_loss:.4f} train {e.train_acc:.2%} "
+                      f"val {e.val_acc:.2%} {e.images_per_s:,.0f} img/s {e.wall_s:.0f} s", highlight=False)
+
+    torch.manual_seed(0)
+    result = train(build_model(), ds, cfg, out_dir=out, on_epoch=on_epoch)
+    return {"epochs": cfg.epochs, "test_acc": result.test.accuracy, "val_acc": result.epochs[-1].val_acc,
+            "wall_s": result.wall_s, "epoch_s": statistics.median(e.wall_s for e in result.epochs),
+            "ips": statistics.median(e.images_per_s for e in result.epochs), "device": result.device}
+
+
+def machine() -> str:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (f"{platform.machine()} {platform.processor() or platform.system()}, {cores} CPU cores available, "
+            f"torch {torch.__version__} with {torch.get_num_threads()} threads{gpu}")
+
+
+def section(command: str, tp: dict, full: dict | None, args: argparse.Namespace) -> str:
+    """The markdown between the markers."""
+    med = tp["median"]
+    lines = [START, "## Training loop (`bench/train_fashion.py`)", "",
+             f"Command: `{command}`  ", f"Machine: {machine()}  ",
+             f"Date: {datetime.date.today().isoformat()}", "",
+             f"Throughput on Fashion-MNIST, `build_model()` (the fashion_cnn stand-in), batch {args.batch_size}, "
+             f"{args.steps} timed steps after {args.warmup} warm-up steps, {args.repeats} back-to-back pairs of runs:",
+             "", "| loop | images/s (median) | runs |", "|---|---:|---|",
+             f"| minimal hand-written PyTorch loop | {med['minimal']:,.0f} | "
+             + ", ".join(f"{v:,.0f}" for v in tp["runs"]["minimal"]) + " |",
+             f"| `gensynth.train.train()` (whole call, wall clock) | {med['train']:,.0f} | "
+             + ", ".join(f"{v:,.0f}" for v in tp["runs"]["train"]) + " |",
+             f"| `train()`'s own epoch images/s | {med['train_reported']:,.0f} | "
+             + ", ".join(f"{v:,.0f}" for v in tp["runs"]["train_reported"]) + " |",
+             "", f"Ratio train()/minimal, median of per-pair ratios: **{tp['ratio']:.3f}** (requirement >= 0.95; "
+             f"per pair: " + ", ".join(f"{r:.3f}" for r in tp["ratios"])
+             + f"; ratio of medians {tp['ratio_of_medians']:.3f})."]
+    if full:
+        default = TrainConfig().epochs
+        what = "default run" if full["epochs"] == default else f"run cut to {full['epochs']} epoch(s) (default {default})"
+        lines += ["", f"Full-data {what}: SGD+Nesterov, cosine, batch 128, 54,000 train / 6,000 val / "
+                  f"10,000 test, on {full['device']}:", "",
+                  "| test accuracy | final val accuracy | wall time | median epoch | median images/s |",
+                  "|---:|---:|---:|---:|---:|",
+                  f"| {full['test_acc']:.2%} | {full['val_acc']:.2%} | {full['wall_s'] / 60:.1f} min "
+                  f"| {full['epoch_s']:.0f} s | {full['ips']:,.0f} |"]
+        if full["epochs"] != default:
+            lines += ["", f"At that epoch time the default {default}-epoch run takes about "
+                      f"{default * full['epoch_s'] / 60:.0f} min on this machine."]
+    else:
+        lines += ["", "No full training run in this measurement (run with `--full`)."]
+    return "\n".join(lines + [END])
+
+
+def write_section(text: str, path: Path = DOC) -> None:
+    """Replace the marked section of docs/benchmarks.md (or append it; create the file if needed)."""
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    if START in old and END in old:
+        head, rest = old.split(START, 1)
+        new = head + text + rest.split(END, 1)[1]
+    else:
+        new = old.rstrip("\n") + "\n\n" + text + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="fashion-mnist", help="dataset spec (default fashion-mnist)")
+    p.add_argument("--steps", type=int, default=15, help="timed training steps per run (default 15)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps (default 3)")
+    p.add_argument("--repeats", type=int, default=7, help="pairs of runs, one of each loop (default 7)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--full", action="store_true", help="also run a default full training run")
+    p.add_argument("--epochs", type=int, help="epochs of the full run (default: TrainConfig's)")
+    p.add_argument("--out", default="runs/bench_train_fashion", help="output directory of the full run")
+    p.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    args = p.parse_args(argv)
+    console = Console(highlight=False)
+    env = [f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
+           if k in os.environ]
+    command = " ".join([*env, "python", shlex.join(["bench/train_fashion.py", *(sys.argv[1:] if argv is None else argv)])])
+    ds = load_dataset(args.data)
+    if len(ds.train_y) < (args.steps + args.warmup) * args.batch_size:
+        p.error(f"{args.data} has only {len(ds.train_y)} training images for {args.steps} steps")
+    console.print(f"{machine()}; {ds}")
+    tp = throughput(ds, args.steps, args.warmup, args.repeats, args.batch_size, args.device)
+    table = Table(title=f"training throughput, batch {args.batch_size}, {args.steps} steps")
+    table.add_column("loop")
+    table.add_column("images/s (median)", justify="right")
+    table.add_column("runs", justify="right")
+    for key, label in (("minimal", "minimal loop"), ("train", "train() wall"), ("train_reported", "train() reported")):
+        table.add_row(label, f"{tp['median'][key]:,.0f}", ", ".join(f"{v:,.0f}" for v in tp["runs"][key]))
+    table.add_row("ratio train()/minimal (per pair)", f"{tp['ratio']:.3f}", ", ".join(f"{r:.3f}" for r in tp["ratios"]))
+    console.print(table)
+    full = full_run(ds, args.epochs, args.device, ROOT / args.out, console) if args.full else None
+    if full:
+        console.print(f"full run: test accuracy {full['test_acc']:.2%}, wall {full['wall_s'] / 60:.1f} min "
+                      f"on {full['device']}")
+    if not args.no_docs:
+        write_section(section(command, tp, full, args))
+        console.print(f"updated {DOC.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
