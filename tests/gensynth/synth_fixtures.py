@@ -1,0 +1,28 @@
+"""Small prototype networks and a learnable npz dataset shared by the synthesis tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+TINY_NET = """
+network Tiny(classes=4) {
+    input image: [1, 12, 12]
+    x = image -> conv(12, k=3, padding=1, bias=false) -> bn -> relu
+    x = relu(add(x, x -> conv(12, k=3, padding=1, bias=false) -> bn))
+    maxpool(2) -> conv(24, k=3, padding=1, bias=false) -> bn -> relu
+    output logits = gap -> linear(classes)
+}
+"""
+
+
+def write_npz(path, n: int = 320, classes: int = 4, seed: int = 0) -> str:
+    """Noisy stripes whose orientation is the class (horizontal, vertical, two diagonals): learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, size=n)
+    i, j = np.mgrid[0:12, 0:12]
+    patterns = [np.sin(i * 1.6), np.sin(j * 1.6), np.sin((i + j) * 1.2), np.sin((i - j) * 1.2)]
+    x = rng.normal(0, 0.5, size=(n, 1, 12, 12)).astype(np.float32)
+    for k, c in enumerate(y):
+        x[k, 0] += 1.5 * patterns[int(c) % 4].astype(np.float32)
+    np.savez(path, x=x, y=y, x_test=x[: n // 4].copy(), y_test=y[: n // 4])
+    return f"npz:{path}"

@@ -1,0 +1,113 @@
+import json
+
+import numpy as np
+import pytest
+
+from compiler.cost import network_cost
+from compiler.diagnostics import NetError
+from gensynth.generator import GeneratorState, initial_state, sample
+from gensynth.requirements import parse_requirements
+from gensynth.space import search_space, smallest_reachable
+from gensynth.update import apply_pressure, update_generator
+from netdsl.loader import load_network, load_network_text
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    g = load_network("examples/fashion_cnn.net")
+    return g, search_space(g)
+
+
+def test_search_space_of_the_reference_prototype(fashion):
+    g, space = fashion
+    assert len(space.groups) >= 3
+    assert {b.id for b in space.blocks} == {n for n, d in g.nodes(data=True) if d["op"] == "add"}
+    for grp in space.groups:
+        assert not grp.fixed and grp.channels > 1
+
+
+def test_samples_meet_structural_requirements_and_are_deterministic(fashion):
+    g, space = fashion
+    reqs = parse_requirements(["macs<=5M", "params<=60K", "acc>=0.9"])
+    state = initial_state(space, reqs)
+    samples = [sample(state, space, seed, reqs) for seed in range(20)]
+    for s in samples:
+        cost = network_cost(s.graph)
+        assert s.meets and cost.macs <= 5e6 and cost.params <= 60e3
+        assert (cost.macs, cost.params) == (s.macs, s.params)
+    assert len({s.arch for s in samples}) >= 18
+    again = sample(state, space, 7, reqs)
+    assert again.arch == samples[7].arch and again.kept == samples[7].kept
+
+
+def test_kept_channels_follow_probabilities(fashion):
+    g, space = fashion
+    reqs = parse_requirements(["macs<=6M"])
+    state = initial_state(space, reqs)
+    gid = str(space.groups[-1].id)
+    n = len(state.channels[gid])
+    state.channels[gid] = [1.0] * (n // 2) + [0.02] * (n - n // 2)
+    member = space.groups[-1].members[0]
+    kept = [set(sample(state, space, seed, reqs).kept[member]) for seed in range(10)]
+    favoured = np.mean([len(k & set(range(n // 2))) / max(1, len(k)) for k in kept])
+    assert favoured > 0.8
+
+
+def test_unreachable_requirement_is_reported_with_the_smallest_cost(fashion):
+    g, space = fashion
+    smallest = smallest_reachable(space, 0.1)
+    assert 0 < smallest["macs"] < network_cost(g).macs
+
+
+def test_generator_json_roundtrip_and_damage(tmp_path, fashion):
+    g, space = fashion
+    reqs = parse_requirements(["macs<=5M"])
+    state = initial_state(space, reqs)
+    path = tmp_path / "generator.json"
+    state.save(path)
+    loaded = GeneratorState.load(path)
+    assert loaded.channels == state.channels and loaded.prototype_hash == state.prototype_hash
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(NetError, match="not a generator file"):
+        GeneratorState.load(tmp_path / "bad.json")
+    (tmp_path / "foreign.json").write_text(json.dumps({"format": "something-else/2"}))
+    with pytest.raises(NetError, match="not a netdsl generator"):
+        GeneratorState.load(tmp_path / "foreign.json")
+    data = state.to_json()
+    data["prototype"] += " "
+    (tmp_path / "tampered.json").write_text(json.dumps(data))
+    with pytest.raises(NetError, match="does not match its hash"):
+        GeneratorState.load(tmp_path / "tampered.json")
+
+
+def test_update_moves_probability_toward_important_channels(fashion):
+    g, space = fashion
+    reqs = parse_requirements(["macs<=20M"])
+    state = initial_state(space, reqs)
+    gid = str(space.groups[0].id)
+    n = len(state.channels[gid])
+    importance = {str(grp.id): [1.0] * grp.channels for grp in space.groups}
+    importance[gid] = [5.0 if c < n // 2 else 0.01 for c in range(n)]
+    records = [{"utility": 50.0, "violation": 0.0, "importance": importance, "decisions": {"dropped": []}}]
+    new = update_generator(state, space, records, reqs)
+    p = np.asarray(new.channels[gid])
+    assert p[: n // 2].mean() > p[n // 2:].mean() + 0.3
+    assert new.cycle == state.cycle + 1 and state.channels[gid] == [1.0] * n  # old state untouched
+
+
+def test_pressure_brings_the_expected_network_under_the_bound(fashion):
+    g, space = fashion
+    reqs = parse_requirements(["macs<=3M"])
+    state = apply_pressure(initial_state(space, reqs), space, reqs)
+    expected = {grp.id: int(sum(state.channels[str(grp.id)])) for grp in space.groups}
+    assert all(expected[grp.id] < grp.channels for grp in space.groups)
+
+
+def test_prototype_with_nothing_rewritable_is_refused():
+    g = load_network_text("""
+network Frozen {
+    input x: [3, 8, 8]
+    output y = x -> fixed conv(8, k=3) -> gap -> linear(2)
+}""", "frozen.net")
+    with pytest.raises(NetError, match="nothing synthesis can rewrite"):
+        search_space(g)

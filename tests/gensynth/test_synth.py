@@ -1,0 +1,161 @@
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from compiler.diagnostics import NetError
+from gensynth import inquisitor as inquisitor_module
+from gensynth import synth as synth_module
+from gensynth.generator import GeneratorState
+from gensynth.inquisitor import Budget
+from gensynth.synth import SynthConfig, synthesize
+from netdsl.cli import main
+from netdsl.loader import load_network_text
+from tests.gensynth.synth_fixtures import TINY_NET, write_npz
+
+REQS = ["macs<=60K", "acc>=0.3"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_npz(tmp_path_factory.mktemp("data") / "quadrants.npz")
+
+
+def config(data, **kw) -> SynthConfig:
+    budget = Budget(images=160, epochs=1, final_epochs=2, batch_size=32, lr=0.05, final_lr=0.05, probe_images=64,
+                    latency_runs=3, device="cpu")
+    base = dict(data=data, requirements=REQS, cycles=2, per_cycle=2, budget=budget, prototype_epochs=2, finalists=1)
+    base.update(kw)
+    return SynthConfig(**base)
+
+
+def tiny():
+    return load_network_text(TINY_NET, "tiny.net")
+
+
+def test_whole_loop_meets_structural_requirements_and_writes_the_run(tmp_path, data):
+    result = synthesize(tiny(), config(data), tmp_path / "run")
+    out = result.out
+    for name in ("generator.json", "journal.sqlite", "report.md", "pareto.png", "prototype.safetensors",
+                 "fermi-1.net", "fermi-1.safetensors"):
+        assert (out / name).exists(), name
+    assert len(result.candidates) == 4
+    assert all(r["macs"] <= 60e3 for r in result.candidates + result.finals)
+    assert result.prototype["macs"] > 60e3
+    final = result.finals[0]
+    assert 0 <= final["test_acc"] <= 1 and final["val_acc"] > 0.3
+    state = GeneratorState.load(out / "generator.json")
+    assert state.cycle == 2 and state.requirements == REQS
+    report = (out / "report.md").read_text()
+    assert "prototype" in report and "fermi-1" in report and "NetScore" in report
+    # the fermi file is a real network
+    from netdsl.loader import load_network
+    assert load_network(str(out / "fermi-1.net")).graph["name"] == "Fermi1"
+
+
+def test_resume_continues_without_redoing_candidates(tmp_path, data, monkeypatch):
+    calls = []
+    real = inquisitor_module.inquire
+
+    def counting(task):
+        calls.append(task.key)
+        return real(task)
+
+    monkeypatch.setattr(synth_module, "inquire", counting)
+    monkeypatch.setattr("gensynth.executor.inquire", counting)
+
+    class Crash(Exception):
+        pass
+
+    seen = []
+
+    def crash_after_three(kind, payload):
+        if kind == "candidate":
+            seen.append(payload["key"])
+            if len(seen) == 3:
+                raise Crash
+
+    with pytest.raises(Crash):
+        synthesize(tiny(), config(data), tmp_path / "run", on_event=crash_after_three)
+    before = {k for k in calls if ":" in k and not k.startswith("final")}
+    assert before == {"0:0", "0:1", "1:0"}
+    calls.clear()
+    result = synthesize(tiny(), config(data), tmp_path / "run", resume=True)
+    searched = [k for k in calls if k not in ("prototype",) and not k.startswith("final")]
+    assert searched == ["1:1"]  # only the unfinished candidate, and the prototype is not retrained
+    assert "prototype" not in calls
+    assert sorted(r["key"] for r in result.candidates) == ["0:0", "0:1", "1:0", "1:1"]
+
+
+def test_existing_run_needs_resume_and_the_same_prototype(tmp_path, data):
+    synthesize(tiny(), config(data, cycles=1, per_cycle=1), tmp_path / "run")
+    with pytest.raises(NetError, match="already holds a synthesis run"):
+        synthesize(tiny(), config(data, cycles=1, per_cycle=1), tmp_path / "run")
+    other = load_network_text(TINY_NET.replace("conv(24", "conv(20"), "other.net")
+    with pytest.raises(NetError, match="another prototype"):
+        synthesize(other, config(data, cycles=1, per_cycle=1), tmp_path / "run", resume=True)
+    with pytest.raises(NetError, match="nothing to resume"):
+        synthesize(tiny(), config(data), tmp_path / "empty", resume=True)
+
+
+def test_unsatisfiable_requirement_is_refused_before_training(tmp_path, data):
+    start = time.perf_counter()
+    with pytest.raises(NetError, match="cannot be met: the smallest network"):
+        synthesize(tiny(), config(data, requirements=["macs<=100"]), tmp_path / "run")
+    assert not (tmp_path / "run" / "prototype.safetensors").exists()
+    assert time.perf_counter() - start < 10
+
+
+def test_cli_survives_kill_9_and_resumes(tmp_path, data):
+    out = tmp_path / "run"
+    net = tmp_path / "tiny.net"
+    net.write_text(TINY_NET)
+    args = [str(net), "--data", data, "--req", REQS[0], "--req", REQS[1], "--cycles", "2", "--per-cycle", "3",
+            "--prototype-epochs", "1", "--images", "160", "--final-epochs", "1", "--finalists", "1",
+            "--device", "cpu"]
+    proc = subprocess.Popen([sys.executable, "-m", "netdsl.cli", "synth", *args, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "CI": "1"})
+    journal = out / "journal.sqlite"
+    deadline = time.time() + 120
+    done = []
+    while time.time() < deadline and proc.poll() is None:
+        if journal.exists():
+            try:
+                db = sqlite3.connect(journal)
+                done = db.execute("SELECT key, record FROM candidates WHERE key LIKE '%:%' "
+                                  "AND key NOT LIKE 'final%'").fetchall()
+                db.close()
+            except sqlite3.Error:
+                done = []
+            if len(done) >= 2:
+                break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(done) >= 2, "the run should have journaled candidates before it was killed"
+    assert main(["synth", *args, "--resume", str(out), "--json"]) == 0
+    db = sqlite3.connect(journal)
+    after = dict(db.execute("SELECT key, record FROM candidates").fetchall())
+    db.close()
+    for key, record in done:
+        assert after[key] == record  # nothing finished was redone or lost
+    assert {f"{c}:{i}" for c in range(2) for i in range(3)} <= set(after)
+
+
+def test_bad_requirement_on_the_cli_exits_2(tmp_path, capsys):
+    net = tmp_path / "tiny.net"
+    net.write_text(TINY_NET)
+    assert main(["synth", str(net), "--req", "flops<=2M", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown metric 'flops'" in err and "known metrics" in err and "Traceback" not in err
+
+
+def test_results_do_not_depend_on_the_number_of_workers(tmp_path, data):
+    one = synthesize(tiny(), config(data, cycles=1, per_cycle=3, workers=1), tmp_path / "one")
+    two = synthesize(tiny(), config(data, cycles=1, per_cycle=3, workers=2), tmp_path / "two")
+    by_key = lambda result: {r["key"]: (r["seed"], r["arch"], r["macs"]) for r in result.candidates}  # noqa: E731
+    assert by_key(one) == by_key(two)
