@@ -68,7 +68,7 @@ def test_resume_continues_without_redoing_candidates(tmp_path, data, monkeypatch
     monkeypatch.setattr(synth_module, "inquire", counting)
     monkeypatch.setattr("gensynth.executor.inquire", counting)
 
-    class Crash(Exception):
+    class CrashError(Exception):
         pass
 
     seen = []
@@ -77,9 +77,9 @@ def test_resume_continues_without_redoing_candidates(tmp_path, data, monkeypatch
         if kind == "candidate":
             seen.append(payload["key"])
             if len(seen) == 3:
-                raise Crash
+                raise CrashError
 
-    with pytest.raises(Crash):
+    with pytest.raises(CrashError):
         synthesize(tiny(), config(data), tmp_path / "run", on_event=crash_after_three)
     before = {k for k in calls if ":" in k and not k.startswith("final")}
     assert before == {"0:0", "0:1", "1:0"}
