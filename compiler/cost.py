@@ -10,12 +10,14 @@ Conventions (docs/cost-model.md): a MAC is one multiply-accumulate of a conv, dw
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
 
 from compiler import cost_kernel as ck
+from compiler.cost_batch import SlotProgram, slot_costs, slot_program
 from compiler.cost_program import CostProgram, compile_costs, execution_order
 from compiler.diagnostics import NetError
 from compiler.ir import copy_graph
@@ -118,10 +120,31 @@ def batched_costs(program: CostProgram, widths) -> tuple[np.ndarray, np.ndarray]
         col = int(np.flatnonzero((widths[row] <= 0) | (widths[row] % program.multiple_of != 0))[0])
         raise NetError(f"widths row {row}: column {col} (channel group {program.width_groups[col]}) must be a "
                        f"positive multiple of {int(program.multiple_of[col])}, got {int(widths[row, col])}")
+    if widths.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    fast = _slot_program(program)
+    # every figure grows with every width: if the column-wise maximum does not overflow, no row does
+    _, _, overflow = ck.batched_kernel(program.table, program.in_idx, program.active, program.costly,
+                                       widths.max(axis=0, keepdims=True))
+    if fast is not None and not overflow[0]:
+        return slot_costs(fast, widths)
     macs, params, overflow = ck.batched_kernel(program.table, program.in_idx, program.active, program.costly, widths)
     if overflow.any():
         raise _overflow(program, f"widths row {int(np.flatnonzero(overflow)[0])}")
     return macs, params
+
+
+_SLOT_PROGRAMS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _slot_program(program: CostProgram) -> SlotProgram | None:
+    """The program's batched slot form, built on first use (None when a coefficient does not fit in int64)."""
+    if program not in _SLOT_PROGRAMS:
+        try:
+            _SLOT_PROGRAMS[program] = slot_program(program)
+        except OverflowError:
+            _SLOT_PROGRAMS[program] = None
+    return _SLOT_PROGRAMS[program]
 
 
 def with_input_shapes(g: nx.DiGraph, shapes: dict[str, tuple[int, ...]]) -> nx.DiGraph:

@@ -171,3 +171,45 @@ def batched_kernel(t, in_idx, active, costly, widths):
         params_out[r] = params_total
         overflow_out[r] = bad or shadow > LIMIT
     return macs_out, params_out, overflow_out
+
+
+# the slot form of batched evaluation: slot values = [width columns | constants | derived channel counts]
+D_KIND, D_ARG, D_PTR, D_N, D_SLOT = 0, 1, 2, 3, 4  # derived rows (kind is CH_SUM, CH_PART or CH_SCALE)
+T_OUT, T_IN, T_GC, T_GI, T_MACS, T_PARAMS = 0, 1, 2, 3, 4, 5  # bilinear terms (T_GI < 0: one input per output)
+
+
+@_jit
+def slot_kernel(widths, slots, derived, derived_in, terms, linear, base_macs, base_params):
+    """MACs and params per width row as sums of coefficient * (out // gc) * (in // gi) terms; no overflow checks."""
+    rows, columns = widths.shape
+    vals = slots.copy()
+    macs_out = np.empty(rows, dtype=np.int64)
+    params_out = np.empty(rows, dtype=np.int64)
+    for r in range(rows):
+        for c in range(columns):
+            vals[c] = widths[r, c]
+        for d in range(derived.shape[1]):
+            p = derived[D_PTR, d]
+            kind = derived[D_KIND, d]
+            if kind == CH_SUM:
+                s = 0
+                for q in range(p, p + derived[D_N, d]):
+                    s += vals[derived_in[q]]
+            elif kind == CH_PART:
+                s = vals[derived_in[p]] // derived[D_ARG, d]
+            else:
+                s = vals[derived_in[p]] * derived[D_ARG, d]
+            vals[derived[D_SLOT, d]] = s
+        macs = base_macs
+        params = base_params
+        for q in range(terms.shape[1]):
+            x = vals[terms[T_OUT, q]] // terms[T_GC, q]
+            gi = terms[T_GI, q]
+            xy = x if gi < 0 else x * (vals[terms[T_IN, q]] // gi)
+            macs += terms[T_MACS, q] * xy
+            params += terms[T_PARAMS, q] * xy
+        for q in range(linear.shape[1]):
+            params += linear[1, q] * vals[linear[0, q]]
+        macs_out[r] = macs
+        params_out[r] = params
+    return macs_out, params_out

@@ -147,3 +147,21 @@ def test_batched_at_prototype_widths_equals_cost_of():
     macs, params = batched_costs(program, program.prototype_widths)
     report = cost_of(program)
     assert (int(macs[0]), int(params[0])) == (report.macs, report.params)
+
+
+@pytest.mark.parametrize("name", ["shufflenet_v2_x1_0", "unet_small", "squeezenet1_1"])
+def test_fast_slot_kernel_equals_the_checked_kernel(name):
+    from compiler import cost_kernel as ck
+    from compiler.cost import _slot_program
+    from compiler.cost_batch import slot_costs
+
+    if not (EXAMPLES / f"{name}.net").exists():
+        pytest.skip(f"examples/{name}.net not written yet")
+    _, program = example(name)
+    rng = np.random.default_rng(1)
+    mult = program.multiple_of
+    widths = (rng.integers(1, 2 * program.prototype_widths // mult + 1, size=(64, len(mult))) * mult).astype(np.int64)
+    fast = slot_costs(_slot_program(program), widths)
+    macs, params, overflow = ck.batched_kernel(program.table, program.in_idx, program.active, program.costly, widths)
+    assert not overflow.any()
+    assert fast[0].tolist() == macs.tolist() and fast[1].tolist() == params.tolist()
