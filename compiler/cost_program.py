@@ -100,8 +100,8 @@ assert _ROW_ORDER == tuple(range(ck.FIELDS))
 def compile_costs(g: nx.DiGraph) -> CostProgram:
     """Build the struct-of-arrays cost program of a shape-inferred network."""
     check_ops(g)
-    plan = channel_plan(g)
     order = execution_order(g)
+    plan = channel_plan(g, order)
     data = dict(g.nodes(data=True))
     index = {name: i for i, name in enumerate(order)}
     free_groups = [grp.id for grp in plan.groups if not grp.fixed]

@@ -137,9 +137,9 @@ class _Builder:
         if ra != rb:
             self.parent[max(ra, rb)] = min(ra, rb)
 
-    def walk(self) -> None:
+    def walk(self, order: list[str]) -> None:
         g = self.g
-        for name in producer_order(g):
+        for name in order:
             d = g.nodes[name]
             self.exprs[name] = self.node_expr(name, d, [self.exprs[i] for i in d["inputs"]],
                                               [g.nodes[i]["shape"] for i in d["inputs"]])
@@ -215,15 +215,14 @@ def _requirement(e: Expr, d: int, frozen: set[int], proto: list[int], needs: dic
     return _requirement(e[1], d // math.gcd(d, e[2]), frozen, proto, needs)  # scale
 
 
-def channel_plan(g: nx.DiGraph) -> ChannelPlan:
+def channel_plan(g: nx.DiGraph, order: list[str] | None = None) -> ChannelPlan:
     """Group the network's tensors by shared channel count (see the module doc for the rules)."""
     b = _Builder(g)
-    b.walk()
+    b.walk(order or producer_order(g))
     for _, coupled in b.equal:
         for e in coupled[1:]:
             if e[0] == "var" and coupled[0][0] == "var":
                 b.union(e[1], coupled[0][1])
-    exprs = {n: _substitute(e, b.root) for n, e in b.exprs.items()}
     reasons: dict[int, str] = {}
 
     def freeze(e: Expr, why: str) -> bool:
@@ -250,13 +249,14 @@ def channel_plan(g: nx.DiGraph) -> ChannelPlan:
             failed |= bool(culprits)
         if not failed:
             break
-    return _assemble(g, b, exprs, reasons, needs)
+    return _assemble(b, reasons, needs)
 
 
-def _assemble(g, b: _Builder, exprs: dict[str, Expr], reasons: dict[int, str], needs: dict[int, int]) -> ChannelPlan:
+def _assemble(b: _Builder, reasons: dict[int, str], needs: dict[int, int]) -> ChannelPlan:
     roots = sorted({b.root(v) for v in range(len(b.parent))})
     ids = {r: i for i, r in enumerate(roots)}
-    exprs = {n: _substitute(e, lambda v: ids[b.root(v)]) for n, e in exprs.items()}
+    group_id = [ids[b.root(v)] for v in range(len(b.parent))]
+    exprs = {n: _substitute(e, group_id.__getitem__) for n, e in b.exprs.items()}
     members: dict[int, list[str]] = {i: [] for i in ids.values()}
     writers: dict[int, list[str]] = {i: [] for i in ids.values()}
     for name, e in exprs.items():
