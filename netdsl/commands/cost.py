@@ -8,7 +8,6 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from compiler.cost import CostReport, compile_costs, cost_of, with_input_shapes
 from compiler.diagnostics import NetError
 from netdsl.commands.common import add_network_arguments, load_from_args, print_json
 
@@ -69,6 +68,8 @@ def parse_input(text: str, inputs: list[str], shapes: dict[str, list[int]]) -> t
 
 def resize(g, specs: list[str]):
     """The network at the --input sizes, and the batch size (1 unless given)."""
+    from compiler.cost import with_input_shapes
+
     shapes = {n: g.nodes[n]["attrs"]["shape"] for n in g.graph["inputs"]}
     parsed = [parse_input(s, list(g.graph["inputs"]), shapes) for s in specs]
     batches = {b for _, b, _ in parsed}
@@ -79,7 +80,7 @@ def resize(g, specs: list[str]):
     return with_input_shapes(g, {name: shape for name, _, shape in parsed}), batches.pop()
 
 
-def block_rows(g, report: CostReport, depth: int | None, batch: int) -> list[dict]:
+def block_rows(g, report, depth: int | None, batch: int) -> list[dict]:
     """Per-node figures, or summed per name prefix of `depth` parts; MACs/other ops/activations times batch."""
     rows: dict[str, dict] = {}
     for node in report.nodes():
@@ -100,7 +101,7 @@ def block_rows(g, report: CostReport, depth: int | None, batch: int) -> list[dic
     return list(rows.values())
 
 
-def totals(report: CostReport, batch: int) -> dict:
+def totals(report, batch: int) -> dict:
     t = report.totals()
     for f in ("macs", "other_ops", "activation_elements", "activation_bytes", "peak_activation_elements",
               "peak_activation_bytes"):
@@ -138,6 +139,8 @@ def run(args) -> int:
         raise NetError(f"--dtype-bytes must be positive, got {args.dtype_bytes}")
     if args.depth is not None and args.depth <= 0:
         raise NetError(f"--depth must be positive, got {args.depth}")
+    from compiler.cost import compile_costs, cost_of  # numba loads only for the commands that count
+
     g, batch = resize(load_from_args(args), args.input)
     report = cost_of(compile_costs(g), args.dtype_bytes)
     total = totals(report, batch)

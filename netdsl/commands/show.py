@@ -8,7 +8,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from compiler.cost import CostReport, network_cost
 from compiler.diagnostics import NetError
 from compiler.dot import to_dot
 from compiler.ir import to_dict, topo_order
@@ -32,8 +31,10 @@ def fmt_shape(shape) -> str:
 
 def node_costs(g) -> dict[str, dict]:
     """MACs and params by node name ({} when the cost model cannot count the network, e.g. on overflow)."""
+    from compiler.cost import network_cost  # numba loads only when a command shows costs
+
     try:
-        report: CostReport = network_cost(g)
+        report = network_cost(g)
     except NetError:
         return {}
     return {n["name"]: n for n in report.nodes()}
