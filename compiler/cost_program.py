@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import chain
 
 import networkx as nx
 import numpy as np
@@ -138,12 +139,13 @@ def compile_costs(g: nx.DiGraph) -> CostProgram:
     for i, released in enumerate(_last_uses(inputs_of, owner, [index[n] for n in g.graph["outputs"].values()])):
         table[i][ck.FREE_PTR], table[i][ck.FREE_N] = len(free_idx), len(released)
         free_idx += released
-    t = np.array(table, dtype=np.int64).reshape(len(order), ck.FIELDS).T.copy()
-    active = np.flatnonzero((t[ck.CH_RULE] != ck.CH_CONST) & (t[ck.CH_RULE] != ck.CH_SAME))
-    costly = np.flatnonzero(np.isin(t[ck.OP], list(COSTLY)))
+    n = len(order)
+    t = np.fromiter(chain.from_iterable(table), dtype=np.int64, count=n * ck.FIELDS).reshape(n, ck.FIELDS).T.copy()
+    active = [i for i, row in enumerate(table) if row[ck.CH_RULE] not in (ck.CH_CONST, ck.CH_SAME)]
+    costly = [i for i, row in enumerate(table) if row[ck.OP] in COSTLY]
     return CostProgram(
         tuple(order), tuple(data[x]["op"] for x in order), t, _int_array(in_idx), _int_array(free_idx),
-        active.astype(np.int64), costly.astype(np.int64), tuple(free_groups),
+        _int_array(active), _int_array(costly), tuple(free_groups),
         _int_array([plan.groups[gid].multiple_of for gid in free_groups]), plan, g.graph.get("name", ""),
     )
 
@@ -156,7 +158,7 @@ def _channel_rule(name: str, d: dict, plan: ChannelPlan, column: dict[int, int],
                   inputs: list[int], table: list[list[int]]) -> tuple[int, int, int]:
     """How a width row sets this node's channels: (rule, argument, representative node or -1 for itself)."""
     e = plan.exprs[name]
-    if not expr_vars(e) - fixed_vars:
+    if e[0] == "var" and e[1] in fixed_vars or e[0] != "var" and not expr_vars(e) - fixed_vars:
         return ck.CH_CONST, 0, -1
     for pos, src in enumerate(d["inputs"]):
         if plan.exprs[src] == e:

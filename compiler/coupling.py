@@ -138,13 +138,14 @@ class _Builder:
             self.parent[max(ra, rb)] = min(ra, rb)
 
     def walk(self, order: list[str]) -> None:
-        g = self.g
+        g, exprs = self.g, self.exprs
+        data = dict(g.nodes(data=True))
         for name in order:
-            d = g.nodes[name]
-            self.exprs[name] = self.node_expr(name, d, [self.exprs[i] for i in d["inputs"]],
-                                              [g.nodes[i]["shape"] for i in d["inputs"]])
+            d = data[name]
+            inputs = d["inputs"]
+            exprs[name] = self.node_expr(name, d, [exprs[i] for i in inputs], [data[i]["shape"] for i in inputs])
             if d.get("fixed"):
-                self.freezes.append((self.exprs[name], f"'{name}' is marked fixed"))
+                self.freezes.append((exprs[name], f"'{name}' is marked fixed"))
         for out, node in g.graph["outputs"].items():
             self.freezes.append((self.exprs[node], f"it feeds output '{out}'"))
 
@@ -256,7 +257,12 @@ def _assemble(b: _Builder, reasons: dict[int, str], needs: dict[int, int]) -> Ch
     roots = sorted({b.root(v) for v in range(len(b.parent))})
     ids = {r: i for i, r in enumerate(roots)}
     group_id = [ids[b.root(v)] for v in range(len(b.parent))]
-    exprs = {n: _substitute(e, group_id.__getitem__) for n, e in b.exprs.items()}
+    renamed: dict[Expr, Expr] = {}  # pass-through nodes share their input's expression: rename each once
+    exprs = {}
+    for n, e in b.exprs.items():
+        if e not in renamed:
+            renamed[e] = ("var", group_id[e[1]]) if e[0] == "var" else _substitute(e, group_id.__getitem__)
+        exprs[n] = renamed[e]
     members: dict[int, list[str]] = {i: [] for i in ids.values()}
     writers: dict[int, list[str]] = {i: [] for i in ids.values()}
     for name, e in exprs.items():
