@@ -18,8 +18,8 @@ from compiler.shapes import conv_padding, split_sizes
 
 # Names the generated code uses for itself; a variable never takes one of them.
 RESERVED = frozenset({"self", "torch", "F", "nn", "math"})
-# Activations that may overwrite their input: their backward needs only their own output.
-INPLACE_OPS = frozenset({"relu", "relu6"})
+# Ops that may overwrite their (first) input: relu and relu6 need only their output for backward, add nothing.
+INPLACE_OPS = frozenset({"relu", "relu6", "add"})
 # Ops whose output is a fresh tensor that nothing else aliases (safe to overwrite in place).
 FRESH_OUTPUT_OPS = frozenset({"conv", "dwconv", "conv_transpose", "linear", "bn", "add", "mul", "concat"})
 LAYER_OPS = frozenset({"conv", "dwconv", "conv_transpose", "linear", "bn"})
@@ -162,6 +162,10 @@ def node_expression(g: nx.DiGraph, name: str, args: list[str], inplace: bool = F
     if op in ("add", "mul"):
         rank = len(d["shape"])
         operands = [_broadcast_operand(v, len(g.nodes[i]["shape"]), rank) for v, i in zip(args, d["inputs"])]
+        if inplace:
+            target = inplace_operand(g, name) or 0
+            others = operands[:target] + operands[target + 1:]
+            return operands[target] + "".join(f".add_({v})" for v in others)
         return (" + " if op == "add" else " * ").join(operands)
     if op == "concat":
         return f"torch.cat([{', '.join(args)}], {_batch_dim(a['dim'])})"
@@ -181,13 +185,24 @@ def _uses(g: nx.DiGraph, name: str) -> int:
 
 
 def can_run_inplace(g: nx.DiGraph, name: str) -> bool:
-    """An activation may overwrite its input when that input is a fresh tensor read by nothing else."""
+    """relu/relu6/add may overwrite their first input when it is a fresh tensor of the output's shape read by
+    nothing else (as torchvision's ReLU(inplace=True) and `out += identity` do)."""
+    return inplace_operand(g, name) is not None
+
+
+def inplace_operand(g: nx.DiGraph, name: str) -> int | None:
+    """Which input an in-place relu/relu6/add may overwrite: a fresh tensor of the output's shape that nothing
+    else reads (a two-operand add may overwrite either: a + b == b + a exactly); None if none may."""
     d = g.nodes[name]
     if d["op"] not in INPLACE_OPS:
-        return False
-    src = d["inputs"][0]
-    return (g.nodes[src]["op"] in FRESH_OUTPUT_OPS and _uses(g, src) == 1
-            and src not in g.graph["outputs"].values())
+        return None
+    candidates = (0, 1) if d["op"] == "add" and len(d["inputs"]) == 2 else (0,)
+    for i in candidates:
+        src = d["inputs"][i]
+        if (g.nodes[src]["op"] in FRESH_OUTPUT_OPS and _uses(g, src) == 1 and g.nodes[src]["shape"] == d["shape"]
+                and src not in g.graph["outputs"].values()):
+            return i
+    return None
 
 
 def forward_source(g: nx.DiGraph, fn_name: str = "forward", all_values: bool = False) -> str:
