@@ -59,7 +59,8 @@ def add_node(
 
 def topo_order(g: nx.DiGraph) -> list[str]:
     """Node names, producers before consumers, stable with respect to insertion order."""
-    return list(nx.topological_sort(g))
+    index = {name: i for i, name in enumerate(g.nodes)}
+    return list(nx.lexicographical_topological_sort(g, key=index.__getitem__))
 
 
 def consumers(g: nx.DiGraph, name: str) -> list[str]:

@@ -46,6 +46,8 @@ FUNCTIONS = {
     "int": int, "float": float, "round": round, "min": min, "max": max,
     "ceil": math.ceil, "floor": math.floor, "divisible": _divisible,
 }
+MAX_NODES = 100_000  # a guard against runaway repeat counts: real networks have a few thousand at most
+
 ARITH = {
     "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
     "/": lambda a, b: a / b, "//": lambda a, b: a // b, "%": lambda a, b: a % b,
@@ -87,14 +89,18 @@ class Builder:
     visible: dict[str, dict[str, ast.BlockDef]]
     g: nx.DiGraph = field(default_factory=lambda: new_graph(""))
     used: set = field(default_factory=set)
+    next_suffix: dict = field(default_factory=dict)
     stack: list = field(default_factory=list)
 
     # ---- naming -------------------------------------------------------------------------
     def fresh(self, prefix: str, base: str) -> str:
-        name, i = prefix + base, 0
+        # Names are never freed, so the search resumes where the last one for this base stopped.
+        i = self.next_suffix.get((prefix, base), 0)
+        name = prefix + base if i == 0 else f"{prefix}{base}_{i}"
         while name in self.used:
             i += 1
             name = f"{prefix}{base}_{i}"
+        self.next_suffix[(prefix, base)] = i
         self.used.add(name)
         return name
 
@@ -202,11 +208,16 @@ class Builder:
                 raise NetError(f"only a layer or block can follow '->'; this is {describe(self.expr(expr, frame))}",
                                step.span)
             return self.expr(expr, frame)
+        if source is not None and not isinstance(source, Value):
+            raise NetError(f"only a tensor can flow into '{expr.name}' with '->'; this is {describe(source)}",
+                           step.span)
         times = 1
         if step.repeat is not None:
             times = self.expr(step.repeat, frame)
             if not (isinstance(times, int) and not isinstance(times, bool) and times >= 1):
                 raise NetError(f"repeat count must be a positive integer, got {times!r}", step.span)
+            if times > MAX_NODES:
+                raise NetError(f"repeat count {times} is too large (a network has at most {MAX_NODES} nodes)", step.span)
         fixed = frame.fixed or step.fixed
         for r in range(times):
             name = step.name if step.name is None or times == 1 else step.name + (str(r),)
@@ -329,6 +340,9 @@ class Builder:
         for i, (v, span) in enumerate(positional):
             if isinstance(v, Value):
                 raise NetError(f"'{call.name}' takes {need}; {describe(v)} is one too many", span)
+            if not order:
+                raise NetError(f"'{call.name}' takes no parameters by position; name them (param=value)"
+                               if names else f"'{call.name}' takes no parameters", span)
             if i >= len(order):
                 raise NetError(f"'{call.name}' takes at most {len(order)} positional parameter"
                                f"{'s' if len(order) != 1 else ''}", span)
@@ -397,6 +411,8 @@ class Builder:
         )
 
     def node(self, frame, op, attrs, inputs, base, choices, span, name, fixed=False) -> Value:
+        if len(self.g) >= MAX_NODES:
+            raise NetError(f"the network has more than {MAX_NODES} nodes; is a repeat count too large?", span)
         full = self.explicit(frame.prefix, name, span) if name else self.fresh(frame.prefix, base[0])
         ids = {}
         for attr, choice in (choices or {}).items():

@@ -96,7 +96,10 @@ class Loader:
         else:
             raise NetError(f"{file} has no network '{network}'", None,
                            [f"networks: {', '.join(module.networks)}"] + did_you_mean(network, module.networks))
-        g = Builder(self.visible).build(net, file, params)
+        try:
+            g = Builder(self.visible).build(net, file, params)
+        except RecursionError:
+            raise NetError(f"network '{net.name}' nests expressions or blocks too deeply", net.span) from None
         g.graph["source"] = file
         return validate(g)
 

@@ -23,6 +23,13 @@ TERMINAL_WORDS = {
     "$END": "end of file",
 }
 
+OPERATOR_WORDS = frozenset({"'+'", "'-'", "'*'", "'/'", "'//'", "'%'"})
+# The words most likely to be the fix come first (a missing bracket, arrow or comma), so that they
+# survive the cut to eight; the rest follow alphabetically.
+WORD_RANK = {w: i for i, w in enumerate(
+    ["'}'", "')'", "']'", "'->'", "','", "'='", "':'", "'{'", "'('", "a name", "a number", "a string", "'['"]
+)}
+
 
 @cache
 def grammar_text(name: str) -> str:
@@ -46,7 +53,10 @@ def describe_expected(parser: Lark, names: set[str]) -> str:
             words.add(f"'{by_name[n].pattern.value}'")
         else:
             words.add(n.lower())
-    ordered = sorted(words)
+    operators = words & OPERATOR_WORDS
+    if len(operators) > 2:  # after a value, any arithmetic operator may follow: say so once
+        words = (words - operators) | {"an operator"}
+    ordered = sorted(words, key=lambda w: (WORD_RANK.get(w, len(WORD_RANK)), w))
     if len(ordered) > 8:
         ordered = ordered[:8] + ["..."]
     return ", ".join(ordered[:-1]) + (" or " if len(ordered) > 1 else "") + ordered[-1] if ordered else "nothing"
@@ -246,12 +256,18 @@ def parse_text(text: str, file: str = "<text>") -> ast.Module:
         tree = parser.parse(text)
     except UnexpectedInput as err:
         raise syntax_error(parser, err, file, text) from None
+    except RecursionError:
+        raise NetError(f"{file}: brackets or operators are nested too deeply") from None
     try:
         return _ToSyntax(file).transform(tree)
     except VisitError as err:
         if isinstance(err.orig_exc, NetError):
             raise err.orig_exc from None
+        if isinstance(err.orig_exc, RecursionError):
+            raise NetError(f"{file}: brackets or operators are nested too deeply") from None
         raise
+    except RecursionError:
+        raise NetError(f"{file}: brackets or operators are nested too deeply") from None
 
 
 def token_span(file: str, tok: Token) -> Span:
