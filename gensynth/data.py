@@ -161,7 +161,7 @@ def _parse_spec(spec: str) -> tuple[str, Path]:
     raise NetError(f"unknown dataset spec {spec!r}", notes=["known specs: " + ", ".join(KNOWN_SPECS)])
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=4)
 def _load_cached(spec: str, kind: str, path: Path, val_fraction: float, split_seed: int,
                  limit_train: int | None, limit_test: int | None) -> Dataset:
     """Read the files once per (spec, options) and build the splits."""
@@ -217,8 +217,12 @@ def _load_cached(spec: str, kind: str, path: Path, val_fraction: float, split_se
 
 
 def _to_float(a: np.ndarray) -> torch.Tensor:
-    """Images as float32; 8-bit pixels are scaled to [0, 1] first so mean/std read familiarly."""
-    t = torch.from_numpy(np.ascontiguousarray(a)).float()
+    """Images as float32 with canonical NCHW strides; 8-bit pixels are scaled to [0, 1] first.
+
+    Copying into a fresh tensor matters: numpy gives an inserted channel axis stride 0, which torch
+    would read as channels-last and silently switch convolution layouts depending on how callers index.
+    """
+    t = torch.empty(a.shape, dtype=torch.float32).copy_(torch.from_numpy(np.ascontiguousarray(a)))
     return t.div_(255.0) if a.dtype == np.uint8 else t
 
 

@@ -110,6 +110,9 @@ def test_idx_dir_loads_normalised_splits(tmp_path: Path, gz: bool) -> None:
     assert ds.class_names == ("0", "1", "2", "3")
     assert (len(ds.train_y), len(ds.val_y), len(ds.test_y)) == (180, 20, 60)
     assert ds.train_x.dtype == torch.float32 and ds.train_y.dtype == torch.int64
+    # Canonical NCHW strides, not numpy's stride-0 channel axis (which torch takes for channels-last).
+    for t in (ds.train_x, ds.val_x, ds.test_x):
+        assert t.stride() == (64, 64, 8, 1)
     # Normalised with the train split's own statistics (population std), per channel.
     assert abs(float(ds.train_x.mean())) < 1e-4
     assert abs(float(ds.train_x.std(unbiased=False)) - 1.0) < 1e-4
