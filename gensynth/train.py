@@ -42,8 +42,10 @@ class TrainConfig:
     The cosine schedule anneals the lr per step from lr to 0 over the whole run. amp is "auto"
     (bf16 autocast on CUDA if supported, else fp16 with loss scaling; off on CPU), "bf16", "fp16"
     or "off". augment adds a random crop (padding 2) and horizontal flip, computed batch-wise on
-    the device. on_batch is called at most every progress_interval seconds, and always on the
-    first and last batch of an epoch.
+    the device. channels_last trains 4-D inputs in the NHWC memory layout (about 20% faster
+    convolutions on CPU with oneDNN, tensor-core friendly on CUDA) when the model accepts it; the
+    model is handed back in the default layout. on_batch is called at most every progress_interval
+    seconds, and always on the first and last batch of an epoch.
     """
 
     epochs: int = 10
@@ -58,6 +60,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: bool = False
     output: str | None = None
+    channels_last: bool = True
     progress_interval: float = 0.1
 
     def validate(self) -> None:
@@ -213,6 +216,18 @@ def _place(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     if t.numel() * t.element_size() < free // 4:
         return t.to(device)
     return t.pin_memory()
+
+
+def _runs_channels_last(model: nn.Module, sample: torch.Tensor, device: torch.device) -> bool:
+    """Switch the model to channels-last if a trial forward accepts it (a .view() on NHWC may not)."""
+    model.to(memory_format=torch.channels_last)
+    try:
+        with training_mode(model, False), torch.no_grad():
+            model(sample.to(device).contiguous(memory_format=torch.channels_last))
+        return True
+    except RuntimeError:
+        model.to(memory_format=torch.contiguous_format)
+        return False
 
 
 def _make_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
@@ -371,6 +386,8 @@ class _Epochs:
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.aug = torch.Generator(device=device).manual_seed(config.seed + 1) if config.augment else None
         self.optimizer = _make_optimizer(model, config.resolved())
+        self.channels_last = (config.channels_last and self.x.ndim == 4
+                              and _runs_channels_last(model, self.x[:2], device))
         total = self.steps * config.epochs
         self.scheduler = (torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
@@ -394,6 +411,8 @@ class _Epochs:
             yb = self.y.index_select(0, idx).to(dev, non_blocking=True)
             if self.aug is not None:
                 xb = random_crop_flip(xb, self.aug)
+            if self.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
             with _autocast(self.amp, dev):
                 logits = classification_output(model(xb), self.config.output)
                 if b == 0:
@@ -479,6 +498,9 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig | None = None,
         if out is not None and result.epochs:
             _write_metrics(out, _metrics(result, dataset, config, model, error=exc.message))
         raise
+    finally:
+        if loop.channels_last:
+            model.to(memory_format=torch.contiguous_format)
     result.wall_s = time.perf_counter() - start
     if out is not None:
         _write_metrics(out, _metrics(result, dataset, config, model, finished=True))

@@ -134,6 +134,33 @@ def test_batch_callback_arguments() -> None:
     assert [c[1] for c in few] == [1, 4], "throttled: only the first and last batch of an epoch"
 
 
+class ViewNet(nn.Module):
+    """Flattens with .view(), which fails on a channels-last tensor: training must fall back to NCHW."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4 * 8 * 8, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x))
+        return self.fc(h.view(h.shape[0], -1))
+
+
+def test_channels_last_is_an_internal_layout_choice() -> None:
+    ds = quadrant_dataset()
+    runs = {}
+    for flag in (True, False):
+        model = tiny_net()
+        runs[flag] = train(model, ds, TrainConfig(epochs=1, channels_last=flag, **FAST)).epochs[0].batch_losses
+        assert model[0].weight.is_contiguous() and model[4].weight.stride() == (54, 9, 3, 1), "layout handed back"
+    np.testing.assert_allclose(runs[True], runs[False], rtol=1e-4)
+    view_net = ViewNet()
+    with pytest.raises(RuntimeError, match="view"):
+        view_net.to(memory_format=torch.channels_last)(ds.train_x[:2].contiguous(memory_format=torch.channels_last))
+    view_net.to(memory_format=torch.contiguous_format)
+    assert train(view_net, ds, TrainConfig(epochs=1, **FAST)).test.count == 64
+
+
 def test_single_image_tail_batch_is_dropped_for_batchnorm() -> None:
     result = train(tiny_net(), quadrant_dataset(n_train=65), TrainConfig(epochs=1, **FAST))
     assert len(result.epochs[0].batch_losses) == 2
