@@ -220,7 +220,7 @@ class Builder:
                 raise NetError(f"repeat count {times} is too large (a network has at most {MAX_NODES} nodes)", step.span)
         fixed = frame.fixed or step.fixed
         for r in range(times):
-            name = step.name if step.name is None or times == 1 else step.name + (str(r),)
+            name = step.name if step.name is None or step.repeat is None else step.name + (str(r),)
             source = self.call(expr, frame, source, name, fixed, parts if r == times - 1 else None)
         return source
 
