@@ -194,3 +194,15 @@ def test_report_lookup_and_totals_agree():
     r = cost("output y = conv(4, 3) -> bn -> relu")
     assert sum(n["macs"] for n in r.nodes()) == r.macs == r.totals()["macs"] == r.node("conv")["macs"]
     assert cost_of(r.program).per_node.tolist() == r.per_node.tolist()
+
+
+def test_importing_the_cost_model_compiles_nothing():
+    import subprocess
+    import sys
+
+    code = ("import compiler.cost, compiler.cost_kernel as ck\n"
+            "print(sum(len(getattr(ck, f).signatures) for f in ('node_cost', 'cost_kernel', 'batched_kernel', "
+            "'slot_kernel')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout
+    assert out.strip() == "0"
