@@ -124,7 +124,7 @@ def example(name: str):
 
 
 @pytest.mark.parametrize("name", PROPERTY_NETS)
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(data=st.data())
 def test_batched_costs_equal_costing_the_rewritten_network(name, data):
     if not (EXAMPLES / f"{name}.net").exists():
