@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import operator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 from lark import Lark, Token
@@ -61,7 +61,7 @@ class Requirement:
         return abs(measured - self.value) / max(abs(self.value), 1e-12)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parser() -> Lark:
     text = resources.files("grammars").joinpath("requirements.lark").read_text(encoding="utf-8")
     return Lark(text, parser="lalr")
