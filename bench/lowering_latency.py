@@ -1,0 +1,275 @@
+"""Forward latency of lowered networks against hand-written PyTorch modules of the same architecture.
+
+    .venv/bin/python bench/lowering_latency.py [--reps N] [--no-compile] [--no-docs]
+
+ResNet-18 and MobileNetV2 from examples/ are lowered with compiler.lower.lower_to_torch and timed side by side
+with torchvision-style modules written below (weights copied across and outputs checked equal first), in eval
+mode under torch.inference_mode, at batch 1 and 32, in interleaved repetitions (the order alternates each
+round); medians are reported. With torch.compile both get the same treatment. Prints a rich table and rewrites
+the section between `<!-- bench:lowering:start -->` and `<!-- bench:lowering:end -->` in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from compiler.lower import lower_to_torch  # noqa: E402
+from netdsl.loader import load_network  # noqa: E402
+
+DOC = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- bench:lowering:start -->", "<!-- bench:lowering:end -->"
+
+
+# ---- hand-written reference modules (torchvision's structure and forward) ------------------------------------
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class ResNet18(nn.Module):
+    def __init__(self, classes: int = 1000):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        widths, cin, layers = (64, 128, 256, 512), 64, []
+        for i, w in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            layers.append(nn.Sequential(BasicBlock(cin, w, stride), BasicBlock(w, w)))
+            cin = w
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512, classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def conv_bn_relu6(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU6(inplace=True))
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, expand_ratio: int):
+        super().__init__()
+        hidden = cin * expand_ratio
+        self.use_res_connect = stride == 1 and cin == cout
+        layers = [conv_bn_relu6(cin, hidden, k=1)] if expand_ratio != 1 else []
+        layers += [conv_bn_relu6(hidden, hidden, stride=stride, groups=hidden),
+                   nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    def __init__(self, classes: int = 1000):
+        super().__init__()
+        settings = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                    (6, 320, 1, 1)]
+        features, cin = [conv_bn_relu6(3, 32, stride=2)], 32
+        for t, c, n, s in settings:
+            for i in range(n):
+                features.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
+                cin = c
+        features.append(conv_bn_relu6(cin, 1280, k=1))
+        self.features = nn.Sequential(*features)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, classes))
+
+    def forward(self, x):
+        x = nn.functional.adaptive_avg_pool2d(self.features(x), (1, 1))
+        return self.classifier(torch.flatten(x, 1))
+
+
+NETWORKS = {"resnet18": ResNet18, "mobilenet_v2": MobileNetV2}
+
+
+# ---- measurement ----------------------------------------------------------------------------------------------
+def paired_models(stem: str) -> tuple[nn.Module, nn.Module]:
+    """The lowered example and its hand-written twin holding the same weights (checked: same outputs)."""
+    lowered = lower_to_torch(load_network(str(ROOT / "examples" / f"{stem}.net"))).eval()
+    hand = NETWORKS[stem]().eval()
+    ours, theirs = lowered.state_dict(), hand.state_dict()
+    if [v.shape for v in ours.values()] != [v.shape for v in theirs.values()]:
+        raise SystemExit(f"{stem}: the hand-written module's tensors do not line up with the lowered module's")
+    hand.load_state_dict(dict(zip(theirs, ours.values())))
+    x = torch.randn(2, 3, 224, 224)
+    with torch.inference_mode():
+        torch.testing.assert_close(hand(x), lowered(x), rtol=1e-4, atol=1e-4)
+    return lowered, hand
+
+
+def interleaved(models: dict[str, nn.Module], x: torch.Tensor, reps: int, warmup: int) -> dict[str, dict]:
+    """Wall and process-CPU seconds per forward for each model, timed in alternating order round after round."""
+    times = {name: {"wall": [], "cpu": []} for name in models}
+    names = list(models)
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for name in names:
+                models[name](x)
+        for r in range(reps):
+            for name in names if r % 2 == 0 else names[::-1]:
+                wall, cpu = time.perf_counter(), time.process_time()
+                models[name](x)
+                times[name]["cpu"].append(time.process_time() - cpu)
+                times[name]["wall"].append(time.perf_counter() - wall)
+    return times
+
+
+def compiled(module: nn.Module, x: torch.Tensor) -> tuple[nn.Module, float]:
+    """torch.compile'd module and the seconds its first (compiling) call took."""
+    fast = torch.compile(module)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        fast(x)
+    return fast, time.perf_counter() - start
+
+
+def machine() -> str:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"{platform.machine()} {platform.processor() or platform.system()}, {cores} CPU cores available, "
+            f"torch {torch.__version__} with {torch.get_num_threads()} threads")
+
+
+def load() -> str:
+    return " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
+def run(reps: dict[int, int], with_compile: bool, console: Console) -> list[dict]:
+    rows = []
+    for stem in NETWORKS:
+        lowered, hand = paired_models(stem)
+        for batch, n in reps.items():
+            x = torch.randn(batch, 3, 224, 224)
+            modes = [("eager", {"lowered": lowered, "hand-written": hand}, None)]
+            if with_compile:
+                a, ta = compiled(lowered, x)
+                b, tb = compiled(hand, x)
+                modes.append(("torch.compile", {"lowered": a, "hand-written": b}, (ta, tb)))
+            for mode, models, compile_s in modes:
+                t = interleaved(models, x, n, warmup=2)
+                ours, theirs = t["lowered"], t["hand-written"]
+                row = {"network": stem, "batch": batch, "mode": mode, "reps": n, "threads": torch.get_num_threads(),
+                       "lowered": statistics.median(ours["wall"]), "hand": statistics.median(theirs["wall"]),
+                       "cpu_lowered": statistics.median(ours["cpu"]), "cpu_hand": statistics.median(theirs["cpu"]),
+                       "compile_s": compile_s}
+                row["ratio"] = row["lowered"] / row["hand"]
+                row["cpu_ratio"] = row["cpu_lowered"] / row["cpu_hand"]
+                rows.append(row)
+                console.print(f"{stem} batch {batch} {mode} {row['threads']} threads: wall {row['lowered'] * 1e3:.1f} "
+                              f"vs {row['hand'] * 1e3:.1f} ms ({row['ratio']:.3f}), CPU {row['cpu_lowered'] * 1e3:.1f} "
+                              f"vs {row['cpu_hand'] * 1e3:.1f} ms ({row['cpu_ratio']:.3f}), load {load()}")
+    return rows
+
+
+COLUMNS = ("network", "batch", "threads", "mode", "reps", "lowered ms", "hand-written ms", "ratio",
+           "CPU lowered ms", "CPU hand-written ms", "CPU ratio", "compile s (lowered / hand)")
+
+
+def cells(r: dict) -> list[str]:
+    comp = f"{r['compile_s'][0]:.0f} / {r['compile_s'][1]:.0f}" if r["compile_s"] else ""
+    return [r["network"], str(r["batch"]), str(r["threads"]), r["mode"], str(r["reps"]), f"{r['lowered'] * 1e3:.1f}",
+            f"{r['hand'] * 1e3:.1f}", f"{r['ratio']:.3f}", f"{r['cpu_lowered'] * 1e3:.1f}", f"{r['cpu_hand'] * 1e3:.1f}",
+            f"{r['cpu_ratio']:.3f}", comp]
+
+
+def table(rows: list[dict]) -> Table:
+    t = Table(title="forward latency, eval, inference_mode (medians)")
+    for col in COLUMNS:
+        t.add_column(col, justify="left" if col in ("network", "mode") else "right")
+    for r in rows:
+        t.add_row(*cells(r))
+    return t
+
+
+def section(command: str, rows: list[dict], load_before: str, load_after: str) -> str:
+    lines = [START, "## Lowering latency (`bench/lowering_latency.py`)", "",
+             f"Command: `{command}`  ", f"Machine: {machine()}  ",
+             f"Load average (1/5/15 min) before / after: {load_before} — {load_after}  ",
+             f"Date: {datetime.date.today().isoformat()}", "",
+             "Forward latency of `lower_to_torch(examples/X.net)` against a hand-written torchvision-style module of "
+             "the same architecture holding the same weights, 3x224x224 inputs, eval mode, `torch.inference_mode`, "
+             "repetitions interleaved (order alternating per round), medians of wall time and of process CPU time "
+             "per forward. Ratio = lowered / hand-written (requirement: at most 1.05).", "",
+             "| " + " | ".join(COLUMNS) + " |",
+             "|" + "|".join("---" if c in ("network", "mode") else "---:" for c in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+    return "\n".join(lines + [END])
+
+
+def write_section(text: str, path: Path = DOC) -> None:
+    """Replace the marked section of docs/benchmarks.md (or append it; create the file if needed)."""
+    old = path.read_text() if path.exists() else "# Benchmarks\n"
+    if START in old and END in old:
+        head, rest = old.split(START, 1)
+        new = head + text + rest.split(END, 1)[1]
+    else:
+        new = old.rstrip("\n") + "\n\n" + text + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--reps", type=int, default=30, help="timed rounds at batch 1 (batch 32 gets a quarter)")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile comparison")
+    p.add_argument("--threads", default=str(torch.get_num_threads()),
+                   help="comma-separated torch thread counts to measure at (default: torch's, here %(default)s)")
+    p.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    args = p.parse_args(argv)
+    console = Console(highlight=False, width=200)
+    command = shlex.join([".venv/bin/python", "bench/lowering_latency.py", *(sys.argv[1:] if argv is None else argv)])
+    console.print(machine())
+    before = load()
+    torch.manual_seed(0)
+    rows = []
+    for threads in (int(t) for t in args.threads.split(",")):
+        torch.set_num_threads(threads)
+        rows += run({1: args.reps, 32: max(3, args.reps // 4)}, not args.no_compile, console)
+    console.print(table(rows))
+    if not args.no_docs:
+        write_section(section(command, rows, before, load()))
+        console.print(f"updated {DOC.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
