@@ -71,6 +71,8 @@ def test_conv_transpose_matches_torch(c, h, w, out, k, stride, pad, opad, dilati
         module = torch.nn.ConvTranspose2d(c, out, k, stride=stride, padding=pad, output_padding=opad, dilation=dilation)
         expected = torch_shape(module, (c, h, w))
     except (RuntimeError, ValueError):
+        expected = (0,)
+    if min(expected) < 1:  # torch refuses, or gives an empty tensor: the IR refuses
         with pytest.raises(NetError):
             shape_of((c, h, w), call)
         return
