@@ -19,10 +19,11 @@ from compiler.cost import network_cost
 from compiler.ir import architecture_hash, from_dict
 from compiler.lower import lower_to_torch
 from compiler.transfer import transfer_weights
+from gensynth.checkpoint import save_weights
 from gensynth.data import Dataset, load_dataset
 from gensynth.probe import probe
 from gensynth.requirements import parse_requirements
-from gensynth.train import TrainConfig, evaluate, resolve_device, save_weights, train
+from gensynth.train import TrainConfig, evaluate, resolve_device, train
 from gensynth.utility import UTILITIES, information_density, netscore
 
 

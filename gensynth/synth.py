@@ -133,15 +133,16 @@ class Run:
                       params=0, memory=0, meets=True, arch="")
         if cfg.prototype_weights:
             from compiler.lower import lower_to_torch
-            from gensynth.train import load_weights, save_weights
+            from gensynth.checkpoint import load_weights, save_weights
 
             model = lower_to_torch(space.prototype)
             load_weights(model, cfg.prototype_weights)
             save_weights(model, path)
         else:
             from compiler.lower import lower_to_torch
+            from gensynth.checkpoint import save_weights
             from gensynth.data import load_dataset
-            from gensynth.train import TrainConfig, save_weights, train
+            from gensynth.train import TrainConfig, train
 
             self.on_event("prototype_training", {"epochs": cfg.prototype_epochs})
             data = load_dataset(cfg.data, **cfg.data_options)

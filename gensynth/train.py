@@ -9,19 +9,18 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import safetensors.torch
 import torch
 from torch import nn
 from torch.nn import functional
 
 from compiler.diagnostics import NetError
+from gensynth.checkpoint import atomic_write, save_weights
 from gensynth.data import Dataset, random_crop_flip
 
 # Per-optimizer defaults, used when TrainConfig.lr / weight_decay are None. SGD: Nesterov momentum
@@ -286,59 +285,6 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
                       confusion=conf, count=len(y))
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write to a temporary sibling, then os.replace: readers never see a half-written file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def save_weights(model: nn.Module, path: str | Path) -> None:
-    """Atomically save the state dict as safetensors (contiguous CPU copies, so tied weights work)."""
-    state = {k: v.detach().to("cpu", copy=True).contiguous()
-             for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
-    blob = safetensors.torch.save(state)  # bytes, so the file gets the usual umask permissions
-    _atomic_write(Path(path), lambda p: p.write_bytes(blob))
-
-
-def load_weights(model: nn.Module, path: str | Path) -> None:
-    """Load safetensors or a torch state dict (weights_only) into the model, naming every mismatch."""
-    path = Path(path)
-    if not path.is_file():
-        raise NetError(f"weights file not found: {path}")
-    with path.open("rb") as fh:
-        head = fh.read(9)
-    try:
-        if path.suffix == ".safetensors" or head[8:9] == b"{":
-            state = safetensors.torch.load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # both loaders raise assorted types for corrupt files
-        raise NetError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from None
-    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise NetError(f"{path}: not a state dict of tensors")
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    problems = [f"{k}: the file has shape {tuple(state[k].shape)}, the model {tuple(v.shape)}"
-                for k, v in own.items() if k in state and state[k].shape != v.shape]
-    notes = [f"shape mismatch {p}" for p in problems]
-    notes += [f"missing in the file: {k}" for k in missing] + [f"not in the model: {k}" for k in unexpected]
-    if unexpected and all(k.startswith("module.") for k in unexpected):
-        notes.append("the file's keys start with 'module.' (saved from DataParallel); strip that prefix")
-    if notes:
-        counts = [f"{n} {what}" for n, what in ((len(problems), "shape mismatch(es)"),
-                                                (len(missing), "missing"), (len(unexpected), "unexpected"))
-                  if n]
-        raise NetError(f"weights in {path} do not fit the model: " + ", ".join(counts), notes=notes)
-    model.load_state_dict(state, strict=True)
-
-
 def _metrics(result: TrainResult, dataset: Dataset, config: TrainConfig, model: nn.Module, *,
              interrupted: bool = False, finished: bool = False, error: str | None = None) -> dict:
     """The metrics.json document: curves, timing, device, config and (when finished) the test score."""
@@ -366,7 +312,7 @@ def _metrics(result: TrainResult, dataset: Dataset, config: TrainConfig, model: 
 def _write_metrics(out_dir: Path, doc: dict) -> None:
     """Atomically write metrics.json."""
     text = json.dumps(doc, indent=1, allow_nan=False, default=str)
-    _atomic_write(out_dir / "metrics.json", lambda p: p.write_text(text))
+    atomic_write(out_dir / "metrics.json", lambda p: p.write_text(text))
 
 
 class _Epochs:

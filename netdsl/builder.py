@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import math
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -13,61 +11,9 @@ from compiler.ir import add_node, new_graph
 from compiler.ops import OPS, REQUIRED, VARIADIC, check_value
 from compiler.shapes import infer_node_shape, split_sizes
 from netdsl import syntax as ast
+from netdsl.values import ARITH, FUNCTIONS, Choice, Value, describe, did_you_mean, is_number
 
-
-@dataclass(frozen=True)
-class Value:
-    """A tensor: the output of the IR node `node`."""
-
-    node: str
-
-
-@dataclass(eq=False)
-class Choice:
-    """A search choice: synthesis picks one option; everything else uses the first."""
-
-    options: tuple
-    span: Span
-    id: str | None = None
-
-
-def _num(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _divisible(v, divisor=8, min_value=None):
-    """MobileNet's _make_divisible: round to a multiple of divisor, never below 90% of v."""
-    min_value = min_value or divisor
-    new = max(min_value, int(v + divisor / 2) // divisor * divisor)
-    return new + divisor if new < 0.9 * v else new
-
-
-FUNCTIONS = {
-    "int": int, "float": float, "round": round, "min": min, "max": max,
-    "ceil": math.ceil, "floor": math.floor, "divisible": _divisible,
-}
 MAX_NODES = 100_000  # a guard against runaway repeat counts: real networks have a few thousand at most
-
-ARITH = {
-    "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-    "/": lambda a, b: a / b, "//": lambda a, b: a // b, "%": lambda a, b: a % b,
-}
-
-
-def did_you_mean(name: str, candidates) -> list[str]:
-    """A 'did you mean' note, or none."""
-    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
-    return [f"did you mean {' or '.join(repr(c) for c in close)}?"] if close else []
-
-
-def describe(v) -> str:
-    if isinstance(v, Value):
-        return f"the tensor '{v.node}'"
-    if isinstance(v, Choice):
-        return "a choice(...)"
-    if isinstance(v, tuple):
-        return f"{len(v)} tensors"
-    return f"the {type(v).__name__ if v is not None else 'value'} {v!r}"
 
 
 @dataclass
@@ -245,14 +191,14 @@ class Builder:
             return [self.expr(i, frame) for i in e.items]
         if isinstance(e, ast.Neg):
             v = self.expr(e.operand, frame)
-            if not _num(v):
+            if not is_number(v):
                 raise NetError(f"cannot negate {describe(v)}", e.span)
             return -v
         if isinstance(e, ast.BinOp):
             a, b = self.expr(e.left, frame), self.expr(e.right, frame)
             if isinstance(a, Value) or isinstance(b, Value):
                 raise NetError("arithmetic on tensors is written add(a, b) or mul(a, b)", e.span)
-            if not (_num(a) and _num(b)):
+            if not (is_number(a) and is_number(b)):
                 raise NetError(f"'{e.op}' needs numbers, got {describe(a)} and {describe(b)}", e.span)
             if e.op in ("/", "//", "%") and b == 0:
                 raise NetError("division by zero", e.span)
@@ -281,7 +227,7 @@ class Builder:
                 raise NetError("choice options must be numbers, strings or booleans", call.span)
             return Choice(tuple(args), call.span, kwargs.get("id"))
         for v in [*args, *kwargs.values()]:
-            if not _num(v):
+            if not is_number(v):
                 raise NetError(f"{call.name}() takes numbers, got {describe(v)}", call.span)
         try:
             return FUNCTIONS[call.name](*args, **kwargs)

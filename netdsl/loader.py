@@ -10,8 +10,9 @@ import networkx as nx
 from compiler.diagnostics import NetError
 from compiler.validate import validate
 from netdsl import syntax as ast
-from netdsl.builder import Builder, did_you_mean
+from netdsl.builder import Builder
 from netdsl.parser import parse_text
+from netdsl.values import did_you_mean
 
 STDLIB_PACKAGE = "netdsl.stdlib"
 

@@ -21,8 +21,9 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from compiler.lower import lower_to_torch
+    from gensynth.checkpoint import load_weights
     from gensynth.data import check_fits, load_dataset
-    from gensynth.train import evaluate, load_weights, resolve_device
+    from gensynth.train import evaluate, resolve_device
     from netdsl.commands.train import check_network_fits
 
     g = load_from_args(args)

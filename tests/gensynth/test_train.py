@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 from compiler.diagnostics import NetError
+from gensynth.checkpoint import load_weights
 from gensynth.data import Dataset, random_crop_flip
 from gensynth.train import (
     EpochStats,
     TrainConfig,
     evaluate,
-    load_weights,
     resolve_device,
     train,
 )
