@@ -42,29 +42,12 @@ CLOCK = time.perf_counter
 START, END = "<!-- bench:train_fashion:start -->", "<!-- bench:train_fashion:end -->"
 
 
-class _Residual(nn.Module):
-    """relu(x + bn(conv(x))): the residual second conv of each stage in examples/fashion_cnn.net."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x + self.bn(self.conv(x)))
-
-
-def _stage(c_in: int, c_out: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
-
-
 def build_model() -> nn.Module:
-    """Stand-in for examples/fashion_cnn.net (width 1, drop 0.3); to be replaced by the project's lowering."""
-    return nn.Sequential(
-        *_stage(1, 32), _Residual(32), nn.MaxPool2d(2),
-        *_stage(32, 64), _Residual(64), nn.MaxPool2d(2),
-        *_stage(64, 128),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(128, 10))
+    """examples/fashion_cnn.net lowered by the project's own backend."""
+    from compiler.lower import lower_to_torch
+    from netdsl.loader import load_network
+
+    return lower_to_torch(load_network(str(ROOT / "examples" / "fashion_cnn.net")))
 
 
 def _sync(device: torch.device) -> None:

@@ -1,0 +1,146 @@
+"""Synthesis on real Fashion-MNIST: a FermiNet from examples/fashion_cnn.net, and 20 networks from the generator.
+
+    python bench/synth_fashion.py [--out runs/bench-fermi] [--device cpu]
+
+Runs (or resumes) `netdsl synth` and `netdsl generate --train` as whole processes, measures the batch-1 CPU
+latency of the prototype and the best FermiNet side by side, prints a table and writes it to
+docs/benchmarks.md between the bench:synth markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+START, END = "<!-- bench:synth:start -->", "<!-- bench:synth:end -->"
+
+
+def run(cmd: list[str]) -> float:
+    print("$", " ".join(cmd), flush=True)
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    return time.perf_counter() - t
+
+
+def latency_side_by_side(files: list[Path], runs: int = 200) -> list[float]:
+    """Median batch-1 latency (s) of each network, interleaved so that load affects them alike."""
+    import torch
+
+    from compiler.lower import lower_to_torch
+    from netdsl.loader import load_network
+
+    models = []
+    for f in files:
+        g = load_network(str(f))
+        m = lower_to_torch(g).eval()
+        models.append((m, torch.randn(1, *g.nodes[g.graph["inputs"][0]]["shape"])))
+    times = [[] for _ in models]
+    with torch.inference_mode():
+        for m, x in models:
+            for _ in range(20):
+                m(x)
+        for _ in range(runs):
+            for i, (m, x) in enumerate(models):
+                t = time.perf_counter()
+                m(x)
+                times[i].append(time.perf_counter() - t)
+    return [statistics.median(t) for t in times]
+
+
+def write_section(text: str) -> None:
+    path = ROOT / "docs" / "benchmarks.md"
+    doc = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{START}\n{text}\n{END}"
+    if START in doc:
+        doc = doc[: doc.index(START)] + block + doc[doc.index(END) + len(END):]
+    else:
+        doc = doc.rstrip() + "\n\n" + block + "\n"
+    path.write_text(doc)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="runs/bench-fermi")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--macs", default="5.5M", help="MAC requirement (the prototype has 21.9 M)")
+    ap.add_argument("--acc", default="0.90")
+    ap.add_argument("--count", type=int, default=20)
+    ap.add_argument("--generate-epochs", type=int, default=2)
+    args = ap.parse_args()
+    netdsl = str(Path(sys.executable).parent / "netdsl")
+    out = ROOT / args.out
+    reqs = ["--req", f"acc>={args.acc}", "--req", f"macs<={args.macs}"]
+    synth = [netdsl, "synth", "examples/fashion_cnn.net", "--data", "fashion-mnist", *reqs, "--device", args.device]
+    synth += ["--resume", str(out)] if (out / "journal.sqlite").exists() else ["--out", str(out)]
+    synth_s = run(synth)
+    from gensynth.journal import Journal
+
+    journal = Journal(out / "journal.sqlite")
+    prototype = journal.candidate("prototype")
+    finals = [r for r in journal.candidates() if r.get("final") and r["key"].startswith("final:")]
+    searched = [r for r in journal.candidates() if r.get("cycle", -1) >= 0 and not r.get("final")]
+    wall = journal.get_meta("wall_s")
+    journal.close()
+    gen_dir = ROOT / (args.out + "-generated")
+    generate = [netdsl, "generate", str(out / "generator.json"), "--seed", "1000", "--count", str(args.count),
+                "-o", str(gen_dir), "--train", "--data", "fashion-mnist", "--epochs", str(args.generate_epochs),
+                "--device", args.device, "--json"]
+    gen_s = run(generate)
+    generated = json.loads((gen_dir / "generated.json").read_text())
+    best = max(finals, key=lambda r: (r.get("meets", False), r["utility"]))
+    best_file = out / f"{best['name']}.net"
+    proto_file = ROOT / "examples" / "fashion_cnn.net"
+    lat_proto, lat_best = latency_side_by_side([proto_file, best_file])
+    macs_bound = float(args.macs.rstrip("M")) * 1e6
+    distinct = len({g["arch"] for g in generated})
+    within = sum(g["macs"] <= macs_bound for g in generated)
+    meets_acc = sum(g["val_acc"] >= float(args.acc) for g in generated)
+    cores = os.cpu_count()
+    lines = [
+        "## Generative synthesis on Fashion-MNIST (issue: synth and generate)",
+        "",
+        f"Command: `python bench/synth_fashion.py --out {args.out}` — which runs "
+        f"`netdsl synth examples/fashion_cnn.net --data fashion-mnist --req \"acc>={args.acc}\" "
+        f"--req \"macs<={args.macs}\"` (defaults: prototype 8 epochs, 4 cycles x 6 candidates, 12k-image "
+        f"fine-tunes, 2 finalists x 10 epochs) and `netdsl generate ... --seed 1000 --count {args.count} --train "
+        f"--epochs {args.generate_epochs}`. Machine: {cores} CPU cores, device {args.device}. Accuracies: validation "
+        "split chooses, test split is reported.",
+        "",
+        "| network | val acc | test acc | MACs | params | NetScore | density | latency (batch 1, side by side) |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| prototype fashion_cnn | {prototype['val_acc']:.2%} | {prototype['test_acc']:.2%} | "
+        f"{prototype['macs'] / 1e6:.2f} M | {prototype['params'] / 1e3:.1f} K | {prototype['netscore']:.1f} | "
+        f"{prototype['density']:.1f} | {lat_proto * 1e3:.3f} ms |",
+        f"| {best['name']} (best FermiNet) | {best['val_acc']:.2%} | {best['test_acc']:.2%} | "
+        f"{best['macs'] / 1e6:.2f} M | {best['params'] / 1e3:.1f} K | {best['netscore']:.1f} | {best['density']:.1f} "
+        f"| {lat_best * 1e3:.3f} ms |",
+        "",
+        f"- MACs: {prototype['macs'] / best['macs']:.2f}x fewer; latency ratio prototype/FermiNet "
+        f"{lat_proto / lat_best:.2f}; FermiNet meets every requirement: {'yes' if best.get('meets') else 'no'}.",
+        f"- Search: {len(searched)} candidates; synth wall time {synth_s / 60:.1f} min for this invocation "
+        f"({(wall or 0) / 60:.1f} min journaled over the whole run).",
+        f"- Generator: {args.count} seeds gave {distinct} distinct architectures, {within}/{args.count} within "
+        f"macs<={args.macs}, {meets_acc}/{args.count} with validation accuracy >= {args.acc} after the "
+        f"{args.generate_epochs}-epoch fine-tune; generate wall time {gen_s / 60:.1f} min.",
+        "",
+        "| seed | MACs | params | val acc | test acc |",
+        "|---|---|---|---|---|",
+        *(f"| {g['seed']} | {g['macs'] / 1e6:.2f} M | {g['params'] / 1e3:.1f} K | {g['val_acc']:.2%} | "
+          f"{g['test_acc']:.2%} |" for g in generated),
+    ]
+    text = "\n".join(lines)
+    print(text)
+    write_section(text)
+
+
+if __name__ == "__main__":
+    main()
