@@ -75,11 +75,13 @@ def main() -> None:
     ap.add_argument("--acc", default="0.90")
     ap.add_argument("--count", type=int, default=20)
     ap.add_argument("--generate-epochs", type=int, default=2)
+    ap.add_argument("--weights", help="trained prototype weights (e.g. from bench/train_fashion.py --full)")
     args = ap.parse_args()
     netdsl = str(Path(sys.executable).parent / "netdsl")
     out = ROOT / args.out
     reqs = ["--req", f"acc>={args.acc}", "--req", f"macs<={args.macs}"]
     synth = [netdsl, "synth", "examples/fashion_cnn.net", "--data", "fashion-mnist", *reqs, "--device", args.device]
+    synth += ["--weights", args.weights] if args.weights else []
     synth += ["--resume", str(out)] if (out / "journal.sqlite").exists() else ["--out", str(out)]
     synth_s = run(synth)
     from gensynth.journal import Journal
@@ -108,7 +110,9 @@ def main() -> None:
     lines = [
         "## Generative synthesis on Fashion-MNIST (issue: synth and generate)",
         "",
-        f"Command: `python bench/synth_fashion.py --out {args.out}` — which runs "
+        f"Command: `python bench/synth_fashion.py --out {args.out}"
+        + (f" --weights {args.weights}` (the prototype trained by bench/train_fashion.py --full)" if args.weights
+           else "`") + " — which runs "
         f"`netdsl synth examples/fashion_cnn.net --data fashion-mnist --req \"acc>={args.acc}\" "
         f"--req \"macs<={args.macs}\"` (defaults: prototype 8 epochs, 4 cycles x 6 candidates, 12k-image "
         f"fine-tunes, 2 finalists x 10 epochs) and `netdsl generate ... --seed 1000 --count {args.count} --train "
