@@ -193,22 +193,22 @@ def run(reps: dict[int, int], with_compile: bool, console: Console) -> list[dict
                        "compile_s": compile_s}
                 row["ratio"] = row["lowered"] / row["hand"]
                 row["cpu_ratio"] = row["cpu_lowered"] / row["cpu_hand"]
+                row["paired_ratio"] = statistics.median(a / b for a, b in zip(ours["wall"], theirs["wall"]))
                 rows.append(row)
                 console.print(f"{stem} batch {batch} {mode} {row['threads']} threads: wall {row['lowered'] * 1e3:.1f} "
-                              f"vs {row['hand'] * 1e3:.1f} ms ({row['ratio']:.3f}), CPU {row['cpu_lowered'] * 1e3:.1f} "
-                              f"vs {row['cpu_hand'] * 1e3:.1f} ms ({row['cpu_ratio']:.3f}), load {load()}")
+                              f"vs {row['hand'] * 1e3:.1f} ms ({row['ratio']:.3f}, paired {row['paired_ratio']:.3f}), "
+                              f"CPU ratio {row['cpu_ratio']:.3f}, load {load()}")
     return rows
 
 
-COLUMNS = ("network", "batch", "threads", "mode", "reps", "lowered ms", "hand-written ms", "ratio",
-           "CPU lowered ms", "CPU hand-written ms", "CPU ratio", "compile s (lowered / hand)")
+COLUMNS = ("network", "batch", "threads", "mode", "reps", "lowered ms", "hand-written ms", "ratio", "paired ratio",
+           "CPU ratio", "compile s (lowered / hand)")
 
 
 def cells(r: dict) -> list[str]:
     comp = f"{r['compile_s'][0]:.0f} / {r['compile_s'][1]:.0f}" if r["compile_s"] else ""
     return [r["network"], str(r["batch"]), str(r["threads"]), r["mode"], str(r["reps"]), f"{r['lowered'] * 1e3:.1f}",
-            f"{r['hand'] * 1e3:.1f}", f"{r['ratio']:.3f}", f"{r['cpu_lowered'] * 1e3:.1f}", f"{r['cpu_hand'] * 1e3:.1f}",
-            f"{r['cpu_ratio']:.3f}", comp]
+            f"{r['hand'] * 1e3:.1f}", f"{r['ratio']:.3f}", f"{r['paired_ratio']:.3f}", f"{r['cpu_ratio']:.3f}", comp]
 
 
 def table(rows: list[dict]) -> Table:
@@ -227,11 +227,25 @@ def section(command: str, rows: list[dict], load_before: str, load_after: str) -
              f"Date: {datetime.date.today().isoformat()}", "",
              "Forward latency of `lower_to_torch(examples/X.net)` against a hand-written torchvision-style module of "
              "the same architecture holding the same weights, 3x224x224 inputs, eval mode, `torch.inference_mode`, "
-             "repetitions interleaved (order alternating per round), medians of wall time and of process CPU time "
-             "per forward. Ratio = lowered / hand-written (requirement: at most 1.05).", "",
+             "repetitions interleaved (order alternating per round). Ratio = median lowered / median hand-written wall "
+             "time (requirement: at most 1.05); paired ratio = median over rounds of the two runs' ratio (robust "
+             "to load drifting between rounds); CPU ratio = the same as ratio with process CPU time; compile s = the first "
+             "compiled call, compilation included (inductor's on-disk cache may be warm from earlier runs).", "",
              "| " + " | ".join(COLUMNS) + " |",
              "|" + "|".join("---" if c in ("network", "mode") else "---:" for c in COLUMNS) + "|"]
     lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+    for threads in sorted({r["threads"] for r in rows}):
+        mine = [r for r in rows if r["threads"] == threads]
+        lines += ["", f"{threads} thread(s): worst ratio {max(r['ratio'] for r in mine):.3f}, worst paired ratio "
+                      f"{max(r['paired_ratio'] for r in mine):.3f}, worst CPU ratio "
+                      f"{max(r['cpu_ratio'] for r in mine):.3f}."]
+    busiest = max(float(v) for v in (load_before + " / " + load_after).replace("—", "/").split("/"))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if busiest > cores:
+        lines += ["", f"Other processes kept the load average (up to {busiest:.1f}) above the {cores} cores during "
+                      "this run, so wall times are inflated and noisy, most at more than one thread, where OpenMP "
+                      "workers wait on descheduled peers; the single-thread rows and the paired ratios are the "
+                      "fairest comparison here."]
     return "\n".join(lines + [END])
 
 
@@ -249,7 +263,7 @@ def write_section(text: str, path: Path = DOC) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--reps", type=int, default=30, help="timed rounds at batch 1 (batch 32 gets a quarter)")
+    p.add_argument("--reps", type=int, default=40, help="timed rounds at batch 1 (batch 32 gets a quarter)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile comparison")
     p.add_argument("--threads", default=str(torch.get_num_threads()),
                    help="comma-separated torch thread counts to measure at (default: torch's, here %(default)s)")

@@ -18,7 +18,7 @@ from compiler.shapes import conv_padding, split_sizes
 
 # Names the generated code uses for itself; a variable never takes one of them.
 RESERVED = frozenset({"self", "torch", "F", "nn", "math"})
-# Ops that may overwrite their (first) input: relu and relu6 need only their output for backward, add nothing.
+# Ops that may overwrite an input: relu and relu6 need only their output for backward, add needs no value at all.
 INPLACE_OPS = frozenset({"relu", "relu6", "add"})
 # Ops whose output is a fresh tensor that nothing else aliases (safe to overwrite in place).
 FRESH_OUTPUT_OPS = frozenset({"conv", "dwconv", "conv_transpose", "linear", "bn", "add", "mul", "concat"})

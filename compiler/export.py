@@ -88,11 +88,14 @@ def export_onnx(module: LoweredNetwork, path: str | Path, opset: int = ONNX_OPSE
 
     names = [*module.input_names, *module.output_names]
     module.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
-        torch.onnx.export(module, _example_inputs(module), str(path), dynamo=False, opset_version=opset,
-                          input_names=module.input_names, output_names=module.output_names,
-                          dynamic_axes={n: {0: "batch"} for n in names})
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+            torch.onnx.export(module, _example_inputs(module), str(path), dynamo=False, opset_version=opset,
+                              input_names=module.input_names, output_names=module.output_names,
+                              dynamic_axes={n: {0: "batch"} for n in names})
+    except torch.onnx.errors.OnnxExporterError as err:
+        raise NetError(f"ONNX cannot express network '{module.network}': {str(err).splitlines()[0]}") from None
     onnx.checker.check_model(str(path), full_check=True)
 
 
@@ -100,7 +103,12 @@ def export_torchscript(module: LoweredNetwork, path: str | Path) -> None:
     """TorchScript by scripting the generated forward (dropout and BN keep their train/eval behaviour)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.jit.save(torch.jit.script(module.eval()), str(path))
+        try:
+            scripted = torch.jit.script(module.eval())
+        except (RuntimeError, torch.jit.Error) as err:  # pragma: no cover (every op scripts; a safety net)
+            raise NetError(f"TorchScript cannot compile network '{module.network}': "
+                           f"{str(err).splitlines()[0]}") from None
+        torch.jit.save(scripted, str(path))
 
 
 def export_pytorch_source(graph: nx.DiGraph, path: str | Path, origin: str | None = None) -> None:

@@ -8,7 +8,7 @@ torch.compile and inspect.getsource all see ordinary code.
 from __future__ import annotations
 
 import contextlib
-import itertools
+import hashlib
 import linecache
 
 import networkx as nx
@@ -21,12 +21,13 @@ from compiler.diagnostics import NetError
 from compiler.ir import copy_graph
 from compiler.shapes import infer_shapes
 
-_SOURCE_IDS = itertools.count()
-
 
 def compile_method(source: str, fn_name: str, label: str):
-    """Compile generated source into a function whose source inspect (hence TorchScript) can read back."""
-    filename = f"<netdsl {label} #{next(_SOURCE_IDS)}>"
+    """Compile generated source into a function whose source inspect (hence TorchScript) can read back.
+
+    The source is registered with linecache under a name derived from its hash, so lowering many networks
+    (synthesis) keeps one entry per distinct forward, not one per module."""
+    filename = f"<netdsl {label} {hashlib.sha1(source.encode()).hexdigest()[:12]}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     namespace = {"torch": torch, "F": F}
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 (our own generated code)

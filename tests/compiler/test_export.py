@@ -85,6 +85,8 @@ def test_pytorch_source_is_standalone_and_computes_the_same(source, every_op_mod
                and v.__module__ == namespace.get("__name__")]
     assert len(classes) == 1
     standalone = classes[0]()
+    norms = [m for m in standalone.modules() if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d))]
+    assert all(torch.all(m.weight == 1) and torch.all(m.bias == 0) for m in norms)  # initialised as lowered
     standalone.load_state_dict(module.state_dict(), strict=True)
     standalone.eval()
     inputs = random_inputs(module, 2)
@@ -158,3 +160,15 @@ def test_cli_errors_exit_2_with_a_message(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
     assert main(["export", net, "--to", "onnx", "-o", str(tmp_path / "x.onnx")]) == 2
     assert "pip install 'netdsl[onnx]'" in capsys.readouterr().err
+
+
+def test_what_onnx_cannot_express_is_a_net_error(tmp_path):
+    pytest.importorskip("onnx")
+    g = load_network_text("""
+    network odd_pool {
+        input x: [3, 9, 9]
+        output y = x -> conv(4, k=3) -> adaptive_avgpool(2)
+    }
+    """)
+    with pytest.raises(NetError, match="ONNX cannot express network 'odd_pool'"):
+        export_onnx(lower_to_torch(g), tmp_path / "odd.onnx")
