@@ -23,7 +23,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="netdsl", description=__doc__)
+    parser = _Parser(prog="netdsl", description="Write neural-network architectures as .net files; show, cost, "
+                     "train, export them, and synthesise efficient networks that meet your requirements.")
     parser.add_argument("--version", action="version", version=f"netdsl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
