@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from benchdoc import DOC, write_section  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -227,18 +228,6 @@ def markdown(rows, summary, rate, columns, runs, command: str, where: str) -> st
     return "\n".join(lines)
 
 
-def write_section(text: str) -> Path:
-    path = ROOT / "docs" / "benchmarks.md"
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in old and END in old:
-        new = old[:old.index(START)] + text + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(new)
-    return path
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
@@ -259,8 +248,8 @@ def main() -> int:
         console.print(f"{label}: {seconds:.2f} s")
     if not args.no_write:
         command = ".venv/bin/python bench/cost_peers.py" + (" --quick" if args.quick else "")
-        path = write_section(markdown(rows, summary, rate, columns, runs, command, where))
-        console.print(f"wrote {path.relative_to(ROOT)}")
+        write_section(markdown(rows, summary, rate, columns, runs, command, where))
+        console.print(f"wrote {DOC.relative_to(ROOT)}")
     return 0
 
 

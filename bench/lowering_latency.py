@@ -29,10 +29,11 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchdoc import DOC, write_section  # noqa: E402
+
 from compiler.lower import lower_to_torch  # noqa: E402
 from netdsl.loader import load_network  # noqa: E402
 
-DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- bench:lowering:start -->", "<!-- bench:lowering:end -->"
 
 
@@ -247,18 +248,6 @@ def section(command: str, rows: list[dict], load_before: str, load_after: str) -
                       "workers wait on descheduled peers; the single-thread rows and the paired ratios are the "
                       "fairest comparison here."]
     return "\n".join(lines + [END])
-
-
-def write_section(text: str, path: Path = DOC) -> None:
-    """Replace the marked section of docs/benchmarks.md (or append it; create the file if needed)."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        new = head + text + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new)
 
 
 def main(argv: list[str] | None = None) -> int:

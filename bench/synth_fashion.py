@@ -21,7 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-START, END = "<!-- bench:synth:start -->", "<!-- bench:synth:end -->"
+from benchdoc import markers, write_section  # noqa: E402
+
+START, END = markers("synth")
+
 
 
 def run(cmd: list[str]) -> float:
@@ -54,17 +57,6 @@ def latency_side_by_side(files: list[Path], runs: int = 200) -> list[float]:
                 m(x)
                 times[i].append(time.perf_counter() - t)
     return [statistics.median(t) for t in times]
-
-
-def write_section(text: str) -> None:
-    path = ROOT / "docs" / "benchmarks.md"
-    doc = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{START}\n{text}\n{END}"
-    if START in doc:
-        doc = doc[: doc.index(START)] + block + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.rstrip() + "\n\n" + block + "\n"
-    path.write_text(doc)
 
 
 def main() -> None:
@@ -143,7 +135,7 @@ def main() -> None:
     ]
     text = "\n".join(lines)
     print(text)
-    write_section(text)
+    write_section(f"{START}\n{text}\n{END}")
 
 
 if __name__ == "__main__":

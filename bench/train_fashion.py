@@ -32,10 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchdoc import DOC, write_section  # noqa: E402
+
 from gensynth.data import Dataset, load_dataset  # noqa: E402
 from gensynth.train import EpochStats, TrainConfig, resolve_device, train  # noqa: E402
 
-DOC = ROOT / "docs" / "benchmarks.md"
 # The stopwatch for throughput runs: wall clock, or this process's CPU time (--clock cpu), which other
 # load on a shared machine barely disturbs; with OMP_NUM_THREADS=1 it is exactly the compute time.
 CLOCK = time.perf_counter
@@ -185,18 +186,6 @@ def section(command: str, tp: dict, full: dict | None, args: argparse.Namespace)
                   f"of 54,000 images is about {epoch_min:.1f} min of compute and the default "
                   f"{TrainConfig().epochs}-epoch run about {epoch_min * TrainConfig().epochs:.0f} min, plus evaluation."]
     return "\n".join(lines + [END])
-
-
-def write_section(text: str, path: Path = DOC) -> None:
-    """Replace the marked section of docs/benchmarks.md (or append it; create the file if needed)."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        new = head + text + rest.split(END, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new)
 
 
 def main(argv: list[str] | None = None) -> int:
