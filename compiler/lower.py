@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import linecache
+import textwrap
 
 import networkx as nx
 import torch
 import torch.nn.functional as F  # noqa: N812 (the generated code's spelling)
 from torch import nn
 
-from compiler.codegen import class_name, forward_source, layer_specs, scopes_of
+from compiler.codegen import INIT_SOURCE, class_name, forward_source, layer_specs, scopes_of
 from compiler.diagnostics import NetError
 from compiler.ir import copy_graph
 from compiler.shapes import infer_shapes
@@ -83,20 +84,19 @@ class LoweredNetwork(nn.Module):
         raise NotImplementedError
 
 
+def _compile_initializer():
+    """The exported source's `_initialize` method, compiled once: one text for the module and the .py file."""
+    namespace = {"nn": nn}
+    exec(compile(textwrap.dedent(INIT_SOURCE), "<netdsl init>", "exec"), namespace)  # noqa: S102 (our own text)
+    return namespace["_initialize"]
+
+
+_INITIALIZE = _compile_initializer()
+
+
 def initialize(module: nn.Module) -> None:
     """torchvision's initialisation: He-normal (fan_out) convs, unit BN, N(0, 0.01) linears, zero biases."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and m.affine:
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+    _INITIALIZE(module)
 
 
 def lower_to_torch(graph: nx.DiGraph, *, device: torch.device | str | None = None,
