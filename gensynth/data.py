@@ -21,7 +21,11 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
-KNOWN_SPECS = ("fashion-mnist", "fashion-mnist:DIR", "idx:DIR", "cifar10:DIR", "npz:FILE")
+KNOWN_SPECS = ("fashion-mnist", "fashion-mnist:DIR", "idx:DIR", "cifar10:DIR", "npz:FILE",
+               "fashion-seg[:DIR]", "fashion-det[:DIR]", "masks:DIR", "coco:FILE.json")
+# The task each kind of spec holds (everything else is classification).
+KIND_TASK = {"fashion-seg": "segment", "fashion-det": "detect", "masks": "segment", "coco": "detect"}
+TASK_NAMES = {"classify": "classification", "segment": "segmentation", "detect": "detection"}
 FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 NPZ_TEST_FRACTION = 0.1
@@ -49,6 +53,7 @@ class Dataset:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     notes: tuple[str, ...] = field(default=())
+    task: str = "classify"  # classify | segment | detect: what the targets are (see gensynth.objectives)
 
     def __repr__(self) -> str:
         return (f"Dataset({self.name!r}, train={len(self.train_y)}, val={len(self.val_y)}, "
@@ -56,8 +61,10 @@ class Dataset:
 
 
 def load_dataset(spec: str, *, val_fraction: float = 0.1, split_seed: int = 0,
-                 limit_train: int | None = None, limit_test: int | None = None) -> Dataset:
-    """Load a dataset by spec (fashion-mnist[:DIR], idx:DIR, cifar10:DIR, npz:FILE), cached in-process.
+                 limit_train: int | None = None, limit_test: int | None = None, task: str | None = None) -> Dataset:
+    """Load a dataset by spec (see KNOWN_SPECS), cached in-process; its task comes from the spec.
+
+    A `task` given by the user must agree with the spec's (a clear error instead of a confusing loss).
 
     The validation split is carved from the training set with `split_seed`; `limit_train` caps the
     pool that train+val are carved from (a deterministic subset), `limit_test` the test set.
@@ -69,27 +76,16 @@ def load_dataset(spec: str, *, val_fraction: float = 0.1, split_seed: int = 0,
         if value is not None and value < 1:
             raise NetError(f"{opt} must be a positive number of images, got {value}")
     kind, path = _parse_spec(spec)
+    own = KIND_TASK.get(kind, "classify")
+    if task is not None and task != own:
+        raise NetError(f"--task {task} does not fit dataset {spec!r}, which holds {TASK_NAMES[own]} targets",
+                       notes=[f"use --task {own}, or leave --task out"])
     return _load_cached(spec, kind, path, float(val_fraction), int(split_seed), limit_train, limit_test)
 
 
 def clear_dataset_cache() -> None:
     """Forget every dataset loaded so far (frees memory; the next load reads the files again)."""
     _load_cached.cache_clear()
-
-
-def check_fits(input_shape: tuple[int | None, ...], num_classes: int, dataset: Dataset) -> None:
-    """Raise NetError unless a network taking `input_shape` (C,H,W; None = any) with `num_classes` fits."""
-    problems = []
-    shape = tuple(input_shape)
-    if len(shape) != 3 or any(s is not None and s != d for s, d in zip(shape, dataset.input_shape, strict=False)):
-        shown = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
-        problems.append(f"the network takes input {shown} (C, H, W) but {dataset.name} "
-                        f"images are {tuple(dataset.input_shape)}")
-    if num_classes != dataset.num_classes:
-        problems.append(f"the network has {num_classes} output classes but {dataset.name} "
-                        f"has {dataset.num_classes}")
-    if problems:
-        raise NetError(f"network does not fit dataset {dataset.name}: " + "; ".join(problems))
 
 
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 2) -> torch.Tensor:
@@ -151,10 +147,10 @@ def _read_bytes(path: Path) -> bytes:
 
 def _parse_spec(spec: str) -> tuple[str, Path]:
     """Split 'kind:PATH' into a kind and an absolute path (so the cache is cwd-independent)."""
-    if spec == "fashion-mnist":
-        return "fashion-mnist", Path(FASHION_MNIST_DIR)
+    if spec in ("fashion-mnist", "fashion-seg", "fashion-det"):
+        return spec, Path(FASHION_MNIST_DIR)
     kind, sep, rest = spec.partition(":")
-    if sep and kind in ("fashion-mnist", "idx", "cifar10", "npz"):
+    if sep and kind in ("fashion-mnist", "idx", "cifar10", "npz", "fashion-seg", "fashion-det", "masks", "coco"):
         if not rest:
             raise NetError(f"dataset spec {spec!r} is missing its path after '{kind}:'")
         return kind, Path(rest).expanduser().resolve()
@@ -165,9 +161,25 @@ def _parse_spec(spec: str) -> tuple[str, Path]:
 def _load_cached(spec: str, kind: str, path: Path, val_fraction: float, split_seed: int,
                  limit_train: int | None, limit_test: int | None) -> Dataset:
     """Read the files once per (spec, options) and build the splits."""
+    task = KIND_TASK.get(kind, "classify")
     if kind == "cifar10":
         x, y, tx, ty, names = _read_cifar10(path)
         notes: list[str] = []
+    elif kind in ("fashion-seg", "fashion-det"):
+        from gensynth.scenes import read_fashion_scenes
+
+        x, y, tx, ty, names, notes = read_fashion_scenes(task, path)
+        notes = list(notes)
+    elif kind == "masks":
+        from gensynth.image_folders import read_mask_folder
+
+        x, y, tx, ty, names, notes = read_mask_folder(path)
+        notes = list(notes)
+    elif kind == "coco":
+        from gensynth.image_folders import read_coco
+
+        x, y, tx, ty, names, notes = read_coco(path)
+        notes = list(notes)
     elif kind == "npz":
         x, y, tx, ty, names, notes = _read_npz(path)
     else:
@@ -175,10 +187,11 @@ def _load_cached(spec: str, kind: str, path: Path, val_fraction: float, split_se
         names = FASHION_CLASSES if kind == "fashion-mnist" else None
         notes = []
     num_classes = len(names) if names else int(max(y.max(initial=0), ty.max(initial=0))) + 1
-    for split, labels in (("train", y), ("test", ty)):
-        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise NetError(f"{spec}: {split} labels must lie in 0..{num_classes - 1}, "
-                           f"found {int(labels.min())}..{int(labels.max())}")
+    if task == "classify":
+        for split, labels in (("train", y), ("test", ty)):
+            if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+                raise NetError(f"{spec}: {split} labels must lie in 0..{num_classes - 1}, "
+                               f"found {int(labels.min())}..{int(labels.max())}")
     names = tuple(names) if names else tuple(str(k) for k in range(num_classes))
 
     rng = np.random.default_rng(split_seed)
@@ -209,9 +222,9 @@ def _load_cached(spec: str, kind: str, path: Path, val_fraction: float, split_se
 
     return Dataset(
         name=spec,
-        train_x=norm(train_x), train_y=_to_labels(y[train_idx]),
-        val_x=norm(_to_float(x[val_idx])), val_y=_to_labels(y[val_idx]),
-        test_x=norm(_to_float(tx[test_idx])), test_y=_to_labels(ty[test_idx]),
+        train_x=norm(train_x), train_y=_to_targets(y[train_idx], task),
+        val_x=norm(_to_float(x[val_idx])), val_y=_to_targets(y[val_idx], task),
+        test_x=norm(_to_float(tx[test_idx])), test_y=_to_targets(ty[test_idx], task), task=task,
         num_classes=num_classes, input_shape=tuple(int(d) for d in x.shape[1:]),
         class_names=names, mean=tuple(mean.tolist()), std=tuple(std.tolist()), notes=tuple(notes))
 
@@ -226,9 +239,10 @@ def _to_float(a: np.ndarray) -> torch.Tensor:
     return t.div_(255.0) if a.dtype == np.uint8 else t
 
 
-def _to_labels(a: np.ndarray) -> torch.Tensor:
-    """Labels as a contiguous int64 tensor."""
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
+def _to_targets(a: np.ndarray, task: str = "classify") -> torch.Tensor:
+    """Targets as a contiguous tensor: int64 labels, uint8 masks (255 = ignore) or float32 boxes."""
+    dtype = {"classify": np.int64, "segment": np.uint8, "detect": np.float32}[task]
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=dtype))
 
 
 def _check_pair(where: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -59,7 +59,9 @@ def generate_networks(path: Path, seeds: Iterable[int], out: Path, *, train_data
                         requirements=tuple(state.requirements), utility=state.utility, final=True,
                         save_to=str(out / f"{name}.safetensors"), decisions=s.decisions())
             trained = inquire(task)
-            record.update({k: trained[k] for k in ("val_acc", "test_acc", "latency", "netscore", "utility")})
+            record.update({k: v for k, v in trained.items()
+                           if k.startswith(("val_", "test_")) or k in ("task", "metric", "score", "test_score",
+                                                                      "latency", "netscore", "utility")})
         record.update(requirement_status(record, state.requirements))
         records.append(record)
         if on_network:

@@ -21,9 +21,12 @@ from compiler.lower import lower_to_torch
 from compiler.transfer import transfer_weights
 from gensynth.checkpoint import save_weights
 from gensynth.data import Dataset, load_dataset
+from gensynth.device import resolve_device
+from gensynth.evaluate import evaluate
+from gensynth.objectives import objective_for
 from gensynth.probe import probe
 from gensynth.requirements import parse_requirements
-from gensynth.train import TrainConfig, evaluate, resolve_device, train
+from gensynth.train import TrainConfig, train
 from gensynth.utility import UTILITIES, information_density, netscore
 
 
@@ -137,16 +140,23 @@ def inquire(task: Task) -> dict:
     else:  # measure the weights as they are (the trained prototype)
         device = resolve_device(b.device)
         model.to(device)
-    val = evaluate(model, data.val_x, data.val_y, device=device)
+    objective = objective_for(data)
+    val = evaluate(model, data.val_x, data.val_y, device=device, objective=objective)
     record = {"key": task.key, "cycle": task.cycle, "seed": task.seed, "arch": architecture_hash(child),
-              "decisions": task.decisions, "final": task.final, "val_acc": val.accuracy, "device": str(device)}
-    if task.final:
-        record["test_acc"] = evaluate(model, data.test_x, data.test_y, device=device).accuracy  # reported only
+              "decisions": task.decisions, "final": task.final, "task": data.task, "metric": objective.primary,
+              "score": val.score, **{f"val_{m}": v for m, v in val.metrics.items()}, "device": str(device)}
+    if task.final:  # the test split is reported only, never used to choose
+        test = evaluate(model, data.test_x, data.test_y, device=device, objective=objective)
+        record.update({f"test_{m}": v for m, v in test.metrics.items()}, test_score=test.score)
         if task.save_to:
             save_weights(model, task.save_to)
     else:
         n = min(b.probe_images, len(data.val_y))
-        stats = probe(model, data.val_x[:n].to(device), data.val_y[:n].to(device))
+
+        def loss_sum(out, y):  # summed over the batch, so importance is a per-example mean
+            return objective.loss(out, y) * len(y)
+
+        stats = probe(model, data.val_x[:n].to(device), data.val_y[:n].to(device), loss_fn=loss_sum)
         channels = {gid: parent.nodes[members[0]]["shape"][0] for gid, members in task.groups.items() if members}
         record["importance"] = group_importance(stats, task.groups, task.kept, channels)
     cost = network_cost(child)
@@ -154,16 +164,17 @@ def inquire(task: Task) -> dict:
     model.to("cpu")
     record["latency"] = measure_latency(model, child.nodes[child.graph["inputs"][0]]["shape"], b.latency_runs,
                                         torch.device("cpu"))
-    record["accuracy"] = val.accuracy
-    record["netscore"] = netscore(val.accuracy, cost.params, cost.macs)
-    record["density"] = information_density(val.accuracy, cost.params)
+    record["accuracy"] = val.score  # the task's primary metric stands for accuracy in the utilities
+    record["netscore"] = netscore(val.score, cost.params, cost.macs)
+    record["density"] = information_density(val.score, cost.params)
     record["utility"] = UTILITIES[task.utility](record)
     record.update(requirement_status(record, task.requirements))
     record["wall_s"] = time.perf_counter() - start
     return record
 
 
-METRIC_OF_RECORD = {"acc": "val_acc", "macs": "macs", "params": "params", "memory": "memory",
+METRIC_OF_RECORD = {"acc": "val_acc", "miou": "val_miou", "pixel_acc": "val_pixel_acc", "map50": "val_map50",
+                    "map": "val_map", "macs": "macs", "params": "params", "memory": "memory",
                     "latency": "latency", "netscore": "netscore"}
 
 

@@ -15,7 +15,8 @@ from torch import nn
 from torch.nn import functional
 
 from compiler.diagnostics import NetError
-from gensynth.train import classification_output, model_device, training_mode
+from gensynth.device import model_device, training_mode
+from gensynth.objectives import select_output
 
 LossFn = Callable[..., torch.Tensor]
 
@@ -162,7 +163,7 @@ def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, loss
             if want_grad:
                 # A custom loss may want every named output; the default one needs a single logits tensor.
                 pass_all = custom_loss and output is None and isinstance(out, Mapping) and len(out) > 1
-                result = out if pass_all else classification_output(out, output)
+                result = out if pass_all else select_output(out, output)
                 loss = loss_fn(result) if y is None else loss_fn(result, y.to(device))
                 if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
                     raise NetError("the probe's loss function must return a scalar tensor")

@@ -20,7 +20,7 @@ from gensynth.executor import run_tasks
 from gensynth.generator import GeneratorState, Sample, initial_state, prototype_hash, sample
 from gensynth.inquisitor import Budget, Task, inquire
 from gensynth.journal import Journal
-from gensynth.requirements import parse_requirements
+from gensynth.requirements import parse_requirement, parse_requirements
 from gensynth.space import SearchSpace, search_space, smallest_reachable
 from gensynth.update import update_generator
 
@@ -61,7 +61,7 @@ def candidate_seed(run_seed: int, cycle: int, index: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def pareto_front(records: list[dict], x: str = "macs", y: str = "val_acc") -> list[dict]:
+def pareto_front(records: list[dict], x: str = "macs", y: str = "score") -> list[dict]:
     """Records not dominated by another (fewer or equal x and higher or equal y, one strictly)."""
     front = []
     for r in sorted(records, key=lambda r: (r[x], -r[y])):
@@ -111,6 +111,21 @@ class Run:
             self.journal.set_meta("prototype", self.text)
             self.journal.set_meta("network", prototype.graph["name"])
             self.journal.set_meta("config", cfg.to_json())
+
+    def check_data(self) -> None:
+        """The prototype must fit the data's task, and every trained requirement must be a metric of that task."""
+        from gensynth.data import TASK_NAMES, load_dataset
+        from gensynth.objectives import METRICS, check_fits
+
+        data = load_dataset(self.cfg.data, **self.cfg.data_options)
+        g = self.space.prototype
+        outputs = {name: tuple(g.nodes[node]["shape"]) for name, node in g.graph["outputs"].items()}
+        check_fits(tuple(g.nodes[g.graph["inputs"][0]]["shape"]), outputs, data)
+        for r in self.reqs:
+            if r.stage == "trained" and r.metric != "netscore" and r.metric not in METRICS[data.task]:
+                raise NetError(f"requirement '{r.text}' asks for {r.metric}, which {TASK_NAMES[data.task]} on "
+                               f"{data.name} does not measure", notes=[
+                                   f"{TASK_NAMES[data.task]} measures: {', '.join(METRICS[data.task])}"])
 
     def check_feasible(self) -> dict:
         """Structural requirements the smallest reachable network still breaks are an error before any training."""
@@ -197,7 +212,8 @@ class Run:
         """Fully train the best distinct candidates (by utility among those meeting the structural requirements)."""
         cfg = self.cfg
         searched = [r for r in self.journal.candidates() if r.get("cycle", -1) >= 0 and not r.get("final")]
-        structural = [r for r in searched if not any(m for m in r.get("missed", []) if not m.startswith("acc"))]
+        structural = [r for r in searched
+                      if not any(parse_requirement(m).stage != "trained" for m in r.get("missed", []))]
         pool = structural or searched
         chosen, seen = [], set()
         for r in sorted(pool, key=lambda r: -r["utility"]):
@@ -269,6 +285,7 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
     started = run.journal.get_meta("wall_s") or 0.0
     t0 = time.perf_counter()
     try:
+        run.check_data()
         run.check_feasible()
         weights, proto_record = run.prototype_weights()
         run.on_event("prototype", proto_record)

@@ -1,4 +1,4 @@
-"""Training and evaluation of any classification nn.Module on an in-memory Dataset.
+"""Training of any nn.Module on an in-memory Dataset, for the dataset's task (see gensynth.objectives).
 
 Deliberately lean: batches are index-permutation slices of tensors already on the device, metrics
 stay on the device until an epoch ends (or a progress callback asks), and nothing is printed.
@@ -6,22 +6,22 @@ stay on the device until an epoch ends (or a progress callback asks), and nothin
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional
 
 from compiler.diagnostics import NetError
 from gensynth.checkpoint import atomic_write, save_weights
 from gensynth.data import Dataset, random_crop_flip
+from gensynth.device import amp_dtype, autocast, place_data, resolve_device, training_mode
+from gensynth.evaluate import EvalResult, evaluate
+from gensynth.objectives import objective_for
 
 # Per-optimizer defaults, used when TrainConfig.lr / weight_decay are None. SGD: Nesterov momentum
 # 0.9, the classic recipe for BN conv nets at batch 128. AdamW: a higher decay, as AdamW decouples it.
@@ -88,28 +88,16 @@ class TrainConfig:
 
 
 @dataclass
-class EvalResult:
-    """Loss (mean cross-entropy), accuracy and a KxK confusion matrix (rows = true class)."""
-
-    loss: float
-    accuracy: float
-    confusion: np.ndarray
-    count: int
-
-    def per_class_accuracy(self) -> np.ndarray:
-        """Recall per true class (NaN for a class with no examples)."""
-        totals = self.confusion.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.diag(self.confusion) / totals
-
-
-@dataclass
 class EpochStats:
-    """What one epoch did; val_* are None when the dataset has no validation split."""
+    """What one epoch did; val_* are None when the dataset has no validation split.
+
+    train_acc is the running accuracy (per pixel for segmentation; None for detection); val_metrics holds
+    the task's metrics (acc; miou, pixel_acc; map50, map) and val_score the primary one.
+    """
 
     epoch: int
     train_loss: float
-    train_acc: float
+    train_acc: float | None
     val_loss: float | None
     val_acc: float | None
     images_per_s: float
@@ -117,6 +105,8 @@ class EpochStats:
     wall_s: float
     lr: float
     batch_losses: list[float] = field(default_factory=list, repr=False)
+    val_metrics: dict[str, float] | None = None
+    val_score: float | None = None
 
 
 @dataclass
@@ -129,92 +119,6 @@ class TrainResult:
     device: str
     amp: str
     out_dir: Path | None = None
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available else cpu; an unavailable or unknown device is a NetError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise NetError(f"unknown device {name!r}; choose auto, cpu or cuda") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise NetError("device cuda requested but CUDA is not available",
-                           notes=["use device auto or cpu"])
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise NetError(f"device {name} requested but only {torch.cuda.device_count()} GPU(s) exist")
-    elif device.type != "cpu":
-        raise NetError(f"unsupported device {name!r}; choose auto, cpu or cuda")
-    return device
-
-
-@contextlib.contextmanager
-def training_mode(model: nn.Module, training: bool) -> Iterator[nn.Module]:
-    """Set train/eval mode for the block, then restore every submodule's own flag."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.train(training)
-    try:
-        yield model
-    finally:
-        for m, flag in flags:
-            m.training = flag
-
-
-def classification_output(out: object, output: str | None = None) -> torch.Tensor:
-    """The logits tensor of a forward result: a tensor, or one entry of a dict of named outputs."""
-    if isinstance(out, Mapping):
-        if output is not None:
-            if output not in out:
-                raise NetError(f"the model has no output named {output!r}; it has: {', '.join(map(str, out))}")
-            out = out[output]
-        elif len(out) == 1:
-            out = next(iter(out.values()))
-        else:
-            raise NetError(f"the model returns {len(out)} outputs ({', '.join(map(str, out))}); "
-                           "classification needs one", notes=["choose one with output=NAME"])
-    elif output is not None:
-        raise NetError(f"output {output!r} was requested but the model returns a single tensor")
-    if not isinstance(out, torch.Tensor):
-        raise NetError(f"the model returned {type(out).__name__}; expected a tensor or a dict of tensors")
-    return out
-
-
-def _check_logits(logits: torch.Tensor, num_classes: int) -> None:
-    """Classification needs (batch, num_classes) logits; say what came out instead."""
-    if logits.ndim != 2 or logits.shape[1] != num_classes:
-        raise NetError(f"the model's output has shape {tuple(logits.shape)} but classifying "
-                       f"{num_classes} classes needs (batch, {num_classes})")
-
-
-def _amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for the device, or None for full precision."""
-    if device.type != "cuda":
-        if setting in ("bf16", "fp16"):
-            raise NetError(f"amp {setting} needs a CUDA device; this run is on {device}",
-                           notes=["use amp auto or off on CPU"])
-        return None
-    if setting == "off":
-        return None
-    if setting == "bf16" or (setting == "auto" and torch.cuda.is_bf16_supported()):
-        return torch.bfloat16
-    return torch.float16
-
-
-def _autocast(dtype: torch.dtype | None, device: torch.device) -> contextlib.AbstractContextManager:
-    """An autocast context, or a free no-op when running in full precision."""
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
-def _place(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Put data on the device when it comfortably fits; otherwise keep it pinned on the host."""
-    if device.type == "cpu":
-        return t
-    free, _ = torch.cuda.mem_get_info(device)
-    if t.numel() * t.element_size() < free // 4:
-        return t.to(device)
-    return t.pin_memory()
 
 
 def _runs_channels_last(model: nn.Module, sample: torch.Tensor, device: torch.device) -> bool:
@@ -242,68 +146,28 @@ def _make_optimizer(model: nn.Module, cfg: dict) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=cfg["lr"])
 
 
-def model_device(model: nn.Module) -> torch.device:
-    """Where the model's first parameter or buffer lives (cpu for a stateless model)."""
-    for t in (*model.parameters(), *model.buffers()):
-        return t.device
-    return torch.device("cpu")
-
-
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512,
-             device: torch.device | str | None = None, *, amp: str = "off", output: str | None = None,
-             num_classes: int | None = None) -> EvalResult:
-    """Loss, accuracy and confusion matrix of the model on (x, y), in eval mode and without grads.
-
-    device None runs where the model is; a given device moves the model there first.
-    """
-    if len(x) == 0 or len(x) != len(y):
-        raise NetError(f"cannot evaluate on {len(x)} images with {len(y)} labels")
-    if device is None:
-        device = model_device(model)
-    else:
-        device = resolve_device(str(device))
-        model.to(device)
-    dtype = _amp_dtype(amp, device)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    confusion, k = None, num_classes
-    with training_mode(model, False), torch.inference_mode():
-        for start in range(0, len(x), batch_size):
-            xb = x[start:start + batch_size].to(device, non_blocking=True)
-            yb = y[start:start + batch_size].to(device, non_blocking=True)
-            with _autocast(dtype, device):
-                logits = classification_output(model(xb), output)
-            if confusion is None:
-                k = k or logits.shape[-1]
-                if int(y.min()) < 0 or int(y.max()) >= k:
-                    raise NetError(f"labels must lie in 0..{k - 1}, found {int(y.min())}..{int(y.max())}")
-                confusion = torch.zeros(k * k, dtype=torch.int64, device=device)
-            _check_logits(logits, k)
-            loss_sum += functional.cross_entropy(logits.float(), yb, reduction="sum")
-            confusion += torch.bincount(yb * k + logits.argmax(1), minlength=k * k)
-    conf = confusion.cpu().numpy().reshape(k, k)
-    return EvalResult(loss=loss_sum.item() / len(y), accuracy=float(np.trace(conf)) / len(y),
-                      confusion=conf, count=len(y))
-
-
 def _metrics(result: TrainResult, dataset: Dataset, config: TrainConfig, model: nn.Module, *,
              interrupted: bool = False, finished: bool = False, error: str | None = None) -> dict:
     """The metrics.json document: curves, timing, device, config and (when finished) the test score."""
     eps = result.epochs
     return {
-        "dataset": dataset.name, "class_names": list(dataset.class_names),
+        "dataset": dataset.name, "task": dataset.task, "class_names": list(dataset.class_names),
         "device": result.device, "amp": result.amp,
         "config": config.resolved(), "num_parameters": sum(p.numel() for p in model.parameters()),
         "completed_epochs": len(eps), "interrupted": interrupted, "error": error,
         "finished": finished,
         "train_loss": [e.train_loss for e in eps], "train_acc": [e.train_acc for e in eps],
         "val_loss": [e.val_loss for e in eps], "val_acc": [e.val_acc for e in eps],
+        "val_metrics": [e.val_metrics for e in eps],
         "images_per_s": [e.images_per_s for e in eps], "epoch_wall_s": [e.wall_s for e in eps],
         "loss_curve": {"batches_per_epoch": len(eps[0].batch_losses) if eps else 0,
                        "train_batch_loss": [float(f"{v:.5g}") for e in eps for v in e.batch_losses]},
         "wall_s": result.wall_s,
         "test_loss": result.test.loss if result.test else None,
         "test_accuracy": result.test.accuracy if result.test else None,
-        "test_confusion": result.test.confusion.tolist() if result.test else None,
+        "test_metrics": result.test.metrics if result.test else None,
+        "test_confusion": (result.test.confusion.tolist()
+                           if result.test and result.test.confusion is not None else None),
         "weights": "weights.safetensors" if eps else None,
         "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
@@ -322,7 +186,7 @@ class _Epochs:
                  amp: torch.dtype | None):
         self.model, self.config, self.device, self.amp = model, config, device, amp
         self.num_classes = dataset.num_classes
-        self.x, self.y = _place(dataset.train_x, device), _place(dataset.train_y, device)
+        self.x, self.y = place_data(dataset.train_x, device), place_data(dataset.train_y, device)
         self.n = len(self.x)
         if self.n == 0:
             raise NetError(f"{dataset.name}: the training split is empty")
@@ -339,10 +203,13 @@ class _Epochs:
             self.optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
             if config.schedule == "cosine" else None)
         self.scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.objective = objective_for(dataset, config.output, config.label_smoothing)
+        if config.augment and self.objective.task != "classify":
+            raise NetError("augment (random crop and flip) is for classification only: it would move the image "
+                           "away from its mask or boxes")
 
-    def run(self, epoch: int, on_batch: BatchCallback | None) -> tuple[list[float], float, float, float, float]:
-        """Train one epoch: (batch losses, mean loss, accuracy, images, seconds); syncs once at the end."""
+    def run(self, epoch: int, on_batch: BatchCallback | None) -> tuple[list[float], float, float | None, float, float]:
+        """Train one epoch: (batch losses, mean loss, accuracy or None, images, seconds); syncs once at the end."""
         model, opt, dev, bs, steps = self.model, self.optimizer, self.device, self.bs, self.steps
         t0 = last = time.perf_counter()
         model.train()
@@ -351,6 +218,8 @@ class _Epochs:
         sizes = torch.full((steps,), float(bs), device=dev)
         sizes[-1] = float(min(bs, self.n - (steps - 1) * bs))
         correct = torch.zeros((), dtype=torch.int64, device=dev)
+        counted = torch.zeros((), dtype=torch.int64, device=dev)
+        objective = self.objective
         for b in range(steps):
             idx = perm[b * bs:(b + 1) * bs]
             xb = self.x.index_select(0, idx).to(dev, non_blocking=True)
@@ -359,11 +228,11 @@ class _Epochs:
                 xb = random_crop_flip(xb, self.aug)
             if self.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            with _autocast(self.amp, dev):
-                logits = classification_output(model(xb), self.config.output)
+            with autocast(self.amp, dev):
+                out = model(xb)
                 if b == 0:
-                    _check_logits(logits, self.num_classes)
-                loss = self.loss_fn(logits, yb)
+                    objective.check(out)
+                loss = objective.loss(out, yb)
             opt.zero_grad(set_to_none=True)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
@@ -375,25 +244,28 @@ class _Epochs:
             if self.scheduler is not None:
                 self.scheduler.step()
             losses[b] = loss.detach()
-            correct += (logits.detach().argmax(1) == yb).sum()
+            hits = objective.hits(out, yb)
+            if hits is not None:
+                correct += hits[0]
+                counted += hits[1]
             if on_batch is not None:
                 now = time.perf_counter()
                 if b == 0 or b == steps - 1 or now - last >= self.config.progress_interval:
                     seen = sizes[: b + 1].sum()
                     run_loss = ((losses[: b + 1] * sizes[: b + 1]).sum() / seen).item()
-                    run_acc = (correct / seen).item()
+                    run_acc = (correct / counted).item() if hits is not None else float("nan")
                     last = time.perf_counter()
                     on_batch(epoch, b + 1, steps, run_loss, run_acc, float(seen) / (last - t0))
         seen = float(sizes.sum())
         mean_loss = float((losses * sizes).sum()) / seen
-        accuracy = correct.item() / seen
+        accuracy = correct.item() / max(counted.item(), 1) if objective.task != "detect" else None
         return losses.tolist(), mean_loss, accuracy, seen, time.perf_counter() - t0
 
 
 def train(model: nn.Module, dataset: Dataset, config: TrainConfig | None = None,
           out_dir: str | Path | None = None, on_epoch: Callable[[EpochStats], None] | None = None,
           on_batch: BatchCallback | None = None) -> TrainResult:
-    """Train in place (the model moves to the device), checkpoint each epoch, report test accuracy.
+    """Train in place (the model moves to the device), checkpoint each epoch, report the test metrics.
 
     On KeyboardInterrupt the last completed epoch's weights stay on disk, metrics.json says
     "interrupted": true, and the interrupt is re-raised. The test split is evaluated once, at the end.
@@ -401,7 +273,7 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig | None = None,
     config = config or TrainConfig()
     config.validate()
     device = resolve_device(config.device)
-    amp = _amp_dtype(config.amp, device)
+    amp = amp_dtype(config.amp, device)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -411,7 +283,7 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig | None = None,
     result = TrainResult(epochs=[], test=None, wall_s=0.0, device=str(device),
                          amp={None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp], out_dir=out)
     scoring = {"batch_size": max(512, loop.bs), "device": device, "amp": result.amp,
-               "output": config.output, "num_classes": dataset.num_classes}
+               "objective": loop.objective}
     start = time.perf_counter()
     try:
         for epoch in range(1, config.epochs + 1):
@@ -425,7 +297,8 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig | None = None,
                                val_loss=val.loss if val else None, val_acc=val.accuracy if val else None,
                                images_per_s=seen / train_s, train_s=train_s, wall_s=time.perf_counter() - t0,
                                lr=loop.optimizer.param_groups[0]["lr"],
-                               batch_losses=batch_losses)
+                               batch_losses=batch_losses, val_metrics=val.metrics if val else None,
+                               val_score=val.score if val else None)
             result.epochs.append(stats)
             result.wall_s = time.perf_counter() - start
             if out is not None:

@@ -39,7 +39,7 @@ def run(args) -> int:
         limit_train=args.limit_train,
         on_network=None if args.json else lambda r: console.print(
             f"seed {r['seed']}: {r['file']} ({r['macs'] / 1e6:.2f} M MACs, {r['params'] / 1e3:.1f} K params"
-            + (f", val acc {r['val_acc']:.2%}" if "val_acc" in r else "") + ")"))
+            + (f", val {r['metric']} {r['score']:.2%}" if "score" in r else "") + ")"))
     if args.json:
         print_json(records)
         return 0

@@ -13,7 +13,8 @@ from netdsl.commands.common import add_network_arguments, load_from_args, print_
 def register(sub) -> None:
     p = sub.add_parser("synth", help="generative synthesis from a prototype", description=__doc__)
     add_network_arguments(p)
-    p.add_argument("--data", default="fashion-mnist", help="dataset spec (see netdsl train --help)")
+    p.add_argument("--data", default="fashion-mnist", help="dataset spec (see netdsl train --help); the task "
+                   "(classification, segmentation, detection) comes from it")
     p.add_argument("--req", action="append", default=[], metavar="REQ",
                    help='a requirement such as "acc>=0.9", "macs<=2M", "params<200K", "latency<=1.5ms" (repeatable)')
     p.add_argument("--out", help="run directory (default runs/<network>-synth)")
@@ -61,6 +62,7 @@ def run(args) -> int:
 
     from gensynth.journal import Journal
     from gensynth.synth import JOURNAL, SynthConfig, synthesize
+    from netdsl.commands.training_view import metrics_text
 
     g = load_from_args(args)
     cfg = config_from_args(args)
@@ -85,9 +87,11 @@ def run(args) -> int:
             progress.update(task, description=f"training the prototype ({payload['epochs']} epochs)")
         elif kind == "prototype_epoch":
             st = payload["stats"]
-            console.print(f"prototype epoch {st.epoch}: val acc {st.val_acc:.2%}, {st.images_per_s:,.0f} img/s")
+            console.print(f"prototype epoch {st.epoch}: val {metrics_text(st.val_metrics or {})}, "
+                          f"{st.images_per_s:,.0f} img/s")
         elif kind == "prototype":
-            console.print(f"prototype: val acc {payload['val_acc']:.2%}, {payload['macs'] / 1e6:.2f} M MACs, "
+            console.print(f"prototype: val {payload['metric']} {payload['score']:.2%}, "
+                          f"{payload['macs'] / 1e6:.2f} M MACs, "
                           f"{payload['params'] / 1e3:.1f} K params, NetScore {payload['netscore']:.1f}")
         elif kind == "cycle_start":
             progress.update(task, description=f"cycle {payload['cycle'] + 1}/{cfg.cycles}")
@@ -96,16 +100,16 @@ def run(args) -> int:
             if not best or payload["utility"] > best["utility"]:
                 best.update(payload)
             progress.advance(task)
-            progress.update(task, best=f"best NetScore {best['netscore']:.1f} ({best['val_acc']:.1%}, "
+            progress.update(task, best=f"best NetScore {best['netscore']:.1f} ({best['score']:.1%}, "
                                        f"{best['macs'] / 1e6:.2f} M MACs)")
-            console.print(f"  candidate {payload['key']}: val acc {payload['val_acc']:.2%}, "
+            console.print(f"  candidate {payload['key']}: val {payload['metric']} {payload['score']:.2%}, "
                           f"{payload['macs'] / 1e6:.2f} M MACs, {payload['params'] / 1e3:.1f} K params, "
                           f"utility {payload['utility']:.1f}, {payload['wall_s']:.1f} s")
         elif kind == "final_start":
             progress.update(task, description=f"training {payload['name']} fully")
         elif kind == "final":
-            console.print(f"[bold]{payload['name']}[/bold]: val acc {payload['val_acc']:.2%}, test acc "
-                          f"{payload['test_acc']:.2%}, {payload['macs'] / 1e6:.2f} M MACs, "
+            console.print(f"[bold]{payload['name']}[/bold]: val {payload['metric']} {payload['score']:.2%}, test "
+                          f"{payload['test_score']:.2%}, {payload['macs'] / 1e6:.2f} M MACs, "
                           f"meets requirements: {'yes' if payload['meets'] else 'no'}")
 
     done_before = 0
@@ -136,6 +140,7 @@ def run(args) -> int:
 
 
 def _brief(r: dict) -> dict:
-    keys = ("name", "arch", "val_acc", "test_acc", "macs", "params", "memory", "latency", "netscore", "density",
+    keys = ("name", "arch", "task", "metric", "score", "test_score", "val_acc", "test_acc", "val_miou", "test_miou",
+            "val_pixel_acc", "test_pixel_acc", "val_map50", "test_map50", "val_map", "test_map", "macs", "params", "memory", "latency", "netscore", "density",
             "meets", "missed")
     return {k: r.get(k) for k in keys if k in r}

@@ -13,7 +13,11 @@ from netdsl.commands.common import add_network_arguments, load_from_args, print_
 def add_training_arguments(p, epochs: int = 10) -> None:
     """--data and the training hyperparameters shared by train, synth and generate."""
     p.add_argument("--data", default="fashion-mnist",
-                   help="fashion-mnist[:DIR], idx:DIR, cifar10:DIR or npz:FILE (default: fashion-mnist)")
+                   help="classification: fashion-mnist[:DIR], idx:DIR, cifar10:DIR, npz:FILE; segmentation: "
+                        "fashion-seg[:DIR], masks:DIR; detection: fashion-det[:DIR], coco:FILE.json "
+                        "(default: fashion-mnist)")
+    p.add_argument("--task", choices=["classify", "segment", "detect"],
+                   help="the task (default: the one the data holds; a mismatch is an error)")
     p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
     p.add_argument("--lr", type=float, help="learning rate (default: 0.05 for sgd, 0.002 for adamw)")
     p.add_argument("--batch-size", type=int, default=128)
@@ -45,14 +49,14 @@ def register(sub) -> None:
 def run(args) -> int:
     from compiler.lower import lower_to_torch
     from compiler.printer import print_network
-    from gensynth.data import check_fits, load_dataset
+    from gensynth.data import load_dataset
     from gensynth.train import train
 
     g = load_from_args(args)
     config = train_config(args)
     config.validate()
-    data = load_dataset(args.data, limit_train=args.limit_train)
-    check_network_fits(g, data, check_fits)
+    data = load_dataset(args.data, limit_train=args.limit_train, task=args.task)
+    check_network_fits(g, data)
     out = Path(args.out or f"runs/{g.graph['name']}")
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.file, out / "model.net")
@@ -64,30 +68,33 @@ def run(args) -> int:
         result = train(model, data, config, out_dir=out, on_epoch=on_epoch, on_batch=on_batch)
     last = result.epochs[-1]
     summary = {
-        "network": g.graph["name"], "data": data.name, "epochs": len(result.epochs),
+        "network": g.graph["name"], "data": data.name, "task": data.task, "epochs": len(result.epochs),
         "train_acc": last.train_acc, "val_acc": last.val_acc,
         "test_acc": result.test.accuracy if result.test else None,
+        "val_metrics": last.val_metrics, "test_metrics": result.test.metrics if result.test else None,
         "wall_s": result.wall_s, "device": result.device, "out": str(out),
     }
     if args.json:
         print_json(summary)
     else:
-        test = f"{summary['test_acc']:.2%}" if summary["test_acc"] is not None else "n/a"
+        from netdsl.commands.training_view import metrics_text
+
+        val = metrics_text(last.val_metrics) if last.val_metrics else "n/a"
+        test = metrics_text(result.test.metrics) if result.test else "n/a"
         Console(highlight=False).print(
-            f"[bold]{g.graph['name']}[/bold] on {data.name}: val acc {last.val_acc:.2%}, test acc {test}, "
+            f"[bold]{g.graph['name']}[/bold] on {data.name}: val {val}; test {test}; "
             f"{result.wall_s:.1f} s on {result.device}; weights in {out}/weights.safetensors")
     return 0
 
 
-def check_network_fits(g, data, check_fits) -> None:
-    """The network's single image input and class count must match the data."""
+def check_network_fits(g, data) -> None:
+    """The network's single image input and its outputs must fit the data's task (classes, mask, heads)."""
     from compiler.diagnostics import NetError
+    from gensynth.objectives import check_fits
 
-    if len(g.graph["inputs"]) != 1 or len(g.graph["outputs"]) != 1:
-        raise NetError(f"training a classifier needs one input and one output; "
-                       f"{g.graph['name']} has {len(g.graph['inputs'])} and {len(g.graph['outputs'])}")
+    if len(g.graph["inputs"]) != 1:
+        raise NetError(f"training needs a network with one image input; {g.graph['name']} has "
+                       f"{len(g.graph['inputs'])}")
     shape = g.nodes[g.graph["inputs"][0]]["shape"]
-    out_shape = g.nodes[next(iter(g.graph["outputs"].values()))]["shape"]
-    if len(out_shape) != 1:
-        raise NetError(f"a classifier's output must be [classes], got {list(out_shape)}")
-    check_fits(tuple(shape), out_shape[0], data)
+    outputs = {name: tuple(g.nodes[node]["shape"]) for name, node in g.graph["outputs"].items()}
+    check_fits(tuple(shape), outputs, data)

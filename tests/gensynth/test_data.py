@@ -12,7 +12,7 @@ import torch
 
 from compiler.diagnostics import NetError
 from gensynth import data
-from gensynth.data import FASHION_CLASSES, check_fits, load_dataset, read_idx
+from gensynth.data import FASHION_CLASSES, load_dataset, read_idx
 
 REAL_FASHION = Path(data.FASHION_MNIST_DIR)
 IDX_CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D, np.float64: 0x0E}
@@ -319,18 +319,6 @@ def test_cifar10_pickles_cannot_run_code(tmp_path: Path) -> None:
     (root / "test_batch").write_bytes(pickle.dumps({b"data": _Evil(), b"labels": []}))
     with pytest.raises(NetError, match="refusing to load builtins.print"):
         load_dataset(f"cifar10:{root}")
-
-
-def test_check_fits(tmp_path: Path) -> None:
-    ds = load_dataset(f"idx:{make_idx_dir(tmp_path / 'set')}")
-    check_fits((1, 8, 8), 4, ds)
-    check_fits((1, None, None), 4, ds)
-    with pytest.raises(NetError) as err:
-        check_fits((3, 32, 32), 10, ds)
-    text = str(err.value)
-    assert "(3, 32, 32)" in text and "(1, 8, 8)" in text and "10 output classes" in text and "has 4" in text
-    with pytest.raises(NetError, match=r"input \(1, 8\)"):
-        check_fits((1, 8), 4, ds)
 
 
 @pytest.mark.skipif(not REAL_FASHION.is_dir(), reason="needs the dataset-fashion-mnist package")
