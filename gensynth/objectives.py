@@ -25,6 +25,9 @@ TASK_WORDS = {"classify": "classification", "segment": "segmentation", "detect":
 METRICS = {"classify": ("acc",), "segment": ("miou", "pixel_acc"), "detect": ("map50", "map")}
 DETECTION_OUTPUTS = ("heatmap", "boxes")
 IGNORE_INDEX = 255
+# CenterNet starts the heatmap at a centre probability of 0.1 (bias -2.19, small weights): with the default
+# init the focal loss of the first batches is ~100x larger and SGD kills the heads' ReLUs before anything is learnt.
+HEATMAP_PRIOR = 0.1
 
 
 def primary_metric(task: str) -> str:
@@ -120,6 +123,28 @@ class Objective:
         if self.task == "segment" and (logits.ndim != 4 or logits.shape[1] != self.num_classes):
             raise NetError(f"the model's output has shape {tuple(logits.shape)} but segmenting "
                            f"{self.num_classes} classes needs (batch, {self.num_classes}, H, W)")
+
+    def prepare(self, model: torch.nn.Module, sample: torch.Tensor) -> None:
+        """Detection: give a fresh heatmap conv (bias exactly 0) CenterNet's prior; trained weights are left alone."""
+        if self.task != "detect":
+            return
+        convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None]
+        seen: dict[int, torch.nn.Conv2d] = {}
+        hooks = [m.register_forward_hook(lambda m, _i, out: seen.__setitem__(id(out), m)) for m in convs]
+        try:
+            with torch.no_grad():
+                was_training = model.training
+                model.eval()
+                heatmap, _ = _detection_outputs(model(sample))
+                model.train(was_training)
+        finally:
+            for h in hooks:
+                h.remove()
+        conv = seen.get(id(heatmap))
+        if conv is not None and not conv.bias.detach().any():
+            with torch.no_grad():  # RetinaNet/CenterNet head init: small weights, the prior in the bias
+                conv.weight.normal_(0.0, 0.01)
+                conv.bias.fill_(float(np.log(HEATMAP_PRIOR / (1 - HEATMAP_PRIOR))))
 
     def scorer(self) -> Scorer:
         """A fresh accumulator of this task's evaluation metrics."""
