@@ -9,7 +9,6 @@ in input pixels with exclusive x1/y1; rows with class < 0 are padding. Detection
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +19,6 @@ from compiler.diagnostics import NetError
 MIN_OVERLAP = 0.7                     # gaussian_radius: a box this far off still has IoU >= 0.7
 SIZE_WEIGHT, OFFSET_WEIGHT = 0.1, 1.0
 # CenterNet clamps sigmoid(x) to [1e-4, 1 - 1e-4]; clamping x to these logits is the same.
-LOGIT_LIMIT = math.log((1 - 1e-4) / 1e-4)
 
 
 @dataclass
@@ -123,7 +121,9 @@ def _check_outputs(heatmap_logits: torch.Tensor, box_out: torch.Tensor) -> None:
 
 def focal_loss(heatmap_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """CenterNet's penalty-reduced pixel-wise focal loss (alpha 2, beta 4), summed, not yet normalised."""
-    x = heatmap_logits.float().clamp(-LOGIT_LIMIT, LOGIT_LIMIT)
+    # No clamp on the logits (CenterNet clamps sigmoid to [1e-4, 1 - 1e-4]): a clamp zeroes the gradient of a
+    # centre whose logit fell below it, and plain SGD then never brings it back. logsigmoid is stable as it is.
+    x = heatmap_logits.float()
     p = torch.sigmoid(x)
     pos = target == 1
     pos_loss = functional.logsigmoid(x) * (1 - p) ** 2
