@@ -18,7 +18,6 @@ from compiler.diagnostics import NetError
 
 MIN_OVERLAP = 0.7                     # gaussian_radius: a box this far off still has IoU >= 0.7
 SIZE_WEIGHT, OFFSET_WEIGHT = 0.1, 1.0
-# CenterNet clamps sigmoid(x) to [1e-4, 1 - 1e-4]; clamping x to these logits is the same.
 
 
 @dataclass
