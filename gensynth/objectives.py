@@ -17,6 +17,7 @@ import torch
 from torch.nn import functional
 
 from compiler.diagnostics import NetError
+from gensynth.segmentation import IGNORE_INDEX
 
 TASKS = ("classify", "segment", "detect")
 TASK_WORDS = {"classify": "classification", "segment": "segmentation", "detect": "detection"}
@@ -24,7 +25,7 @@ TASK_WORDS = {"classify": "classification", "segment": "segmentation", "detect":
 # it is the "accuracy" of NetScore and information density, and what synthesis maximises.
 METRICS = {"classify": ("acc",), "segment": ("miou", "pixel_acc"), "detect": ("map50", "map")}
 DETECTION_OUTPUTS = ("heatmap", "boxes")
-IGNORE_INDEX = 255
+
 # CenterNet starts the heatmap at a centre probability of 0.1 (bias -2.19, small weights): with the default
 # init the focal loss of the first batches is ~100x larger and SGD kills the heads' ReLUs before anything is learnt.
 HEATMAP_PRIOR = 0.1
@@ -90,8 +91,9 @@ class Objective:
             return functional.cross_entropy(select_output(out, self.output), y,
                                             label_smoothing=self.label_smoothing)
         if self.task == "segment":
-            return functional.cross_entropy(select_output(out, self.output), y.long(), ignore_index=IGNORE_INDEX,
-                                            label_smoothing=self.label_smoothing)
+            from gensynth.segmentation import segmentation_loss
+
+            return segmentation_loss(select_output(out, self.output), y, IGNORE_INDEX)
         from gensynth.centernet import centernet_loss
 
         heatmap, boxes = _detection_outputs(out)
@@ -172,13 +174,16 @@ class Scorer:
             for gt in y.cpu().numpy():
                 self.truth.append(gt[gt[:, 0] >= 0].astype(np.float64))
             return
-        pred = select_output(out, obj.output).argmax(1).reshape(-1)
-        target = y.reshape(-1).long()
-        keep = target != IGNORE_INDEX
-        pred, target = pred[keep], target[keep]
-        if len(target) and (int(target.min()) < 0 or int(target.max()) >= k):
-            raise NetError(f"labels must lie in 0..{k - 1}, found {int(target.min())}..{int(target.max())}")
-        counts = torch.bincount(target * k + pred, minlength=k * k)
+        logits = select_output(out, obj.output)
+        if obj.task == "segment":
+            from gensynth.segmentation import confusion_matrix
+
+            counts = confusion_matrix(logits, y, k, IGNORE_INDEX)
+        else:
+            pred, target = logits.argmax(1), y.long()
+            if int(target.min()) < 0 or int(target.max()) >= k:
+                raise NetError(f"labels must lie in 0..{k - 1}, found {int(target.min())}..{int(target.max())}")
+            counts = torch.bincount(target * k + pred, minlength=k * k).reshape(k, k)
         self.confusion = counts if self.confusion is None else self.confusion + counts
 
     def result(self) -> tuple[dict[str, float], np.ndarray | None]:
@@ -189,16 +194,13 @@ class Scorer:
 
             ap = mean_average_precision(self.detections, self.truth, k)
             return {"map50": float(ap["map50"]), "map": float(ap["map"])}, None
-        conf = (self.confusion.cpu().numpy() if self.confusion is not None
-                else np.zeros(k * k, dtype=np.int64)).reshape(k, k)
-        total = conf.sum()
-        correct = float(np.trace(conf)) / total if total else 0.0
         if obj.task == "classify":
-            return {"acc": correct}, conf
-        union = conf.sum(0) + conf.sum(1) - np.diag(conf)
-        present = union > 0
-        miou = float(np.mean(np.diag(conf)[present] / union[present])) if present.any() else 0.0
-        return {"miou": miou, "pixel_acc": correct}, conf
+            conf = self.confusion.cpu().numpy()
+            return {"acc": float(np.trace(conf)) / conf.sum()}, conf
+        from gensynth.segmentation import mean_iou, pixel_accuracy
+
+        return {"miou": mean_iou(self.confusion), "pixel_acc": pixel_accuracy(self.confusion)}, \
+            self.confusion.cpu().numpy()
 
 
 def objective_for(dataset, output: str | None = None, label_smoothing: float = 0.0) -> Objective:
