@@ -152,6 +152,26 @@ def _take(tensor, rows: Index, cols: list[Index] | Index | None = None):
     return tensor[list(rows)][:, list(cols)]
 
 
+def _fit_kernel(weight, kernel: int):
+    """A conv kernel centre-cropped or zero-padded to kernel x kernel: a 3x3 kernel inside 5x5 zeros computes
+    the same function under "same" padding, so a choice(3, 5) of kernel size inherits trained weights."""
+    size = weight.shape[-1]
+    if size == kernel:
+        return weight
+    if size > kernel:
+        lo = (size - kernel) // 2
+        return weight[..., lo:lo + kernel, lo:lo + kernel]
+    lo = (kernel - size) // 2
+    if hasattr(weight, "new_zeros"):
+        out = weight.new_zeros((*weight.shape[:-2], kernel, kernel))
+    else:
+        import numpy as np
+
+        out = np.zeros((*weight.shape[:-2], kernel, kernel), dtype=weight.dtype)
+    out[..., lo:lo + size, lo:lo + size] = weight
+    return out
+
+
 def _groups(g: nx.DiGraph, name: str) -> int:
     d = g.nodes[name]
     return g.nodes[d["inputs"][0]]["shape"][0] if d["op"] == "dwconv" else d["attrs"]["groups"]
@@ -197,6 +217,8 @@ def transfer_weights(parent_g: nx.DiGraph, parent_state: Mapping, child_g: nx.Di
                 cols = _grouped_columns(child_g, name, out_index, in_index, p["shape"][0], parent_in,
                                         parent_groups, child_groups)
                 state[f"{name}.weight"] = _take(weight, out_index, cols)
+        if op != "linear":
+            state[f"{name}.weight"] = _fit_kernel(state[f"{name}.weight"], a["k"])
         if a["bias"]:
             state[f"{name}.bias"] = _take(get(f"{name}.bias"), out_index)
     return state

@@ -198,3 +198,28 @@ def test_a_conv_with_groups_equal_to_its_channels_follows_its_input_like_a_dwcon
     """
     keep = [0, 1, 3, 4, 6, 7]
     check_child_matches(text, {"w": 6}, {"pw": keep}, {"pw_bn": keep, "dw_bn": keep}, (3, 6, 6))
+
+
+def test_a_kernel_size_choice_inherits_centred_weights():
+    from gensynth.space import apply_decisions
+
+    text = """
+network K {
+    input x: [2, 9, 9]
+    output y = x -> conv(4, k=choice(3, 5, id="k"), padding="same") -> relu -> conv(3, k=1)
+}
+"""
+    parent = load_network_text(text, "k.net")
+    child = apply_decisions(parent, {"k": 1})
+    assert child.nodes[next(n for n in child if child.nodes[n]["op"] == "conv")]["attrs"]["k"] == 5
+    torch.manual_seed(0)
+    parent_model = lower_to_torch(parent).eval()
+    state = transfer_weights(parent, parent_model.state_dict(), child, {})
+    child_model = lower_to_torch(child).eval()
+    child_model.load_state_dict(state)
+    x = torch.randn(3, 2, 9, 9)
+    with torch.no_grad():  # 3x3 inside 5x5 zeros, same padding: the very same function
+        assert torch.allclose(child_model(x), parent_model(x), atol=1e-6)
+    back = transfer_weights(child, child_model.state_dict(), parent, {})  # and 5x5 -> 3x3 crops the centre
+    conv = next(k for k in back if k.endswith(".weight") and back[k].shape[-1] == 3)
+    assert torch.equal(back[conv], parent_model.state_dict()[conv])

@@ -1,0 +1,188 @@
+"""Segmentation and detection on fashion-seg / fashion-det: prototype, a FermiNet with >= 3x fewer MACs, and
+uniform width scaling at the FermiNet's MAC budget, side by side.
+
+    python bench/tasks_fashion.py [--tasks segment,detect] [--limit-train 4000] [--out runs/bench-tasks]
+
+Per task: the prototype (examples/unet_small.net, examples/detector_small.net) is trained P epochs with the
+standard recipe; `synthesize` runs from its weights with --req macs<=prototype/3 and --req METRIC>=prototype's
+validation METRIC - 0.01, and its finalist gets F fine-tune epochs; uniform width scaling (one factor on every free
+channel group, the largest whose network fits the FermiNet's MACs) trains from scratch for P + F epochs, the same
+epochs per final network. Test metrics are reported; every choice uses the validation split. Batch-1 CPU latency
+is measured side by side. Results resume from runs/ (each step writes a JSON when done) and land in
+docs/benchmarks.md between the bench:tasks markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from benchdoc import markers, write_section  # noqa: E402
+from peer_methods import Bench, latency_side_by_side, log, uniform_widths, write_json  # noqa: E402
+
+from compiler.cost import network_cost  # noqa: E402
+from compiler.coupling import apply_widths  # noqa: E402
+from compiler.lower import lower_to_torch  # noqa: E402
+from compiler.printer import print_network  # noqa: E402
+from gensynth.checkpoint import save_weights  # noqa: E402
+from gensynth.evaluate import evaluate  # noqa: E402
+from gensynth.inquisitor import Budget  # noqa: E402
+from gensynth.objectives import objective_for  # noqa: E402
+from gensynth.synth import JOURNAL, SynthConfig, synthesize  # noqa: E402
+from gensynth.train import TrainConfig, train  # noqa: E402
+from netdsl.loader import load_network  # noqa: E402
+
+START, END = markers("tasks")
+TASKS = {"segment": ("examples/unet_small.net", "fashion-seg", "miou", "mIoU"),
+         "detect": ("examples/detector_small.net", "fashion-det", "map50", "mAP@0.5")}
+
+
+def scores(model, ds, device) -> dict:
+    """Validation and test metrics of the task, e.g. {"val_miou": ..., "test_pixel_acc": ...}."""
+    objective = objective_for(ds)
+    out = {}
+    for split, x, y in (("val", ds.val_x, ds.val_y), ("test", ds.test_x, ds.test_y)):
+        result = evaluate(model, x, y, device=device, objective=objective)
+        out.update({f"{split}_{k}": v for k, v in result.metrics.items()})
+    return out
+
+
+def no_test(ds):
+    return dataclasses.replace(ds, test_x=ds.test_x[:0], test_y=ds.test_y[:0])
+
+
+def cached(path: Path, make) -> dict:
+    """The JSON result at path, computed (and written atomically) only if it is missing."""
+    if path.exists():
+        return json.loads(path.read_text())
+    result = make()
+    write_json(path, result)
+    return result
+
+
+def trained_from_scratch(b: Bench, g, epochs: int, seed: int, save: Path | None = None) -> dict:
+    ds = b.dataset()
+    t0 = time.perf_counter()
+    model = lower_to_torch(g)
+    torch_seed(seed)
+    result = train(model, no_test(ds), TrainConfig(epochs=epochs, seed=seed, device=b.device),
+                   on_epoch=lambda e: log(f"  epoch {e.epoch}: val {e.val_metrics} ({e.wall_s:.0f} s)"))
+    if save is not None:
+        save_weights(model, save)
+    cost = network_cost(g)
+    return {"net": print_network(g), "macs": cost.macs, "params": cost.params, "epochs": epochs,
+            "wall_s": time.perf_counter() - t0, **scores(model, ds, result.device)}
+
+
+def torch_seed(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+
+
+def run_task(task: str, args) -> dict:
+    path, data, metric, _ = TASKS[task]
+    net = load_network(str(ROOT / path))
+    out = Path(args.out) / f"{task}-n{args.limit_train}-p{args.epochs_prototype}-f{args.epochs_final}"
+    out.mkdir(parents=True, exist_ok=True)
+    b = Bench(net=net, data=data, limit_train=args.limit_train, prototype_epochs=args.epochs_prototype,
+              final_epochs=args.epochs_final, cycles=args.cycles, per_cycle=args.per_cycle, images=args.images,
+              device=args.device, root=out)
+    log(f"{task}: {path} on {data} ({len(b.dataset().train_y):,} training images)")
+    weights = out / "prototype.safetensors"
+    proto = cached(out / "prototype.json", lambda: trained_from_scratch(
+        b, net, args.epochs_prototype, args.seed, save=weights))
+    target = int(proto["macs"] / args.reduction)
+    floor = max(proto[f"val_{metric}"] - 0.01, 0.0)
+
+    def synth() -> dict:
+        cfg = SynthConfig(data=data, requirements=[f"macs<={target}", f"{metric}>={floor:.4f}"], cycles=args.cycles,
+                          per_cycle=args.per_cycle, seed=args.seed, prototype_weights=str(weights), finalists=1,
+                          budget=Budget(images=args.images, epochs=1, final_epochs=args.epochs_final,
+                                        device=args.device),
+                          data_options=b.data_options)
+        run = out / "synth"
+        t0 = time.perf_counter()
+        result = synthesize(net, cfg, run, resume=(run / JOURNAL).exists(), on_event=lambda kind, r: log(
+            f"  {kind} {r.get('key', '')}: {r['macs'] / 1e6:.1f} M MACs, val {metric} {r['score']:.2%}")
+            if kind in ("candidate", "final") else None)
+        final = result.finals[0]
+        return {"net": (run / f"{final['name']}.net").read_text(), "macs": final["macs"], "params": final["params"],
+                "wall_s": time.perf_counter() - t0, "candidates": len(result.candidates), "meets": final["meets"],
+                **{k: v for k, v in final.items() if k.startswith(("val_", "test_"))}}
+
+    fermi = cached(out / "synth.json", synth)
+
+    def uniform() -> dict:
+        widths, factor = uniform_widths(b, fermi["macs"])
+        child = apply_widths(net, widths, b.plan)
+        return {**trained_from_scratch(b, child, args.epochs_prototype + args.epochs_final, args.seed),
+                "factor": factor}
+
+    uni = cached(out / "uniform.json", uniform)
+    lat = latency_side_by_side([proto["net"], fermi["net"], uni["net"]])
+    return {"task": task, "data": data, "metric": metric, "prototype": proto, "fermi": fermi, "uniform": uni,
+            "latency": lat, "target": target}
+
+
+def table(results: list[dict], args, wall: float) -> list[str]:
+    lines = [
+        f"Command: `python bench/tasks_fashion.py --limit-train {args.limit_train} --epochs-prototype "
+        f"{args.epochs_prototype} --epochs-final {args.epochs_final} --cycles {args.cycles} --per-cycle "
+        f"{args.per_cycle} --images {args.images}` ({wall / 60:.0f} min wall on this machine's CPU). "
+        f"Training canvases: {args.limit_train} (minus 10% validation); test: 2,000 canvases from the "
+        "Fashion-MNIST test images. The prototype trains P epochs; the FermiNet inherits its weights, is searched "
+        f"with {args.cycles * args.per_cycle} candidates ({args.images} images, 1 epoch each) and fine-tuned F "
+        "epochs; uniform width trains from scratch P + F epochs. One seed.",
+        "",
+        "| task | network | val | test | other test metric | MACs | params | latency (batch 1, CPU) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        m = r["metric"]
+        other = {"miou": "pixel_acc", "map50": "map"}[m]
+        label = TASKS[r["task"]][3]
+        for (name, rec), lat in zip((("prototype", r["prototype"]), ("FermiNet (synthesis)", r["fermi"]),
+                                     (f"uniform width x{r['uniform']['factor']:.2f}", r["uniform"])), r["latency"]):
+            ratio = r["prototype"]["macs"] / rec["macs"]
+            lines.append(f"| {r['task']} ({r['data']}) | {name} | {label} {rec[f'val_{m}']:.2%} | "
+                         f"{label} {rec[f'test_{m}']:.2%} | {other} {rec[f'test_{other}']:.2%} | "
+                         f"{rec['macs'] / 1e6:.1f} M ({ratio:.2f}x fewer) | {rec['params'] / 1e3:.0f} K | "
+                         f"{lat * 1e3:.2f} ms |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", default="segment,detect")
+    p.add_argument("--limit-train", type=int, default=4000)
+    p.add_argument("--epochs-prototype", type=int, default=8)
+    p.add_argument("--epochs-final", type=int, default=4)
+    p.add_argument("--cycles", type=int, default=2)
+    p.add_argument("--per-cycle", type=int, default=4)
+    p.add_argument("--images", type=int, default=2000)
+    p.add_argument("--reduction", type=float, default=3.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="runs/bench-tasks")
+    p.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    results = [run_task(t, args) for t in args.tasks.split(",")]
+    lines = table(results, args, time.perf_counter() - t0)
+    print("\n".join(lines))
+    if not args.no_doc:
+        write_section("\n".join([START, *lines, END]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
