@@ -28,7 +28,7 @@ def prototype_graph(state: GeneratorState, path: Path):
 
 
 def generate_networks(path: Path, seeds: Iterable[int], out: Path, *, train_data: str | None = None,
-                      epochs: int = 3, lr: float = 0.02, device: str = "auto", limit_train: int | None = None,
+                      epochs: int = 3, lr: float | None = None, device: str = "auto", limit_train: int | None = None,
                       on_network: Callable[[dict], None] | None = None) -> list[dict]:
     """Write fermi-<seed>.net for every seed (and weights with train_data); return one record per network."""
     state = GeneratorState.load(path)

@@ -26,7 +26,7 @@ from gensynth.evaluate import evaluate
 from gensynth.objectives import objective_for
 from gensynth.probe import probe
 from gensynth.requirements import parse_requirements
-from gensynth.train import TrainConfig, train
+from gensynth.train import FINE_TUNE_LR, TASK_OPTIMIZER, TrainConfig, train
 from gensynth.utility import UTILITIES, information_density, netscore
 
 
@@ -38,8 +38,9 @@ class Budget:
     epochs: int = 1
     final_epochs: int = 10
     batch_size: int = 128
-    lr: float = 0.02  # fine-tuning inherits trained weights: a gentler rate than from scratch
-    final_lr: float = 0.02
+    lr: float | None = None  # None: FINE_TUNE_LR of the optimizer (sgd 0.02, adamw 1e-3)
+    final_lr: float | None = None
+    optimizer: str | None = None  # None: the task's (sgd for classification, adamw otherwise)
     probe_images: int = 512
     latency_runs: int = 30
     device: str = "auto"
@@ -133,7 +134,10 @@ def inquire(task: Task) -> dict:
         subset = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
     else:
         subset = _subset(data, b.images, task.seed)
-    config = TrainConfig(epochs=max(epochs, 1), lr=b.final_lr if task.final else b.lr, batch_size=b.batch_size,
+    optimizer = b.optimizer or TASK_OPTIMIZER[data.task]
+    lr = b.final_lr if task.final else b.lr
+    config = TrainConfig(epochs=max(epochs, 1), lr=lr or FINE_TUNE_LR[optimizer], optimizer=optimizer,
+                         batch_size=b.batch_size,
                          seed=task.seed, device=b.device, schedule="cosine")
     if epochs > 0:
         device = torch.device(train(model, subset, config).device)

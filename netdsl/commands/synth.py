@@ -27,7 +27,7 @@ def register(sub) -> None:
     p.add_argument("--weights", help="trained prototype weights (skips training the prototype)")
     p.add_argument("--prototype-epochs", type=int, default=8)
     p.add_argument("--images", type=int, default=12000, help="fine-tune images per search candidate")
-    p.add_argument("--lr", type=float, default=0.02, help="fine-tuning learning rate")
+    p.add_argument("--lr", type=float, help="fine-tuning learning rate (default 0.02 with sgd, 0.001 with adamw)")
     p.add_argument("--finalists", type=int, default=2, help="networks trained fully at the end")
     p.add_argument("--final-epochs", type=int, default=10)
     p.add_argument("--min-fraction", type=float, default=0.1, help="fewest channels a layer keeps (share)")

@@ -21,7 +21,8 @@ def add_training_arguments(p, epochs: int = 10) -> None:
     p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
     p.add_argument("--lr", type=float, help="learning rate (default: 0.05 for sgd, 0.002 for adamw)")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
+    p.add_argument("--optimizer", choices=["sgd", "adamw"],
+                   help="default: sgd for classification, adamw for segmentation and detection")
     p.add_argument("--schedule", choices=["cosine", "none"], default="cosine")
     p.add_argument("--augment", action="store_true", help="random crop and flip")
     p.add_argument("--seed", type=int, default=0)

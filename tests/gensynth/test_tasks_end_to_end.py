@@ -30,7 +30,7 @@ def run_cli(capsys, *argv) -> tuple[int, str, str]:
 def train_and_eval(tmp_path, capsys, net: str, data: str, epochs: int) -> tuple[dict, dict]:
     (tmp_path / "net.net").write_text(net)
     code, out, _ = run_cli(capsys, "train", str(tmp_path / "net.net"), "--data", data, "--epochs", str(epochs),
-                           "--lr", "0.05", "--batch-size", "32", "--device", "cpu", "--out", str(tmp_path / "run"),
+                           "--batch-size", "32", "--device", "cpu", "--out", str(tmp_path / "run"),
                            "--json")
     assert code == 0
     trained = json.loads(out)
@@ -41,13 +41,13 @@ def train_and_eval(tmp_path, capsys, net: str, data: str, epochs: int) -> tuple[
 
 
 def test_train_and_eval_a_segmenter(tmp_path, capsys, seg_data):
-    trained, evaluated = train_and_eval(tmp_path, capsys, SEG_NET, seg_data, epochs=6)
+    trained, evaluated = train_and_eval(tmp_path, capsys, SEG_NET, seg_data, epochs=10)
     assert trained["task"] == "segment" and evaluated["task"] == "segment"
     assert trained["test_metrics"]["miou"] > 0.6 and trained["test_metrics"]["pixel_acc"] > 0.9
     assert evaluated["miou"] == pytest.approx(trained["test_metrics"]["miou"], abs=1e-9)
     assert len(evaluated["confusion"]) == 3 and evaluated["classes"] == ["background", "square", "plus"]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["task"] == "segment" and len(metrics["val_metrics"]) == 6
+    assert metrics["task"] == "segment" and len(metrics["val_metrics"]) == 10
 
 
 def test_train_and_eval_a_detector(tmp_path, capsys, det_data):
