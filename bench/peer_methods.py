@@ -30,7 +30,7 @@ from compiler.printer import print_network
 from gensynth.checkpoint import atomic_write, load_weights, save_weights
 from gensynth.data import Dataset, load_dataset
 from gensynth.generator import Sample
-from gensynth.inquisitor import Budget, inquire
+from gensynth.inquisitor import Budget, fine_tune_config, inquire
 from gensynth.journal import Journal
 from gensynth.space import search_space
 from gensynth.synth import JOURNAL, SynthConfig, candidate_seed, make_task, synthesize
@@ -56,6 +56,7 @@ class Bench:
     images: int
     device: str
     root: Path  # --out: prototypes/ is shared between configurations, each configuration has its own folder
+    synth_utility: str = "accuracy"  # what synthesis maximises under macs<=T (the peers' objective too)
 
     @property
     def data_options(self) -> dict:
@@ -80,7 +81,7 @@ class Bench:
     def out(self) -> Path:
         """Results of this configuration (a changed budget never mixes with older results)."""
         return self.root / (f"{self.data_tag}-p{self.prototype_epochs}-f{self.final_epochs}-"
-                            f"c{self.cycles}x{self.per_cycle}-i{self.images}")
+                            f"c{self.cycles}x{self.per_cycle}-i{self.images}-u{self.synth_utility}")
 
     @cached_property
     def space(self):
@@ -207,9 +208,7 @@ def scores(model: torch.nn.Module, ds: Dataset, device: str) -> tuple[float, flo
 
 def fine_tune(model: torch.nn.Module, ds: Dataset, epochs: int, seed: int, device: str) -> tuple[float, float]:
     """The final fine-tune of an inherited network, configured exactly as inquire() does for a finalist."""
-    b = Budget()
-    cfg = TrainConfig(epochs=epochs, lr=b.final_lr, batch_size=b.batch_size, seed=seed, device=device,
-                      schedule="cosine")
+    cfg = dataclasses.replace(fine_tune_config(Budget(device=device), ds.task, seed, final=True), epochs=epochs)
     return scores(model, ds, train(model, without_test(ds), cfg).device)
 
 
@@ -255,7 +254,7 @@ def run_synthesis(b: Bench, proto: dict, target: int, k: int, seed: int) -> dict
     """netdsl generative synthesis with --req macs<=target from the cached prototype; one finalist."""
     out = b.out / f"synth-{k}x-s{seed}"
     cfg = SynthConfig(data=b.data, requirements=[f"macs<={target}"], cycles=b.cycles, per_cycle=b.per_cycle,
-                      budget=b.budget(), seed=seed, prototype_epochs=b.prototype_epochs,
+                      budget=b.budget(), seed=seed, prototype_epochs=b.prototype_epochs, utility=b.synth_utility,
                       prototype_weights=proto["weights"], finalists=1, min_fraction=MIN_FRACTION,
                       data_options=b.data_options)
 

@@ -10,7 +10,8 @@ Prototype: examples/fashion_cnn.net (21.9 M MACs). Data: Fashion-MNIST (--data),
 
 Methods, for each MAC target T = prototype MACs / k (k in --targets) and each seed:
 
-  synth       netdsl generative synthesis (gensynth.synth.synthesize, --req macs<=T), one finalist
+  synth       netdsl generative synthesis (gensynth.synth.synthesize, --req macs<=T, --utility accuracy:
+              the best validation accuracy under the budget, which is what the peers are asked for), one finalist
   tp-l2       Torch-Pruning (DepGraph) on the lowered prototype, L2 magnitude importance, then fine-tuned
   tp-taylor   Torch-Pruning, first-order Taylor importance (a backward on a 128-image training batch before each step)
   uniform     every free channel group scaled by one factor (the largest with <= T MACs), trained from scratch
@@ -102,6 +103,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--epochs-final", type=int, help=f"F (full: {FULL['epochs_final']})")
     ap.add_argument("--limit-train", type=int, help=f"train+val pool size, 0 = all 60k (full: {FULL['limit_train']})")
     ap.add_argument("--cycles", type=int, help=f"synthesis cycles (full: {FULL['cycles']})")
+    ap.add_argument("--synth-utility", choices=["accuracy", "netscore", "density"], default="accuracy",
+                    help="what synthesis maximises under macs<=T (default accuracy: what the peers are asked for)")
     ap.add_argument("--per-cycle", type=int, help=f"synthesis candidates per cycle (full: {FULL['per_cycle']})")
     ap.add_argument("--images", type=int, help=f"fine-tune images per search candidate (full: {FULL['images']})")
     ap.add_argument("--methods", default=DEFAULT_METHODS,
@@ -325,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
 
     b = Bench(net=load_network(str(ROOT / args.prototype)), data=args.data, limit_train=args.limit_train or None,
               prototype_epochs=args.epochs_prototype, final_epochs=args.epochs_final, cycles=args.cycles,
-              per_cycle=args.per_cycle, images=args.images, device=args.device, root=ROOT / args.out)
+              per_cycle=args.per_cycle, images=args.images, device=args.device, root=ROOT / args.out,
+              synth_utility=args.synth_utility)
     ds = b.dataset()
     n_train, n_val, n_test = len(ds.train_y), len(ds.val_y), len(ds.test_y)
     log(f"{ds}; results in {b.out}")

@@ -68,6 +68,15 @@ class Task:
     decisions: dict = field(default_factory=dict)
 
 
+def fine_tune_config(budget: Budget, task: str, seed: int, final: bool) -> TrainConfig:
+    """How inherited weights are fine-tuned: a search candidate's short pass, or a finalist's full training."""
+    optimizer = budget.optimizer or TASK_OPTIMIZER[task]
+    lr = (budget.final_lr if final else budget.lr) or FINE_TUNE_LR[optimizer]
+    epochs = budget.final_epochs if final else budget.epochs
+    return TrainConfig(epochs=max(epochs, 1), lr=lr, optimizer=optimizer, batch_size=budget.batch_size, seed=seed,
+                       device=budget.device, schedule="cosine")
+
+
 @lru_cache(maxsize=4)
 def _parent_state(path: str) -> dict:
     from safetensors.torch import load_file
@@ -134,11 +143,7 @@ def inquire(task: Task) -> dict:
         subset = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
     else:
         subset = _subset(data, b.images, task.seed)
-    optimizer = b.optimizer or TASK_OPTIMIZER[data.task]
-    lr = b.final_lr if task.final else b.lr
-    config = TrainConfig(epochs=max(epochs, 1), lr=lr or FINE_TUNE_LR[optimizer], optimizer=optimizer,
-                         batch_size=b.batch_size,
-                         seed=task.seed, device=b.device, schedule="cosine")
+    config = fine_tune_config(b, data.task, task.seed, task.final)
     if epochs > 0:
         device = torch.device(train(model, subset, config).device)
     else:  # measure the weights as they are (the trained prototype)

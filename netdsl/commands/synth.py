@@ -22,7 +22,9 @@ def register(sub) -> None:
     p.add_argument("--cycles", type=int, default=4, help="generator update cycles (default 4)")
     p.add_argument("--per-cycle", type=int, default=6, help="candidates per cycle (default 6)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1: in-process)")
-    p.add_argument("--utility", choices=["netscore", "density"], default="netscore")
+    p.add_argument("--utility", choices=["netscore", "density", "accuracy"], default="netscore",
+                   help="what synthesis maximises under the requirements: NetScore (default), information "
+                        "density, or the accuracy (mIoU, mAP@0.5) itself")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", help="trained prototype weights (skips training the prototype)")
     p.add_argument("--prototype-epochs", type=int, default=8)
