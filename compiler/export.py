@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import importlib.util
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 
 import networkx as nx
-import safetensors.torch
 import torch
 
 from compiler.codegen import module_source
 from compiler.diagnostics import NetError
 from compiler.lower import LoweredNetwork, lower_to_torch
+from compiler.weights import load_weights, read_weights
 
 TARGETS = ("onnx", "torchscript", "pytorch")
 ONNX_OPSET = 17
 ONNX_INSTALL = "pip install 'netdsl[onnx]'"
-_LISTED = 8  # names shown per kind of key mismatch
 
 
 def check_target(target: str) -> None:
@@ -27,53 +25,6 @@ def check_target(target: str) -> None:
         raise NetError(f"unknown export target '{target}'", notes=[f"known targets: {', '.join(TARGETS)}"])
     if target == "onnx" and importlib.util.find_spec("onnx") is None:
         raise NetError("ONNX export needs the onnx package, which is not installed", notes=[f"install it: {ONNX_INSTALL}"])
-
-
-def _is_safetensors(path: Path) -> bool:
-    """Safetensors files start with an 8-byte header length followed by a JSON header."""
-    with path.open("rb") as f:
-        head = f.read(9)
-    return path.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{"
-                                             and int.from_bytes(head[:8], "little") < path.stat().st_size)
-
-
-def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors from a .safetensors file or a torch state dict (loaded with weights_only: no code runs)."""
-    path = Path(path)
-    if not path.is_file():
-        raise NetError(f"weights file {path} does not exist")
-    try:
-        if _is_safetensors(path):
-            state = safetensors.torch.load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 (any unreadable file is the user's input error)
-        raise NetError(f"cannot read weights {path}: {err}".splitlines()[0],
-                       notes=["weights are a .safetensors file or a state dict saved with torch.save"]) from None
-    if not isinstance(state, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                 for k, v in state.items()):
-        raise NetError(f"weights {path} are not a state dict (a mapping of names to tensors)")
-    return dict(state)
-
-
-def _names(keys) -> str:
-    keys = sorted(keys)
-    more = f" and {len(keys) - _LISTED} more" if len(keys) > _LISTED else ""
-    return ", ".join(f"'{k}'" for k in keys[:_LISTED]) + more
-
-
-def load_weights(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str = "the weights") -> None:
-    """Load a state dict strictly, with NetErrors naming missing, unexpected and wrongly shaped tensors."""
-    expected = module.state_dict()
-    missing, unexpected = expected.keys() - state.keys(), state.keys() - expected.keys()
-    notes = ([f"missing: {_names(missing)}"] if missing else []) + ([f"unexpected: {_names(unexpected)}"] if unexpected else [])
-    if notes:
-        raise NetError(f"{source} do not match the network's layers", notes=notes)
-    for key, tensor in expected.items():
-        if tuple(state[key].shape) != tuple(tensor.shape):
-            raise NetError(f"{source}: '{key}' has shape {list(state[key].shape)}, "
-                           f"but the network needs {list(tensor.shape)}")
-    module.load_state_dict(state, strict=True)
 
 
 def _example_inputs(module: LoweredNetwork) -> tuple[torch.Tensor, ...]:
@@ -122,7 +73,7 @@ def export_network(graph: nx.DiGraph, target: str, out: str | Path, weights: str
     check_target(target)
     module = lower_to_torch(graph)
     if weights is not None:
-        load_weights(module, read_weights(weights), f"weights {weights}")
+        load_weights(module, read_weights(weights), str(weights))
     try:
         if target == "onnx":
             export_onnx(module, out)

@@ -1,0 +1,64 @@
+"""Weights on disk into a module: safetensors or a torch state dict, read without running code, with every
+mismatch named. One implementation for export (compiler) and training, eval and synthesis (gensynth)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import safetensors.torch
+import torch
+
+from compiler.diagnostics import NetError
+
+
+def _is_safetensors(path: Path) -> bool:
+    """Safetensors files start with an 8-byte header length followed by a JSON header."""
+    with path.open("rb") as f:
+        head = f.read(9)
+    return path.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{"
+                                             and int.from_bytes(head[:8], "little") < path.stat().st_size)
+
+
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors from a .safetensors file or a torch state dict (weights_only: no code runs); unwraps {"state_dict"}."""
+    path = Path(path)
+    if not path.is_file():
+        raise NetError(f"weights file not found: {path}")
+    try:
+        if _is_safetensors(path):
+            state = safetensors.torch.load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 (both loaders raise assorted types for corrupt or unsafe files)
+        raise NetError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})".splitlines()[0],
+                       notes=["weights are a .safetensors file or a state dict saved with torch.save"]) from None
+    if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+        state = state["state_dict"]  # a training checkpoint
+    if not isinstance(state, Mapping) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                 for k, v in state.items()):
+        raise NetError(f"{path}: not a state dict of tensors (a mapping of names to tensors)")
+    return dict(state)
+
+
+def load_weights(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str = "the weights") -> None:
+    """Load a state dict strictly; a NetError counts and names every shape mismatch, missing and unexpected key."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    problems = [f"{k}: the file has shape {tuple(state[k].shape)}, the model {tuple(v.shape)}"
+                for k, v in own.items() if k in state and state[k].shape != v.shape]
+    notes = [f"shape mismatch {p}" for p in problems]
+    notes += [f"missing in the file: {k}" for k in missing] + [f"not in the model: {k}" for k in unexpected]
+    if unexpected and all(k.startswith("module.") for k in unexpected):
+        notes.append("the file's keys start with 'module.' (saved from DataParallel); strip that prefix")
+    if notes:
+        counts = [f"{n} {what}" for n, what in ((len(problems), "shape mismatch(es)"),
+                                                (len(missing), "missing"), (len(unexpected), "unexpected")) if n]
+        raise NetError(f"weights in {source} do not fit the model: " + ", ".join(counts), notes=notes)
+    module.load_state_dict(state, strict=True)
+
+
+def load_weights_file(module: torch.nn.Module, path: str | Path) -> None:
+    """read_weights + load_weights."""
+    load_weights(module, read_weights(path), str(path))
