@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -409,27 +408,3 @@ RUNNERS: dict[str, Callable[..., dict]] = {
     "uniform": run_uniform,
     "random": run_random,
 }
-
-
-# ---------------------------------------------------------------------------------------------- latency
-
-
-def latency_side_by_side(texts: list[str], runs: int = 200) -> list[float]:
-    """Median batch-1 CPU latency (s) of each network, interleaved so that load affects them alike."""
-    from netdsl.loader import load_network_text
-
-    models = []
-    for text in texts:
-        g = load_network_text(text)
-        models.append((lower_to_torch(g).eval(), torch.randn(1, *g.nodes[g.graph["inputs"][0]]["shape"])))
-    times: list[list[float]] = [[] for _ in models]
-    with torch.inference_mode():
-        for m, x in models:
-            for _ in range(20):
-                m(x)
-        for _ in range(runs):
-            for i, (m, x) in enumerate(models):
-                t = time.perf_counter()
-                m(x)
-                times[i].append(time.perf_counter() - t)
-    return [statistics.median(t) for t in times]

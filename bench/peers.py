@@ -322,7 +322,8 @@ def section(b, args, command: str, lines: list[str], n_train: int, n_val: int, n
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t_start, cpu_start = time.perf_counter(), time.process_time()
-    from peer_methods import RUNNERS, Bench, latency_side_by_side, log, prototype, write_json
+    from latency import latency_side_by_side
+    from peer_methods import RUNNERS, Bench, log, prototype, write_json
 
     from netdsl.loader import load_network
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchdoc import markers, write_section  # noqa: E402
+from latency import latency_side_by_side  # noqa: E402
 
 START, END = markers("synth")
 
@@ -32,31 +32,6 @@ def run(cmd: list[str]) -> float:
     t = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)
     return time.perf_counter() - t
-
-
-def latency_side_by_side(files: list[Path], runs: int = 200) -> list[float]:
-    """Median batch-1 latency (s) of each network, interleaved so that load affects them alike."""
-    import torch
-
-    from compiler.lower import lower_to_torch
-    from netdsl.loader import load_network
-
-    models = []
-    for f in files:
-        g = load_network(str(f))
-        m = lower_to_torch(g).eval()
-        models.append((m, torch.randn(1, *g.nodes[g.graph["inputs"][0]]["shape"])))
-    times = [[] for _ in models]
-    with torch.inference_mode():
-        for m, x in models:
-            for _ in range(20):
-                m(x)
-        for _ in range(runs):
-            for i, (m, x) in enumerate(models):
-                t = time.perf_counter()
-                m(x)
-                times[i].append(time.perf_counter() - t)
-    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -93,7 +68,7 @@ def main() -> None:
     best = max(finals, key=lambda r: (r.get("meets", False), r["utility"]))
     best_file = out / f"{best['name']}.net"
     proto_file = ROOT / "examples" / "fashion_cnn.net"
-    lat_proto, lat_best = latency_side_by_side([proto_file, best_file])
+    lat_proto, lat_best = latency_side_by_side([Path(proto_file).read_text(), Path(best_file).read_text()])
     macs_bound = float(args.macs.rstrip("M")) * 1e6
     distinct = len({g["arch"] for g in generated})
     within = sum(g["macs"] <= macs_bound for g in generated)

@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from benchdoc import markers, write_section  # noqa: E402
-from peer_methods import Bench, latency_side_by_side, log, uniform_widths, write_json  # noqa: E402
+from latency import latency_side_by_side  # noqa: E402
+from peer_methods import Bench, log, uniform_widths, write_json  # noqa: E402
 
 from compiler.cost import network_cost  # noqa: E402
 from compiler.coupling import apply_widths  # noqa: E402
