@@ -94,14 +94,16 @@ def torch_seed(seed: int) -> None:
 def run_task(task: str, args) -> dict:
     path, data, metric, _ = TASKS[task]
     net = load_network(str(ROOT / path))
-    out = Path(args.out) / f"{task}-n{args.limit_train}-p{args.epochs_prototype}-f{args.epochs_final}"
+    # the prototype is shared by every search/final budget; each budget keeps its own results
+    base = Path(args.out) / f"{task}-n{args.limit_train}-p{args.epochs_prototype}"
+    out = base / f"f{args.epochs_final}-c{args.cycles}x{args.per_cycle}-i{args.images}"
     out.mkdir(parents=True, exist_ok=True)
     b = Bench(net=net, data=data, limit_train=args.limit_train, prototype_epochs=args.epochs_prototype,
               final_epochs=args.epochs_final, cycles=args.cycles, per_cycle=args.per_cycle, images=args.images,
               device=args.device, root=out)
     log(f"{task}: {path} on {data} ({len(b.dataset().train_y):,} training images)")
-    weights = out / "prototype.safetensors"
-    proto = cached(out / "prototype.json", lambda: trained_from_scratch(
+    weights = base / "prototype.safetensors"
+    proto = cached(base / "prototype.json", lambda: trained_from_scratch(
         b, net, args.epochs_prototype, args.seed, save=weights))
     target = int(proto["macs"] / args.reduction)
     floor = max(proto[f"val_{metric}"] - 0.01, 0.0)
@@ -138,6 +140,8 @@ def run_task(task: str, args) -> dict:
 
 def table(results: list[dict], args, wall: float) -> list[str]:
     lines = [
+        "## Segmentation and detection (`bench/tasks_fashion.py`) — issue #8",
+        "",
         f"Command: `python bench/tasks_fashion.py --limit-train {args.limit_train} --epochs-prototype "
         f"{args.epochs_prototype} --epochs-final {args.epochs_final} --cycles {args.cycles} --per-cycle "
         f"{args.per_cycle} --images {args.images}` ({wall / 60:.0f} min wall on this machine's CPU). "
