@@ -29,6 +29,7 @@ from gensynth.space import SearchSpace, apply_decisions
 FORMAT = "netdsl-generator/1"
 LAMBDA_GRID = np.concatenate([np.geomspace(1.0, 0.02, 96), [0.0]])  # thresholds tried, largest first
 MAX_ATTEMPTS = 8  # re-draws when even the smallest threshold breaks a requirement
+PRIOR_FLOOR = 0.2  # the weakest channel's keep-probability under the magnitude prior (the strongest: 1)
 
 
 @dataclass
@@ -86,14 +87,40 @@ def prototype_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def magnitude_prior(space: SearchSpace, weights: dict) -> dict[str, list[float]]:
+    """Keep-probabilities from the trained prototype: per free group, channels ranked by the L2 norm of the
+    filters that write them (summed over writers, each scaled to its largest), mapped to [PRIOR_FLOOR, 1].
+
+    Without it the first cycle keeps random channels, and a one-shot 3x cut of a trained network loses far
+    more than a magnitude cut does; probing then refines the ranking cycle by cycle."""
+    prior = {}
+    for grp in space.groups:
+        score = np.zeros(grp.channels)
+        for node in grp.writers:
+            w = weights.get(f"{node}.weight")
+            op = space.prototype.nodes[node]["op"]
+            if w is None or op not in ("conv", "dwconv", "linear", "conv_transpose"):
+                continue
+            w = np.asarray(w, dtype=np.float64)
+            if op == "conv_transpose":  # [in, out / groups, k, k]: output channels on dim 1
+                w = np.swapaxes(w, 0, 1)
+            norms = np.sqrt((w.reshape(w.shape[0], -1) ** 2).sum(axis=1))
+            if len(norms) == grp.channels and norms.max() > 0:
+                score += norms / norms.max()
+        ranks = np.argsort(np.argsort(score, kind="stable"), kind="stable")  # 0 = weakest
+        prior[str(grp.id)] = (PRIOR_FLOOR + (1 - PRIOR_FLOOR) * ranks / max(grp.channels - 1, 1)).tolist()
+    return prior
+
+
 def initial_state(space: SearchSpace, requirements: list[Requirement], utility: str = "netscore",
-                  min_fraction: float = 0.1) -> GeneratorState:
-    """θG at the prototype: every channel and block kept, choices uniform."""
+                  min_fraction: float = 0.1, channel_prior: dict[str, list[float]] | None = None) -> GeneratorState:
+    """θG at the prototype: every channel and block kept (or channels ranked by a prior), choices uniform."""
     text = print_network(space.prototype)
     return GeneratorState(
         prototype=text, prototype_hash=prototype_hash(text), prototype_ir=to_dict(space.prototype), requirements=[r.text for r in requirements],
         utility=utility,
-        channels={str(grp.id): [1.0] * grp.channels for grp in space.groups},
+        channels={str(grp.id): list((channel_prior or {}).get(str(grp.id), [1.0] * grp.channels))
+                  for grp in space.groups},
         blocks={b.id: 1.0 for b in space.blocks},
         choices={d: [1.0 / len(opts)] * len(opts) for d, opts in space.decisions.items()},
         min_fraction=min_fraction,

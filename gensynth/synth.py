@@ -17,7 +17,7 @@ from compiler.diagnostics import NetError
 from compiler.ir import to_dict
 from compiler.printer import print_network
 from gensynth.executor import run_tasks
-from gensynth.generator import GeneratorState, Sample, initial_state, prototype_hash, sample
+from gensynth.generator import GeneratorState, Sample, initial_state, magnitude_prior, prototype_hash, sample
 from gensynth.inquisitor import Budget, Task, inquire
 from gensynth.journal import Journal
 from gensynth.requirements import parse_requirement, parse_requirements
@@ -176,7 +176,10 @@ class Run:
         latest = self.journal.latest_generator()
         if latest is not None:
             return GeneratorState.from_json(latest[1], f"{self.out / JOURNAL} (generator)")
-        state = initial_state(self.space, self.reqs, self.cfg.utility, self.cfg.min_fraction)
+        from safetensors.numpy import load_file
+
+        prior = magnitude_prior(self.space, load_file(str(self.out / "prototype.safetensors")))
+        state = initial_state(self.space, self.reqs, self.cfg.utility, self.cfg.min_fraction, prior)
         state.weights = "prototype.safetensors"
         self.journal.save_generator(0, state.to_json())
         return state

@@ -111,3 +111,27 @@ network Frozen {
 }""", "frozen.net")
     with pytest.raises(NetError, match="nothing synthesis can rewrite"):
         search_space(g)
+
+
+def test_magnitude_prior_makes_the_first_cycle_keep_strong_channels(fashion):
+    from compiler.lower import lower_to_torch
+    from gensynth.generator import PRIOR_FLOOR, magnitude_prior
+
+    g, space = fashion
+    weights = {k: v.numpy().copy() for k, v in lower_to_torch(g).state_dict().items()}
+    grp = max(space.groups, key=lambda grp: grp.channels)
+    for node in grp.writers:  # filter norms grow with the channel index
+        w = weights[f"{node}.weight"]
+        weights[f"{node}.weight"] = np.abs(w) + np.arange(w.shape[0]).reshape(-1, *[1] * (w.ndim - 1))
+    prior = magnitude_prior(space, weights)
+    p = np.asarray(prior[str(grp.id)])
+    assert p.min() == pytest.approx(PRIOR_FLOOR) and p.max() == pytest.approx(1.0) and np.all(np.diff(p) > 0)
+    reqs = parse_requirements(["macs<=8M"])
+    kept_with, kept_without = [], []
+    for seed in range(12):
+        for state, out in ((initial_state(space, reqs, channel_prior=prior), kept_with),
+                           (initial_state(space, reqs), kept_without)):
+            s = sample(state, space, seed, reqs)
+            out.append(np.mean(s.kept[grp.writers[0]]))
+    half = (grp.channels - 1) / 2  # the mean index of a random subset
+    assert np.mean(kept_with) > half + grp.channels / 10 and abs(np.mean(kept_without) - half) < grp.channels / 8

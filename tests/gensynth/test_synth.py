@@ -156,6 +156,9 @@ def test_bad_requirement_on_the_cli_exits_2(tmp_path, capsys):
 
 def test_results_do_not_depend_on_the_number_of_workers(tmp_path, data):
     one = synthesize(tiny(), config(data, cycles=1, per_cycle=3, workers=1), tmp_path / "one")
-    two = synthesize(tiny(), config(data, cycles=1, per_cycle=3, workers=2), tmp_path / "two")
+    # the same trained prototype (its weights seed θG's magnitude prior), evaluated in 1 or 2 processes
+    weights = str(tmp_path / "one" / "prototype.safetensors")
+    two = synthesize(tiny(), config(data, cycles=1, per_cycle=3, workers=2, prototype_weights=weights),
+                     tmp_path / "two")
     by_key = lambda result: {r["key"]: (r["seed"], r["arch"], r["macs"]) for r in result.candidates}  # noqa: E731
     assert by_key(one) == by_key(two)
