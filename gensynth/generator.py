@@ -28,6 +28,10 @@ from gensynth.space import SearchSpace, apply_decisions
 
 FORMAT = "netdsl-generator/1"
 LAMBDA_GRID = np.concatenate([np.geomspace(1.0, 0.02, 96), [0.0]])  # thresholds tried, largest first
+# With utility "accuracy" the projection also tries thresholds above 1: a channel is kept when u < λ p, so
+# λ > 1 keeps more than θG expects, and the network grows to what the requirements allow instead of staying
+# at θG's expected size (which the update shrinks whenever small candidates did well).
+FILL_GRID = np.concatenate([np.geomspace(50.0, 1.0, 48, endpoint=False), LAMBDA_GRID])  # 50 = 1 / update.PROBABILITY_FLOOR
 MAX_ATTEMPTS = 8  # re-draws when even the smallest threshold breaks a requirement
 PRIOR_FLOOR = 0.2  # the weakest channel's keep-probability under the magnitude prior (the strongest: 1)
 
@@ -202,7 +206,7 @@ def _draw(state: GeneratorState, space: SearchSpace, rng: np.random.Generator, s
         m = grp.multiple_of
         low = max(m, -(-max(1, int(np.ceil(proto.channels * state.min_fraction))) // m) * m)
         columns.append((np.sort(ratio), min(low, n // m * m), m, str(proto.id)))
-    grid = [0.0] if force_small else LAMBDA_GRID
+    grid = [0.0] if force_small else FILL_GRID if state.utility == "accuracy" else LAMBDA_GRID
     rows = np.empty((len(grid), len(program.width_groups)), dtype=np.int64)
     for j, col in enumerate(columns):
         gid = program.width_groups[j]

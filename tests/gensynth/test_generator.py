@@ -135,3 +135,16 @@ def test_magnitude_prior_makes_the_first_cycle_keep_strong_channels(fashion):
             out.append(np.mean(s.kept[grp.writers[0]]))
     half = (grp.channels - 1) / 2  # the mean index of a random subset
     assert np.mean(kept_with) > half + grp.channels / 10 and abs(np.mean(kept_without) - half) < grp.channels / 8
+
+
+def test_accuracy_utility_fills_the_budget_where_netscore_keeps_thetas_size(fashion):
+    g, space = fashion
+    reqs = parse_requirements(["macs<=12M"])
+    macs = {}
+    for utility in ("netscore", "accuracy"):
+        state = initial_state(space, reqs, utility=utility)
+        for grp in space.groups:  # θG that learnt to keep about a third of every group
+            state.channels[str(grp.id)] = [0.3] * grp.channels
+        macs[utility] = np.mean([sample(state, space, seed, reqs).macs for seed in range(8)])
+    assert macs["accuracy"] <= 12e6 and macs["accuracy"] > 0.9 * 12e6
+    assert macs["netscore"] < 0.6 * macs["accuracy"]
