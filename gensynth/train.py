@@ -68,6 +68,7 @@ class TrainConfig:
     output: str | None = None
     channels_last: bool = True
     progress_interval: float = 0.1
+    clip_grad_norm: float | None = None  # clip the gradients' global L2 norm to this (None: off)
 
     def validate(self) -> None:
         """Raise NetError on an impossible setting, before any work is done."""
@@ -81,6 +82,8 @@ class TrainConfig:
             (0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.lr is None or self.lr > 0, f"lr must be positive, got {self.lr}"),
             (self.weight_decay is None or self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.clip_grad_norm is None or self.clip_grad_norm > 0,
+             f"clip_grad_norm must be positive, got {self.clip_grad_norm}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -244,12 +247,18 @@ class _Epochs:
                     objective.check(out)
                 loss = objective.loss(out, yb)
             opt.zero_grad(set_to_none=True)
+            clip = self.config.clip_grad_norm
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
+                if clip is not None:
+                    self.scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(model.parameters(), clip)
                 self.scaler.step(opt)
                 self.scaler.update()
             else:
                 loss.backward()
+                if clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), clip)
                 opt.step()
             if self.scheduler is not None:
                 self.scheduler.step()

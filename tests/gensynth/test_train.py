@@ -306,6 +306,18 @@ def test_resolve_device_and_config_errors() -> None:
     with pytest.raises(NetError, match="unknown device 'gpu0'"):
         resolve_device("gpu0")
     for bad, message in [({"optimizer": "adam"}, "choose sgd or adamw"), ({"epochs": 0}, "epochs must be >= 1"),
-                         ({"schedule": "step"}, "choose cosine or none"), ({"lr": -1.0}, "lr must be positive")]:
+                         ({"schedule": "step"}, "choose cosine or none"), ({"lr": -1.0}, "lr must be positive"),
+                         ({"clip_grad_norm": 0.0}, "clip_grad_norm must be positive")]:
         with pytest.raises(NetError, match=message):
             train(tiny_net(), quadrant_dataset(), TrainConfig(**{**FAST, **bad}))
+
+
+def test_gradient_clipping_bounds_every_step() -> None:
+    torch.manual_seed(0)
+    model = tiny_net()
+    before = [p.detach().clone() for p in model.parameters()]
+    # one SGD step without weight decay: the parameters move by lr * (1 + momentum) * the clipped gradient
+    train(model, quadrant_dataset(n_train=64), TrainConfig(epochs=1, batch_size=64, lr=1.0, weight_decay=0.0,
+                                                          schedule="none", clip_grad_norm=1e-3, device="cpu"))
+    moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
+    assert 0 < float(moved) <= 1e-3 * 1.9 + 1e-9
