@@ -160,7 +160,10 @@ class Run:
             from gensynth.train import TrainConfig, train
 
             self.on_event("prototype_training", {"epochs": cfg.prototype_epochs})
+            import torch
+
             data = load_dataset(cfg.data, **cfg.data_options)
+            torch.manual_seed(cfg.seed)  # initial weights from the run's seed, not from what ran before
             model = lower_to_torch(space.prototype)
             no_test = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
             train(model, no_test, TrainConfig(epochs=cfg.prototype_epochs, seed=cfg.seed, device=cfg.budget.device),

@@ -62,6 +62,9 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.file, out / "model.net")
     (out / "canonical.net").write_text(print_network(g))
+    import torch
+
+    torch.manual_seed(config.seed)  # the initial weights follow --seed, not whatever ran before in the process
     model = lower_to_torch(g)
     from netdsl.commands.training_view import training_progress
 
