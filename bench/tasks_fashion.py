@@ -73,8 +73,8 @@ def cached(path: Path, make) -> dict:
 def trained_from_scratch(b: Bench, g, epochs: int, seed: int, save: Path | None = None) -> dict:
     ds = b.dataset()
     t0 = time.perf_counter()
-    model = lower_to_torch(g)
     torch_seed(seed)
+    model = lower_to_torch(g)
     result = train(model, no_test(ds), TrainConfig(epochs=epochs, seed=seed, device=b.device,
                                                    batch_size=BATCH_SIZE),
                    on_epoch=lambda e: log(f"  epoch {e.epoch}: val {e.val_metrics} ({e.wall_s:.0f} s)"))
