@@ -15,6 +15,7 @@ import torch
 from torch.nn import functional
 
 from compiler.diagnostics import NetError
+from gensynth.objectives import TASK_WORDS
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -25,7 +26,6 @@ KNOWN_SPECS = ("fashion-mnist", "fashion-mnist:DIR", "idx:DIR", "cifar10:DIR", "
                "fashion-seg[:DIR]", "fashion-det[:DIR]", "masks:DIR", "coco:FILE.json")
 # The task each kind of spec holds (everything else is classification).
 KIND_TASK = {"fashion-seg": "segment", "fashion-det": "detect", "masks": "segment", "coco": "detect"}
-TASK_NAMES = {"classify": "classification", "segment": "segmentation", "detect": "detection"}
 FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 NPZ_TEST_FRACTION = 0.1
@@ -78,7 +78,7 @@ def load_dataset(spec: str, *, val_fraction: float = 0.1, split_seed: int = 0,
     kind, path = _parse_spec(spec)
     own = KIND_TASK.get(kind, "classify")
     if task is not None and task != own:
-        raise NetError(f"--task {task} does not fit dataset {spec!r}, which holds {TASK_NAMES[own]} targets",
+        raise NetError(f"--task {task} does not fit dataset {spec!r}, which holds {TASK_WORDS[own]} targets",
                        notes=[f"use --task {own}, or leave --task out"])
     return _load_cached(spec, kind, path, float(val_fraction), int(split_seed), limit_train, limit_test)
 

@@ -114,8 +114,8 @@ class Run:
 
     def check_data(self) -> None:
         """The prototype must fit the data's task, and every trained requirement must be a metric of that task."""
-        from gensynth.data import TASK_NAMES, load_dataset
-        from gensynth.objectives import METRICS, check_fits
+        from gensynth.data import load_dataset
+        from gensynth.objectives import METRICS, TASK_WORDS, check_fits
 
         data = load_dataset(self.cfg.data, **self.cfg.data_options)
         g = self.space.prototype
@@ -123,9 +123,9 @@ class Run:
         check_fits(tuple(g.nodes[g.graph["inputs"][0]]["shape"]), outputs, data)
         for r in self.reqs:
             if r.stage == "trained" and r.metric != "netscore" and r.metric not in METRICS[data.task]:
-                raise NetError(f"requirement '{r.text}' asks for {r.metric}, which {TASK_NAMES[data.task]} on "
+                raise NetError(f"requirement '{r.text}' asks for {r.metric}, which {TASK_WORDS[data.task]} on "
                                f"{data.name} does not measure", notes=[
-                                   f"{TASK_NAMES[data.task]} measures: {', '.join(METRICS[data.task])}"])
+                                   f"{TASK_WORDS[data.task]} measures: {', '.join(METRICS[data.task])}"])
 
     def check_feasible(self) -> dict:
         """Structural requirements the smallest reachable network still breaks are an error before any training."""
