@@ -15,7 +15,6 @@ docs/benchmarks.md between the bench:tasks markers.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -25,9 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import torch  # noqa: E402
 from benchdoc import markers, write_section  # noqa: E402
 from latency import latency_side_by_side  # noqa: E402
-from peer_methods import Bench, log, uniform_widths, write_json  # noqa: E402
+from peer_methods import Bench, log, uniform_widths, without_test, write_json  # noqa: E402
 
 from compiler.cost import network_cost  # noqa: E402
 from compiler.coupling import apply_widths  # noqa: E402
@@ -57,10 +57,6 @@ def scores(model, ds, device) -> dict:
     return out
 
 
-def no_test(ds):
-    return dataclasses.replace(ds, test_x=ds.test_x[:0], test_y=ds.test_y[:0])
-
-
 def cached(path: Path, make) -> dict:
     """The JSON result at path, computed (and written atomically) only if it is missing."""
     if path.exists():
@@ -73,9 +69,9 @@ def cached(path: Path, make) -> dict:
 def trained_from_scratch(b: Bench, g, epochs: int, seed: int, save: Path | None = None) -> dict:
     ds = b.dataset()
     t0 = time.perf_counter()
-    torch_seed(seed)
+    torch.manual_seed(seed)
     model = lower_to_torch(g)
-    result = train(model, no_test(ds), TrainConfig(epochs=epochs, seed=seed, device=b.device,
+    result = train(model, without_test(ds), TrainConfig(epochs=epochs, seed=seed, device=b.device,
                                                    batch_size=BATCH_SIZE),
                    on_epoch=lambda e: log(f"  epoch {e.epoch}: val {e.val_metrics} ({e.wall_s:.0f} s)"))
     if save is not None:
@@ -83,12 +79,6 @@ def trained_from_scratch(b: Bench, g, epochs: int, seed: int, save: Path | None 
     cost = network_cost(g)
     return {"net": print_network(g), "macs": cost.macs, "params": cost.params, "epochs": epochs,
             "wall_s": time.perf_counter() - t0, **scores(model, ds, result.device)}
-
-
-def torch_seed(seed: int) -> None:
-    import torch
-
-    torch.manual_seed(seed)
 
 
 def run_task(task: str, args) -> dict:
