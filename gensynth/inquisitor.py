@@ -44,6 +44,8 @@ class Budget:
     probe_images: int = 512
     latency_runs: int = 30
     device: str = "auto"
+    distill: float = 0.0  # weight of distilling the prototype's outputs in every fine-tune (classification)
+    distill_temperature: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,8 @@ def fine_tune_config(budget: Budget, task: str, seed: int, final: bool) -> Train
     lr = (budget.final_lr if final else budget.lr) or FINE_TUNE_LR[optimizer]
     epochs = budget.final_epochs if final else budget.epochs
     return TrainConfig(epochs=max(epochs, 1), lr=lr, optimizer=optimizer, batch_size=budget.batch_size, seed=seed,
-                       device=budget.device, schedule="cosine")
+                       device=budget.device, schedule="cosine", distill=budget.distill,
+                       distill_temperature=budget.distill_temperature)
 
 
 @lru_cache(maxsize=4)
@@ -145,7 +148,11 @@ def inquire(task: Task) -> dict:
         subset = _subset(data, b.images, task.seed)
     config = fine_tune_config(b, data.task, task.seed, task.final)
     if epochs > 0:
-        device = torch.device(train(model, subset, config).device)
+        teacher = None
+        if config.distill > 0:  # the trained prototype, whose responses the candidate learns to reproduce
+            teacher = lower_to_torch(parent)
+            teacher.load_state_dict(_parent_state(task.parent_weights))
+        device = torch.device(train(model, subset, config, teacher=teacher).device)
     else:  # measure the weights as they are (the trained prototype)
         device = resolve_device(b.device)
         model.to(device)

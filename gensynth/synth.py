@@ -126,6 +126,9 @@ class Run:
                 raise NetError(f"requirement '{r.text}' asks for {r.metric}, which {TASK_WORDS[data.task]} on "
                                f"{data.name} does not measure", notes=[
                                    f"{TASK_WORDS[data.task]} measures: {', '.join(METRICS[data.task])}"])
+        if self.cfg.budget.distill > 0 and data.task != "classify":
+            raise NetError(f"distillation is for classification only; {data.name} is {TASK_WORDS[data.task]}",
+                           notes=["leave out --distill"])
 
     def check_feasible(self) -> dict:
         """Structural requirements the smallest reachable network still breaks are an error before any training."""

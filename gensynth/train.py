@@ -21,8 +21,9 @@ from compiler.diagnostics import NetError
 from gensynth.checkpoint import atomic_write, save_weights
 from gensynth.data import Dataset, random_crop_flip
 from gensynth.device import amp_dtype, autocast, place_data, resolve_device, training_mode
+from gensynth.distill import distillation_loss, teacher_logits
 from gensynth.evaluate import EvalResult, evaluate
-from gensynth.objectives import objective_for
+from gensynth.objectives import objective_for, select_output
 
 # Per-optimizer defaults, used when TrainConfig.lr / weight_decay are None. SGD: Nesterov momentum
 # 0.9, the classic recipe for BN conv nets at batch 128. AdamW: a higher decay, as AdamW decouples it.
@@ -73,6 +74,8 @@ class TrainConfig:
     channels_last: bool = True
     progress_interval: float = 0.1
     clip_grad_norm: float | None = None  # clip the gradients' global L2 norm (None: the task's, TASK_CLIP)
+    distill: float = 0.0  # weight of the distillation term (gensynth.distill); > 0 needs train(teacher=...)
+    distill_temperature: float = 4.0
 
     def validate(self) -> None:
         """Raise NetError on an impossible setting, before any work is done."""
@@ -88,6 +91,8 @@ class TrainConfig:
             (self.weight_decay is None or self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (self.clip_grad_norm is None or self.clip_grad_norm > 0,
              f"clip_grad_norm must be positive, got {self.clip_grad_norm}"),
+            (0.0 <= self.distill <= 1.0, f"distill must be in [0, 1], got {self.distill}"),
+            (self.distill_temperature > 0, f"distill_temperature must be positive, got {self.distill_temperature}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -199,7 +204,7 @@ class _Epochs:
     """The per-run training state; one call of run() is one pass over the shuffled training split."""
 
     def __init__(self, model: nn.Module, dataset: Dataset, config: TrainConfig, device: torch.device,
-                 amp: torch.dtype | None):
+                 amp: torch.dtype | None, teacher: nn.Module | None = None):
         self.model, self.config, self.device, self.amp = model, config, device, amp
         self.num_classes = dataset.num_classes
         self.x, self.y = place_data(dataset.train_x, device), place_data(dataset.train_y, device)
@@ -224,6 +229,15 @@ class _Epochs:
         if config.augment and self.objective.task != "classify":
             raise NetError("augment (random crop and flip) is for classification only: it would move the image "
                            "away from its mask or boxes")
+        self.teacher, self.soft = None, None
+        if config.distill > 0:
+            if teacher is None:
+                raise NetError("distill > 0 needs a teacher network (the trained prototype)")
+            if self.objective.task != "classify":
+                raise NetError(f"distillation is for classification only, not {self.objective.task}")
+            self.teacher = teacher.to(device).eval()
+            if not config.augment:  # the teacher sees the same images every epoch: ask it once
+                self.soft = teacher_logits(self.teacher, self.x, device, config.output, amp=amp)
 
     def run(self, epoch: int, on_batch: BatchCallback | None) -> tuple[list[float], float, float | None, float, float]:
         """Train one epoch: (batch losses, mean loss, accuracy or None, images, seconds); syncs once at the end."""
@@ -250,6 +264,10 @@ class _Epochs:
                 if b == 0:
                     objective.check(out)
                 loss = objective.loss(out, yb)
+                if self.teacher is not None:
+                    loss = (1 - self.config.distill) * loss + self.config.distill * distillation_loss(
+                        select_output(out, self.config.output), self._soft_targets(idx, xb),
+                        self.config.distill_temperature)
             opt.zero_grad(set_to_none=True)
             clip = self.config.clip_grad_norm
             if self.scaler is not None:
@@ -285,9 +303,17 @@ class _Epochs:
         return losses.tolist(), mean_loss, accuracy, seen, time.perf_counter() - t0
 
 
+    def _soft_targets(self, idx: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        """The teacher's logits for this batch: precomputed, or asked now when the images are augmented."""
+        if self.soft is not None:
+            return self.soft.index_select(0, idx.to(self.soft.device)).to(xb.device, non_blocking=True)
+        with torch.no_grad():
+            return select_output(self.teacher(xb), self.config.output).float()
+
+
 def train(model: nn.Module, dataset: Dataset, config: TrainConfig | None = None,
           out_dir: str | Path | None = None, on_epoch: Callable[[EpochStats], None] | None = None,
-          on_batch: BatchCallback | None = None) -> TrainResult:
+          on_batch: BatchCallback | None = None, teacher: nn.Module | None = None) -> TrainResult:
     """Train in place (the model moves to the device), checkpoint each epoch, report the test metrics.
 
     On KeyboardInterrupt the last completed epoch's weights stay on disk, metrics.json says
@@ -306,7 +332,7 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig | None = None,
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     model.to(device)
-    loop = _Epochs(model, dataset, config, device, amp)
+    loop = _Epochs(model, dataset, config, device, amp, teacher)
     result = TrainResult(epochs=[], test=None, wall_s=0.0, device=str(device),
                          amp={None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp], out_dir=out)
     scoring = {"batch_size": max(512, loop.bs), "device": device, "amp": result.amp,

@@ -30,6 +30,9 @@ def register(sub) -> None:
     p.add_argument("--prototype-epochs", type=int, default=8)
     p.add_argument("--images", type=int, default=12000, help="fine-tune images per search candidate")
     p.add_argument("--lr", type=float, help="fine-tuning learning rate (default 0.02 with sgd, 0.001 with adamw)")
+    p.add_argument("--distill", type=float, default=0.0, metavar="A",
+                   help="classification: weight in [0, 1] of learning the trained prototype's soft outputs in every "
+                        "fine-tune (knowledge distillation, temperature 4; default 0: labels only)")
     p.add_argument("--finalists", type=int, default=2, help="networks trained fully at the end")
     p.add_argument("--final-epochs", type=int, default=10)
     p.add_argument("--min-fraction", type=float, default=0.1, help="fewest channels a layer keeps (share)")
@@ -51,7 +54,10 @@ def config_from_args(args):
             raise NetError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if not 0 < args.min_fraction <= 1:
         raise NetError(f"--min-fraction must be in (0, 1], got {args.min_fraction}")
-    budget = Budget(images=args.images, final_epochs=args.final_epochs, lr=args.lr, device=args.device)
+    if not 0 <= args.distill <= 1:
+        raise NetError(f"--distill must be in [0, 1], got {args.distill}")
+    budget = Budget(images=args.images, final_epochs=args.final_epochs, lr=args.lr, device=args.device,
+                    distill=args.distill)
     return SynthConfig(data=args.data, requirements=list(args.req), cycles=args.cycles, per_cycle=args.per_cycle,
                        budget=budget, workers=args.workers, utility=args.utility, seed=args.seed,
                        prototype_epochs=args.prototype_epochs, prototype_weights=args.weights,

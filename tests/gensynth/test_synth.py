@@ -162,3 +162,48 @@ def test_results_do_not_depend_on_the_number_of_workers(tmp_path, data):
                      tmp_path / "two")
     by_key = lambda result: {r["key"]: (r["seed"], r["arch"], r["macs"]) for r in result.candidates}  # noqa: E731
     assert by_key(one) == by_key(two)
+
+
+def test_distill_hands_the_trained_prototype_to_every_fine_tune(tmp_path, data, monkeypatch):
+    import dataclasses
+
+    import torch
+
+    from compiler.lower import lower_to_torch
+    from gensynth.checkpoint import load_weights
+
+    seen = []
+    real_train = inquisitor_module.train
+
+    def spy(model, dataset, cfg, teacher=None, **kw):
+        seen.append((cfg.distill, teacher))
+        return real_train(model, dataset, cfg, teacher=teacher, **kw)
+
+    monkeypatch.setattr(inquisitor_module, "train", spy)
+    cfg = config(data, cycles=1, per_cycle=2)
+    cfg = dataclasses.replace(cfg, budget=dataclasses.replace(cfg.budget, distill=0.7))
+    synthesize(tiny(), cfg, tmp_path / "run")
+    assert len(seen) == 3  # two candidates and the finalist
+    prototype = lower_to_torch(tiny()).eval()
+    load_weights(prototype, str(tmp_path / "run" / "prototype.safetensors"))
+    x = torch.randn(4, 1, 8, 8)
+    for weight, teacher in seen:
+        assert weight == 0.7
+        with torch.no_grad():
+            torch.testing.assert_close(teacher.eval()(x), prototype(x))
+
+
+def test_distill_out_of_range_or_on_segmentation_exits_2(tmp_path, capsys):
+    from tests.gensynth.task_fixtures import SEG_NET, write_mask_folder
+
+    net = tmp_path / "tiny.net"
+    net.write_text(TINY_NET)
+    assert main(["synth", str(net), "--req", "macs<=60K", "--distill", "1.5", "--out", str(tmp_path / "a")]) == 2
+    assert "--distill must be in [0, 1], got 1.5" in capsys.readouterr().err
+    seg = tmp_path / "seg.net"
+    seg.write_text(SEG_NET)
+    spec = write_mask_folder(tmp_path / "masks", n=16)
+    assert main(["synth", str(seg), "--data", spec, "--req", "macs<=1G", "--distill", "0.5",
+                 "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "distillation is for classification only" in err and "Traceback" not in err
