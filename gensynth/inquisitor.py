@@ -25,6 +25,7 @@ from gensynth.device import resolve_device
 from gensynth.evaluate import evaluate
 from gensynth.objectives import objective_for
 from gensynth.probe import probe
+from gensynth.recalibrate import recalibrate_batchnorm
 from gensynth.requirements import parse_requirements
 from gensynth.train import FINE_TUNE_LR, TASK_OPTIMIZER, TrainConfig, train
 from gensynth.utility import UTILITIES, information_density, netscore
@@ -45,6 +46,7 @@ class Budget:
     latency_runs: int = 30
     device: str = "auto"
     distill: float = 0.0  # weight of distilling the prototype's outputs in every fine-tune (classification)
+    bn_images: int = 1024  # training images that re-estimate a search candidate's BN statistics (0: off)
     distill_temperature: float = 4.0
 
 
@@ -156,6 +158,8 @@ def inquire(task: Task) -> dict:
     else:  # measure the weights as they are (the trained prototype)
         device = resolve_device(b.device)
         model.to(device)
+    if not task.final and b.bn_images > 0:  # score the candidate, not its stale BN statistics (EagleEye)
+        recalibrate_batchnorm(model, subset.train_x[: b.bn_images], device)
     objective = objective_for(data)
     val = evaluate(model, data.val_x, data.val_y, device=device, objective=objective)
     record = {"key": task.key, "cycle": task.cycle, "seed": task.seed, "arch": architecture_hash(child),

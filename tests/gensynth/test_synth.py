@@ -207,3 +207,23 @@ def test_distill_out_of_range_or_on_segmentation_exits_2(tmp_path, capsys):
                  "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert "distillation is for classification only" in err and "Traceback" not in err
+
+
+def test_search_candidates_are_scored_with_fresh_batchnorm_statistics(tmp_path, data, monkeypatch):
+    calls = []
+    real = inquisitor_module.recalibrate_batchnorm
+
+    def spy(model, x, device, **kw):
+        calls.append(len(x))
+        return real(model, x, device, **kw)
+
+    monkeypatch.setattr(inquisitor_module, "recalibrate_batchnorm", spy)
+    cfg = config(data, cycles=1, per_cycle=2)
+    synthesize(tiny(), cfg, tmp_path / "run")
+    assert calls == [min(cfg.budget.bn_images, cfg.budget.images)] * 2  # the two candidates; not the finalist
+    calls.clear()
+    import dataclasses
+
+    off = dataclasses.replace(cfg, budget=dataclasses.replace(cfg.budget, bn_images=0))
+    synthesize(tiny(), off, tmp_path / "off")
+    assert calls == []
