@@ -35,6 +35,7 @@ from gensynth.space import search_space
 from gensynth.synth import JOURNAL, SynthConfig, candidate_seed, make_task, synthesize
 from gensynth.train import TrainConfig, evaluate, train
 
+INQUIRING = ("synth", "random")  # the methods whose fine-tunes run in gensynth's inquisitor
 MIN_FRACTION = 0.1  # the narrowest a channel group may get, for every method (SynthConfig's default)
 RANDOM_WINDOW = 0.9  # random search keeps samples with MACs in [0.9 target, target], as synthesis lands near it
 TP_STEPS = 95  # Torch-Pruning removes 1% of each group's channels per step (pruning_ratio 0.95 in 95 steps)
@@ -56,6 +57,7 @@ class Bench:
     device: str
     root: Path  # --out: prototypes/ is shared between configurations, each configuration has its own folder
     synth_utility: str = "accuracy"  # what synthesis maximises under macs<=T (the peers' objective too)
+    distill: float = 0.0  # synth and random (the methods that run the inquisitor): distillation weight of every fine-tune
 
     @property
     def data_options(self) -> dict:
@@ -69,7 +71,12 @@ class Bench:
         return self.cycles * self.per_cycle
 
     def budget(self) -> Budget:
-        return Budget(images=self.images, epochs=1, final_epochs=self.final_epochs, device=self.device)
+        return Budget(images=self.images, epochs=1, final_epochs=self.final_epochs, device=self.device,
+                      distill=self.distill)
+
+    def tag(self, method: str) -> str:
+        """The method's name in result files: synth and random results with distillation are kept apart."""
+        return f"{method}-d{self.distill:g}" if self.distill and method in INQUIRING else method
 
     @property
     def data_tag(self) -> str:
@@ -251,7 +258,7 @@ def prototype(b: Bench, seed: int) -> dict:
 
 def run_synthesis(b: Bench, proto: dict, target: int, k: int, seed: int) -> dict:
     """netdsl generative synthesis with --req macs<=target from the cached prototype; one finalist."""
-    out = b.out / f"synth-{k}x-s{seed}"
+    out = b.out / f"{b.tag('synth')}-{k}x-s{seed}"
     cfg = SynthConfig(data=b.data, requirements=[f"macs<={target}"], cycles=b.cycles, per_cycle=b.per_cycle,
                       budget=b.budget(), seed=seed, prototype_epochs=b.prototype_epochs, utility=b.synth_utility,
                       prototype_weights=proto["weights"], finalists=1, min_fraction=MIN_FRACTION,
@@ -277,7 +284,7 @@ def run_random(b: Bench, proto: dict, target: int, k: int, seed: int) -> dict:
     """N random per-group widths under the target, L2-inherited and fine-tuned like synthesis candidates."""
     from safetensors.torch import load_file
 
-    out = b.out / f"random-{k}x-s{seed}"
+    out = b.out / f"{b.tag('random')}-{k}x-s{seed}"
     out.mkdir(parents=True, exist_ok=True)
     journal = out / "candidates.jsonl"
     done = {}

@@ -105,6 +105,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--cycles", type=int, help=f"synthesis cycles (full: {FULL['cycles']})")
     ap.add_argument("--synth-utility", choices=["accuracy", "netscore", "density"], default="accuracy",
                     help="what synthesis maximises under macs<=T (default accuracy: what the peers are asked for)")
+    ap.add_argument("--distill", type=float, default=0.0,
+                    help="synth and random search: distillation weight of every fine-tune (netdsl synth --distill)")
     ap.add_argument("--per-cycle", type=int, help=f"synthesis candidates per cycle (full: {FULL['per_cycle']})")
     ap.add_argument("--images", type=int, help=f"fine-tune images per search candidate (full: {FULL['images']})")
     ap.add_argument("--methods", default=DEFAULT_METHODS,
@@ -132,7 +134,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def result_path(b, method: str, k: int, seed: int) -> Path:
-    return b.out / "results" / f"{method}-{k}x-s{seed}.json"
+    return b.out / "results" / f"{b.tag(method)}-{k}x-s{seed}.json"
 
 
 def estimate(b, args, n_train: int, fresh: bool = False) -> float:
@@ -287,14 +289,19 @@ def section(b, args, command: str, lines: list[str], n_train: int, n_val: int, n
         f"Every final network then gets F = {b.final_epochs} epoch(s) of fine-tuning (lr 0.02, cosine); uniform "
         f"width has nothing to inherit and trains from scratch for P + F = {b.prototype_epochs + b.final_epochs} "
         f"epochs. Extra, search: synthesis evaluates N = {b.cycles} cycles x {b.per_cycle} = {b.candidates} "
-        f"candidates, each fine-tuned on {b.images:,} training images (one pass, lr 0.02) and scored on validation; "
+        f"candidates, each fine-tuned on {b.images:,} training images (one pass, lr 0.02), its BatchNorm statistics "
+        "re-estimated on 1,024 of them, and scored on validation; "
         f"random search evaluates {b.candidates} random networks with exactly that fine-tune (the same seeds and "
         "image subsets) and fully trains the best on validation; synthesis fully trains its best candidate by "
         f"utility ({b.synth_utility}; θG starts from the prototype's filter magnitudes), one finalist. Torch-Pruning prunes in 1% steps of each layer's channels "
         "(local ranking, the library default; Taylor: one 128-image backward before each step) until netdsl's "
         "cost model puts the network at or under the target, keeping the classifier's outputs. Random search "
         "draws each free group's width fraction from U(0.1, 1), keeps samples with MACs in [0.9 T, T] and inherits "
-        "the prototype's channels with the highest filter L2 norm." + ops_note
+        "the prototype's channels with the highest filter L2 norm."
+        + (f" Synthesis and random search (the methods that run netdsl's inquisitor) distil the prototype in every "
+           f"fine-tune, search and final: loss = {1 - b.distill:g} x cross-entropy + {b.distill:g} x T² x KL at "
+           "T = 4 (`netdsl synth --distill`); Torch-Pruning and uniform width learn from the labels only, as "
+           "their users would." if b.distill else "") + ops_note
         + (f" torch-pruning {tp}." if tp else ""),
         "",
         *lines,
@@ -330,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     b = Bench(net=load_network(str(ROOT / args.prototype)), data=args.data, limit_train=args.limit_train or None,
               prototype_epochs=args.epochs_prototype, final_epochs=args.epochs_final, cycles=args.cycles,
               per_cycle=args.per_cycle, images=args.images, device=args.device, root=ROOT / args.out,
-              synth_utility=args.synth_utility)
+              synth_utility=args.synth_utility, distill=args.distill)
     ds = b.dataset()
     n_train, n_val, n_test = len(ds.train_y), len(ds.val_y), len(ds.test_y)
     log(f"{ds}; results in {b.out}")

@@ -1,0 +1,118 @@
+"""Choose how an inherited network is fine-tuned: distillation weight and learning rate, on validation accuracy.
+
+    python bench/finetune_recipe.py [--seeds 0] [--targets 4,8] [--no-docs]
+
+Same data, prototype and budget as bench/peers.py (its prototypes are shared: a 20,000-image Fashion-MNIST pool,
+P = 10 epochs with the standard recipe, F = 3 fine-tune epochs). The inherited network is the uniform-width
+network at each MAC target with the prototype's highest-L2 channels (what Torch-Pruning L2 and random search
+also start from), so only the fine-tune recipe varies. Every recipe sees the same seeds, so the same batches.
+The choice is read from the validation column; test accuracy is printed for the record only. The section goes
+to docs/benchmarks.md between the bench:finetune markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from benchdoc import markers, write_section  # noqa: E402
+
+START, END = markers("finetune")
+# (label, distillation weight, learning rate); lr 0.02 is inquire()'s finalist rate for SGD
+RECIPES = [("labels only, lr 0.02", 0.0, 0.02), ("labels only, lr 0.05", 0.0, 0.05),
+           ("distill 0.5, lr 0.02", 0.5, 0.02), ("distill 0.9, lr 0.02", 0.9, 0.02)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--targets", default="4,8")
+    ap.add_argument("--epochs-prototype", type=int, default=10)
+    ap.add_argument("--epochs-final", type=int, default=3)
+    ap.add_argument("--limit-train", type=int, default=20000)
+    ap.add_argument("--out", default="runs/peers")
+    ap.add_argument("--no-docs", action="store_true")
+    args = ap.parse_args()
+
+    import torch
+    from peer_methods import Bench, l2_kept, log, prototype, scores, uniform_widths, without_test, write_json
+    from safetensors.torch import load_file
+
+    from compiler.cost import network_cost
+    from compiler.coupling import apply_widths
+    from compiler.lower import lower_to_torch
+    from compiler.transfer import transfer_weights
+    from gensynth.inquisitor import Budget, fine_tune_config
+    from gensynth.train import train
+    from netdsl.loader import load_network
+
+    b = Bench(net=load_network(str(ROOT / "examples" / "fashion_cnn.net")), data="fashion-mnist",
+              limit_train=args.limit_train, prototype_epochs=args.epochs_prototype, final_epochs=args.epochs_final,
+              cycles=1, per_cycle=1, images=1, device="auto", root=ROOT / args.out)
+    ds = b.dataset()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    targets = [int(k) for k in args.targets.split(",")]
+    out = b.root / f"finetune-{b.data_tag}-p{b.prototype_epochs}-f{b.final_epochs}"
+    results: dict[tuple, dict] = {}
+    for seed in seeds:
+        proto = prototype(b, seed)
+        state = load_file(proto["weights"])
+        teacher = lower_to_torch(b.net)
+        teacher.load_state_dict(state)
+        for k in targets:
+            widths, _ = uniform_widths(b, b.prototype_cost.macs // k)
+            child = apply_widths(b.net, widths, b.plan)
+            kept = l2_kept(b, state, widths)
+            for label, distill, lr in RECIPES:
+                path = out / f"{k}x-s{seed}-d{distill}-lr{lr}.json"
+                if path.exists():
+                    results[(k, label, seed)] = json.loads(path.read_text())
+                    continue
+                t0 = time.perf_counter()
+                torch.manual_seed(seed)
+                model = lower_to_torch(child)
+                model.load_state_dict(transfer_weights(b.net, state, child, kept), strict=False)
+                cfg = dataclasses.replace(fine_tune_config(Budget(distill=distill), ds.task, seed, final=True),
+                                          epochs=b.final_epochs, lr=lr)
+                device = train(model, without_test(ds), cfg, teacher=teacher if distill else None).device
+                val, test = scores(model, ds, device)
+                res = {"val_acc": val, "test_acc": test, "macs": network_cost(child).macs,
+                       "wall_s": time.perf_counter() - t0}
+                write_json(path, res)
+                results[(k, label, seed)] = res
+                log(f"{k}x seed {seed} {label}: val {val:.2%} test {test:.2%} ({res['wall_s']:.0f} s)")
+
+    def cell(k: int, label: str, key: str) -> str:
+        values = [results[(k, label, s)][key] * 100 for s in seeds]
+        sd = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+        return f"{statistics.fmean(values):.2f}{sd}"
+
+    lines = ["| target | recipe | val acc % | test acc % |", "|---|---|---:|---:|"]
+    for k in targets:
+        for label, _, _ in RECIPES:
+            lines.append(f"| {k}x | {label} | {cell(k, label, 'val_acc')} | {cell(k, label, 'test_acc')} |")
+    print("\n".join(lines))
+    if not args.no_docs:
+        command = "python bench/finetune_recipe.py " + " ".join(sys.argv[1:])
+        write_section("\n".join([
+            START, "## Fine-tuning an inherited network: distillation and learning rate (`bench/finetune_recipe.py`)",
+            "", f"Command: `{command.strip()}`. Prototype `examples/fashion_cnn.net` trained P = {b.prototype_epochs} "
+            f"epochs on {len(ds.train_y):,} images (bench/peers.py's cached prototypes); the uniform-width network at "
+            f"each target inherits the highest-L2 channels and is fine-tuned F = {b.final_epochs} epochs (SGD, "
+            "cosine). Distillation: temperature 4, teacher = the trained prototype. Seeds: "
+            f"{', '.join(map(str, seeds))} (mean ± sd where more than one). Choose on the validation column.", "",
+            *lines, END]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
