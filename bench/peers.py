@@ -133,6 +133,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def label(b, method: str) -> str:
+    return LABELS[method] + (f", distilled ({b.distill:g})" if b.distill and method in ("synth", "random") else "")
+
+
 def result_path(b, method: str, k: int, seed: int) -> Path:
     return b.out / "results" / f"{b.tag(method)}-{k}x-s{seed}.json"
 
@@ -207,7 +211,7 @@ def table(b, args, protos: dict, results: dict, latency: dict) -> list[str]:
             rs = [results[(m, k, s)] for s in args.seeds if (m, k, s) in results]
             if rs:
                 lat = [latency[(m, k, s)] for s in args.seeds if (m, k, s) in results]
-                lines.append(row(LABELS[m], f"{k}x (≤ {target / 1e6:.2f} M)", rs, lat))
+                lines.append(row(label(b, m), f"{k}x (≤ {target / 1e6:.2f} M)", rs, lat))
     return lines
 
 
@@ -230,7 +234,7 @@ def plot(b, args, protos: dict, results: dict) -> None:
                 ys.append(acc * 100)
                 es.append((sd or 0) * 100)
         if xs:
-            ax.errorbar(xs, ys, yerr=es, fmt="o-", color=colours(i), capsize=3, lw=1, ms=5, label=LABELS[m])
+            ax.errorbar(xs, ys, yerr=es, fmt="o-", color=colours(i), capsize=3, lw=1, ms=5, label=label(b, m))
     acc, sd = summarise([protos[s] for s in args.seeds], "test_acc")
     ax.errorbar([b.prototype_cost.macs / 1e6], [acc * 100], yerr=[(sd or 0) * 100], fmt="*", ms=14, color="black",
                 capsize=3, label=f"prototype (P = {b.prototype_epochs} epochs)")
