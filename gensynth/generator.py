@@ -34,6 +34,11 @@ LAMBDA_GRID = np.concatenate([np.geomspace(1.0, 0.02, 96), [0.0]])  # thresholds
 FILL_GRID = np.concatenate([np.geomspace(50.0, 1.0, 48, endpoint=False), LAMBDA_GRID])  # 50 = 1 / update.PROBABILITY_FLOOR
 MAX_ATTEMPTS = 8  # re-draws when even the smallest threshold breaks a requirement
 PRIOR_FLOOR = 0.2  # the weakest channel's keep-probability under the magnitude prior (the strongest: 1)
+# Each sample scales each group's keep-probabilities by exp(scale + ALLOCATION_SPREAD * z), z ~ N(0, 1) per group:
+# with one shared threshold λ alone, every group keeps about the same share of its channels, so the generator
+# could only propose (noisy) uniform widths; the per-group factor lets it try other splits of the budget, and
+# θG's per-group `scales` learn which split the inquisitor rewards.
+ALLOCATION_SPREAD = 0.4
 
 
 @dataclass
@@ -48,6 +53,8 @@ class GeneratorState:
     channels: dict[str, list[float]] = field(default_factory=dict)  # group id -> keep-probability per channel
     blocks: dict[str, float] = field(default_factory=dict)  # skippable block id -> keep-probability
     choices: dict[str, list[float]] = field(default_factory=dict)  # decision id -> option probabilities
+    scales: dict[str, float] = field(default_factory=dict)  # group id -> log of its keep-probability factor
+    spread: float = ALLOCATION_SPREAD  # the factor's per-sample standard deviation (log scale)
     min_fraction: float = 0.1  # a group keeps at least this share of its channels
     cycle: int = 0
     weights: str | None = None  # the prototype's trained weights, relative to the generator file
@@ -126,6 +133,7 @@ def initial_state(space: SearchSpace, requirements: list[Requirement], utility: 
         channels={str(grp.id): list((channel_prior or {}).get(str(grp.id), [1.0] * grp.channels))
                   for grp in space.groups},
         blocks={b.id: 1.0 for b in space.blocks},
+        scales={str(grp.id): 0.0 for grp in space.groups},
         choices={d: [1.0 / len(opts)] * len(opts) for d, opts in space.decisions.items()},
         min_fraction=min_fraction,
     )
@@ -146,9 +154,10 @@ class Sample:
     memory: int
     meets: bool  # the structural requirements hold
     arch: str
+    scales: dict[str, float] = field(default_factory=dict)  # group id -> log factor this sample drew
 
     def decisions(self) -> dict:
-        return {"widths": self.widths, "dropped": list(self.dropped), "picks": self.picks}
+        return {"widths": self.widths, "dropped": list(self.dropped), "picks": self.picks, "scales": self.scales}
 
 
 def _structural_ok(reqs: list[Requirement], macs: float, params: float, memory: float | None = None) -> bool:
@@ -166,8 +175,8 @@ def sample(state: GeneratorState, space: SearchSpace, seed: int, reqs: list[Requ
     structural = [r for r in reqs if r.stage == "structural"]
     best = None
     for attempt in range(MAX_ATTEMPTS):
-        drawn = _draw(state, space, rng, structural, force_small=attempt == MAX_ATTEMPTS - 1)
-        candidate = Sample(seed, *drawn, arch=architecture_hash(drawn[0]))
+        *drawn, scales = _draw(state, space, rng, structural, force_small=attempt == MAX_ATTEMPTS - 1)
+        candidate = Sample(seed, *drawn, arch=architecture_hash(drawn[0]), scales=scales)
         if candidate.meets:
             return candidate
         values = {"macs": candidate.macs, "params": candidate.params, "memory": candidate.memory}
@@ -183,6 +192,9 @@ def _draw(state: GeneratorState, space: SearchSpace, rng: np.random.Generator, s
     for did, options in space.decisions.items():
         probs = np.asarray(state.choices.get(did, [1.0 / len(options)] * len(options)), dtype=float)
         picks[did] = int(rng.choice(len(options), p=probs / probs.sum()))
+    z = rng.standard_normal(len(space.groups))
+    scales = {str(grp.id): float(state.scales.get(str(grp.id), 0.0) + state.spread * zg)
+              for grp, zg in zip(space.groups, z)}
     dropped = [b for b, u in zip(space.blocks, u_blocks) if force_small or u >= state.blocks.get(b.id, 1.0)]
     g = apply_decisions(space.prototype, picks)
     if dropped:
@@ -199,7 +211,7 @@ def _draw(state: GeneratorState, space: SearchSpace, rng: np.random.Generator, s
             columns.append(None)
             continue
         n = grp.channels  # may be below the prototype's after a choice picked a narrower option
-        p = np.asarray(state.channels[str(proto.id)][:n], dtype=float)
+        p = np.asarray(state.channels[str(proto.id)][:n], dtype=float) * np.exp(scales[str(proto.id)])
         with np.errstate(divide="ignore"):
             ratio = np.where(p > 0, u_channels[str(proto.id)][:n] / np.maximum(p, 1e-12), np.inf)
         order[gid] = np.argsort(ratio, kind="stable")
@@ -238,7 +250,7 @@ def _draw(state: GeneratorState, space: SearchSpace, rng: np.random.Generator, s
         for member in plan.groups[gid].members:
             kept[member] = keep
     return (child, kept, named_widths, tuple(b.id for b in dropped), picks, report.macs, report.params,
-            report.peak_activation_bytes, meets)
+            report.peak_activation_bytes, meets, scales)
 
 
 def describe_sample(s: Sample) -> str:

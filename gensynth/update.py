@@ -3,7 +3,8 @@
 Each cycle's candidates are weighted by utility (a softmax; candidates that miss a requirement are penalised by
 how far they miss). A channel's keep-probability moves toward the utility-weighted evidence that it matters:
 its first-order Taylor importance, normalised by the candidate's mean importance, mapped to [0, 1) by 1 - e^-s.
-Blocks and choices move toward the utility-weighted frequency with which good candidates kept or picked them.
+Blocks and choices move toward the utility-weighted frequency with which good candidates kept or picked them,
+and each group's log width factor toward the utility-weighted mean of the factors the candidates drew.
 A pressure step then scales channel probabilities down until the expected network meets the MAC and parameter
 requirements, so the generator's typical sample needs little projection.
 """
@@ -74,6 +75,7 @@ def update_generator(state: GeneratorState, space: SearchSpace, records: list[di
         kept = np.array([bid not in r.get("decisions", {}).get("dropped", []) for r in records], dtype=float)
         new.blocks[bid] = float(np.clip((1 - rate) * new.blocks[bid] + rate * (weights @ kept),
                                         PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR))
+    new.scales = _updated_scales(new.scales, records, weights, rate)
     for did, probs in new.choices.items():
         picked = np.zeros(len(probs))
         for r, w in zip(records, weights):
@@ -84,6 +86,23 @@ def update_generator(state: GeneratorState, space: SearchSpace, records: list[di
         q = np.maximum(q, PROBABILITY_FLOOR)
         new.choices[did] = (q / q.sum()).tolist()
     return apply_pressure(new, space, reqs)
+
+
+def _updated_scales(scales: dict[str, float], records: list[dict], weights: np.ndarray,
+                    rate: float) -> dict[str, float]:
+    """Move each group's log factor toward the utility-weighted mean of what the candidates drew (a
+    cross-entropy-method step), then centre them: only the split between groups is theirs to learn, the
+    overall width is the threshold's."""
+    out = dict(scales)
+    for gid in scales:
+        drawn = [(w, r["decisions"]["scales"][gid]) for r, w in zip(records, weights)
+                 if gid in r.get("decisions", {}).get("scales", {})]
+        if drawn:
+            mass = sum(w for w, _ in drawn)
+            if mass > 0:
+                out[gid] = (1 - rate) * scales[gid] + rate * sum(w * v for w, v in drawn) / mass
+    centre = float(np.mean(list(out.values()))) if out else 0.0
+    return {gid: float(v - centre) for gid, v in out.items()}
 
 
 def apply_pressure(state: GeneratorState, space: SearchSpace, reqs: list[Requirement]) -> GeneratorState:

@@ -148,3 +148,62 @@ def test_accuracy_utility_fills_the_budget_where_netscore_keeps_thetas_size(fash
         macs[utility] = np.mean([sample(state, space, seed, reqs).macs for seed in range(8)])
     assert macs["accuracy"] <= 12e6 and macs["accuracy"] > 0.9 * 12e6
     assert macs["netscore"] < 0.6 * macs["accuracy"]
+
+
+def _fractions(s, space) -> np.ndarray:
+    return np.array([s.widths[str(grp.id)] / grp.channels for grp in space.groups])
+
+
+def test_samples_try_different_splits_of_the_budget_between_groups(fashion):
+    """One shared threshold alone gives every group about the same share; the per-group factor varies it."""
+    g, space = fashion
+    reqs = parse_requirements(["macs<=5M"])
+    state = initial_state(space, reqs, utility="accuracy")
+    spreads = {}
+    for spread in (0.0, 0.4):
+        state.spread = spread
+        shares = np.array([_fractions(sample(state, space, seed, reqs), space) for seed in range(24)])
+        spreads[spread] = float(np.std(shares[:, 0] - shares[:, -1]))  # stage 1's share against stage 3's
+    assert spreads[0.4] > 2 * spreads[0.0]
+    s = sample(state, space, 3, reqs)
+    assert set(s.decisions()["scales"]) == {str(grp.id) for grp in space.groups}
+
+
+def test_learned_scales_shift_width_toward_a_group(fashion):
+    g, space = fashion
+    reqs = parse_requirements(["macs<=5M"])
+    state = initial_state(space, reqs, utility="accuracy")
+    first, last = str(space.groups[0].id), str(space.groups[-1].id)
+    mean_share = {}
+    for bias in (-1.0, 1.0):
+        state.scales = {gid: 0.0 for gid in state.scales} | {last: bias, first: -bias}
+        shares = np.array([_fractions(sample(state, space, seed, reqs), space) for seed in range(16)])
+        mean_share[bias] = shares[:, -1].mean() - shares[:, 0].mean()
+        assert all(sample(state, space, seed, reqs).macs <= 5e6 for seed in range(4))
+    assert mean_share[1.0] > mean_share[-1.0] + 0.2
+
+
+def test_update_moves_scales_toward_what_good_candidates_drew_and_centres_them(fashion):
+    g, space = fashion
+    reqs = parse_requirements(["macs<=5M"])
+    state = initial_state(space, reqs, utility="accuracy")
+    gids = list(state.scales)
+    good = {gids[0]: 0.8, **{gid: -0.4 for gid in gids[1:]}}
+    bad = {gids[0]: -0.8, **{gid: 0.4 for gid in gids[1:]}}
+    records = [{"utility": 90.0, "decisions": {"dropped": [], "scales": good}},
+               {"utility": 60.0, "decisions": {"dropped": [], "scales": bad}}]
+    new = update_generator(state, space, records, reqs)
+    assert new.scales[gids[0]] > 0.2 and all(new.scales[gid] < 0 for gid in gids[1:])
+    assert abs(sum(new.scales.values())) < 1e-9
+    assert state.scales == {gid: 0.0 for gid in gids}  # the old state is untouched
+    # records from before scales existed leave them alone
+    assert update_generator(state, space, [{"utility": 1.0, "decisions": {"dropped": []}}], reqs).scales == state.scales
+
+
+def test_a_generator_saved_before_scales_existed_still_loads(tmp_path, fashion):
+    g, space = fashion
+    data = initial_state(space, parse_requirements(["macs<=5M"])).to_json()
+    del data["scales"], data["spread"]
+    (tmp_path / "old.json").write_text(json.dumps(data))
+    old = GeneratorState.load(tmp_path / "old.json")
+    assert old.scales == {} and sample(old, space, 0, parse_requirements(["macs<=5M"])).macs <= 5e6

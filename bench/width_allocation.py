@@ -1,0 +1,139 @@
+"""Does the split of a MAC budget between the prototype's layers matter? Inherited networks, same fine-tune.
+
+    python bench/width_allocation.py [--seeds 0] [--targets 4,8] [--no-docs]
+
+bench/peers.py's setting (its cached prototypes: a 20,000-image Fashion-MNIST pool, P = 10 epochs; F = 3
+fine-tune epochs, SGD lr 0.02, cosine, labels only). examples/fashion_cnn.net has three free channel groups
+(stage 1 at 28x28, stage 2 at 14x14, stage 3 at 7x7). At each MAC target, three allocations with the
+prototype's highest-L2 channels: every group at one fraction (uniform, what Torch-Pruning's default local
+ranking and uniform scaling give), stage 3 kept whole (its MACs are the cheapest per channel) with stages 1
+and 2 at one fraction, stage 1 at half the uniform fraction with stages 2 and 3 at one fraction, and the
+network without stage 1's residual conv (a skippable block: 7.2 M MACs, a third of the prototype's) at one
+fraction everywhere. If the
+allocations differ by more than the noise, a search over widths has something to find. Choose on validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from benchdoc import markers, write_section  # noqa: E402
+
+START, END = markers("allocation")
+
+
+def fit(g, groups, target: int, fractions) -> dict[int, int]:
+    """Widths of g's free groups (matched to the prototype's `groups` by their first writer) at fractions(t),
+    for the largest t in [0, 1] whose network has <= target MACs."""
+    import numpy as np
+
+    from compiler.cost import batched_costs, compile_costs
+
+    program = compile_costs(g)
+    plan = program.plan
+    writer_of = {grp.writers[0]: i for i, grp in enumerate(groups)}
+    index = {gid: next(writer_of[w] for w in plan.groups[gid].writers if w in writer_of)
+             for gid in program.width_groups if not plan.groups[gid].fixed}
+
+    def row(t: float) -> np.ndarray:
+        f = fractions(t)
+        return np.array([[max(1, round(f[index[gid]] * plan.groups[gid].channels)) if gid in index
+                          else plan.groups[gid].channels for gid in program.width_groups]], dtype=np.int64)
+
+    lo, hi = 0.0, 1.0
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if int(batched_costs(program, row(mid))[0][0]) <= target else (lo, mid)
+    return {gid: int(w) for gid, w in zip(program.width_groups, row(lo)[0]) if gid in index}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--targets", default="4,8")
+    ap.add_argument("--out", default="runs/peers")
+    ap.add_argument("--no-docs", action="store_true")
+    args = ap.parse_args()
+
+    import json
+
+    import torch
+    from peer_methods import Bench, fine_tune, l2_kept, log, prototype, uniform_widths, write_json
+    from safetensors.torch import load_file
+
+    from compiler.cost import network_cost
+    from compiler.coupling import apply_widths, channel_plan
+    from compiler.lower import lower_to_torch
+    from compiler.residual import drop_blocks
+    from compiler.transfer import transfer_weights
+    from netdsl.loader import load_network
+
+    b = Bench(net=load_network(str(ROOT / "examples" / "fashion_cnn.net")), data="fashion-mnist",
+              limit_train=20000, prototype_epochs=10, final_epochs=3, cycles=1, per_cycle=1, images=1,
+              device="auto", root=ROOT / args.out)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    targets = [int(k) for k in args.targets.split(",")]
+    out = b.root / f"allocation-{b.data_tag}-p{b.prototype_epochs}-f{b.final_epochs}"
+    results, widths_of = {}, {}
+    for seed in seeds:
+        state = load_file(prototype(b, seed)["weights"])
+        for k in targets:
+            target = b.prototype_cost.macs // k
+            _, f = uniform_widths(b, target)
+            allocations = {"uniform": lambda t: [t, t, t], "stage 3 whole": lambda t: [t, t, 1.0],
+                           "stage 1 at half": lambda t, f=f: [f / 2, t, t],
+                           "stage 1 residual conv dropped, uniform": lambda t: [t, t, t]}
+            for name, fractions in allocations.items():
+                g = drop_blocks(b.net, b.space.blocks[:1]) if "dropped" in name else b.net
+                widths = fit(g, b.space.groups, target, fractions)
+                plan = channel_plan(g)
+                widths_of[(k, name)] = [widths[gid] for gid in sorted(widths)]
+                path = out / f"{k}x-s{seed}-{name.replace(' ', '-')}.json"
+                if path.exists():
+                    results[(k, name, seed)] = json.loads(path.read_text())
+                    continue
+                t0 = time.perf_counter()
+                child = apply_widths(g, widths, plan)
+                kept = l2_kept(b, state, {grp.id: widths[gid] for grp in b.space.groups for gid in widths
+                                          if grp.writers[0] in plan.groups[gid].writers})
+                torch.manual_seed(seed)
+                model = lower_to_torch(child)
+                model.load_state_dict(transfer_weights(b.net, state, child, {n: c for n, c in kept.items()
+                                                                             if n in child}), strict=False)
+                val, test = fine_tune(model, b.dataset(), b.final_epochs, seed, b.device)
+                res = {"val_acc": val, "test_acc": test, "macs": network_cost(child).macs,
+                       "widths": widths_of[(k, name)], "wall_s": time.perf_counter() - t0}
+                write_json(path, res)
+                results[(k, name, seed)] = res
+                log(f"{k}x seed {seed} {name} {widths_of[(k, name)]}: val {val:.2%} test {test:.2%}")
+
+    def cell(k, name, key):
+        values = [results[(k, name, s)][key] * 100 for s in seeds]
+        return f"{statistics.fmean(values):.2f}" + (f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else "")
+
+    lines = ["| target | allocation | widths (stage 1, 2, 3) | MACs | val acc % | test acc % |",
+             "|---|---|---|---:|---:|---:|"]
+    for k in targets:
+        for name in ("uniform", "stage 3 whole", "stage 1 at half", "stage 1 residual conv dropped, uniform"):
+            macs = results[(k, name, seeds[0])]["macs"]
+            lines.append(f"| {k}x | {name} | {widths_of[(k, name)]} | {macs / 1e6:.2f} M | {cell(k, name, 'val_acc')} "
+                         f"| {cell(k, name, 'test_acc')} |")
+    print("\n".join(lines))
+    if not args.no_docs:
+        command = ("python bench/width_allocation.py " + " ".join(sys.argv[1:])).strip()
+        write_section("\n".join([START, "## Splitting a MAC budget between layers (`bench/width_allocation.py`)", "",
+                                 f"Command: `{command}`. Seeds {', '.join(map(str, seeds))}; see the script's "
+                                 "docstring for the setting. Choose on the validation column.", "", *lines, END]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
