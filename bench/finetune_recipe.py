@@ -27,9 +27,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 from benchdoc import markers, write_section  # noqa: E402
 
 START, END = markers("finetune")
-# (label, distillation weight, learning rate); lr 0.02 is inquire()'s finalist rate for SGD
-RECIPES = [("labels only, lr 0.02", 0.0, 0.02), ("labels only, lr 0.05", 0.0, 0.05),
-           ("distill 0.5, lr 0.02", 0.5, 0.02), ("distill 0.9, lr 0.02", 0.9, 0.02)]
+# (label, distillation weight, learning rate, from scratch); lr 0.02 is inquire()'s finalist rate for SGD.
+# The from-scratch recipes train P + F epochs with the standard recipe (lr 0.05), as uniform width does in
+# bench/peers.py, with and without the prototype as teacher.
+RECIPES = [("labels only, lr 0.02", 0.0, 0.02, False), ("labels only, lr 0.05", 0.0, 0.05, False),
+           ("distill 0.5, lr 0.02", 0.5, 0.02, False), ("distill 0.9, lr 0.02", 0.9, 0.02, False),
+           ("from scratch, P + F epochs, distill 0.5", 0.5, 0.05, True)]
 
 
 def main() -> int:
@@ -40,6 +43,7 @@ def main() -> int:
     ap.add_argument("--epochs-final", type=int, default=3)
     ap.add_argument("--limit-train", type=int, default=20000)
     ap.add_argument("--out", default="runs/peers")
+    ap.add_argument("--recipes", action="append", help="run only this recipe (by label; repeatable)")
     ap.add_argument("--no-docs", action="store_true")
     args = ap.parse_args()
 
@@ -72,17 +76,20 @@ def main() -> int:
             widths, _ = uniform_widths(b, b.prototype_cost.macs // k)
             child = apply_widths(b.net, widths, b.plan)
             kept = l2_kept(b, state, widths)
-            for label, distill, lr in RECIPES:
-                path = out / f"{k}x-s{seed}-d{distill}-lr{lr}.json"
+            for label, distill, lr, scratch in RECIPES:
+                if args.recipes and label not in args.recipes:
+                    continue
+                path = out / f"{k}x-s{seed}-d{distill}-lr{lr}{'-scratch' if scratch else ''}.json"
                 if path.exists():
                     results[(k, label, seed)] = json.loads(path.read_text())
                     continue
                 t0 = time.perf_counter()
                 torch.manual_seed(seed)
                 model = lower_to_torch(child)
-                model.load_state_dict(transfer_weights(b.net, state, child, kept), strict=False)
+                if not scratch:
+                    model.load_state_dict(transfer_weights(b.net, state, child, kept), strict=False)
                 cfg = dataclasses.replace(fine_tune_config(Budget(distill=distill), ds.task, seed, final=True),
-                                          epochs=b.final_epochs, lr=lr)
+                                          epochs=b.final_epochs + (b.prototype_epochs if scratch else 0), lr=lr)
                 device = train(model, without_test(ds), cfg, teacher=teacher if distill else None).device
                 val, test = scores(model, ds, device)
                 res = {"val_acc": val, "test_acc": test, "macs": network_cost(child).macs,
@@ -98,7 +105,9 @@ def main() -> int:
 
     lines = ["| target | recipe | val acc % | test acc % |", "|---|---|---:|---:|"]
     for k in targets:
-        for label, _, _ in RECIPES:
+        for label, *_ in RECIPES:
+            if (k, label, seeds[0]) not in results:
+                continue
             lines.append(f"| {k}x | {label} | {cell(k, label, 'val_acc')} | {cell(k, label, 'test_acc')} |")
     print("\n".join(lines))
     if not args.no_docs:
