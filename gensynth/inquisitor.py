@@ -27,7 +27,7 @@ from gensynth.objectives import objective_for
 from gensynth.probe import probe
 from gensynth.recalibrate import recalibrate_batchnorm
 from gensynth.requirements import parse_requirements
-from gensynth.train import FINE_TUNE_LR, TASK_OPTIMIZER, TrainConfig, train
+from gensynth.train import FINE_TUNE_LR, OPTIMIZER_DEFAULTS, TASK_OPTIMIZER, TrainConfig, train
 from gensynth.utility import UTILITIES, information_density, netscore
 
 
@@ -47,6 +47,7 @@ class Budget:
     device: str = "auto"
     distill: float = 0.0  # weight of distilling the prototype's outputs in every fine-tune (classification)
     bn_images: int = 1024  # training images that re-estimate a search candidate's BN statistics (0: off)
+    final_init: str = "inherit"  # finalists: "inherit" the prototype's weights, or train from "scratch"
     distill_temperature: float = 4.0
 
 
@@ -73,9 +74,12 @@ class Task:
 
 
 def fine_tune_config(budget: Budget, task: str, seed: int, final: bool) -> TrainConfig:
-    """How inherited weights are fine-tuned: a search candidate's short pass, or a finalist's full training."""
+    """How a candidate trains: a search candidate's short fine-tune, or a finalist's full training (fine-tuning
+    inherited weights at the gentler FINE_TUNE_LR, or from scratch at the optimizer's standard rate)."""
     optimizer = budget.optimizer or TASK_OPTIMIZER[task]
-    lr = (budget.final_lr if final else budget.lr) or FINE_TUNE_LR[optimizer]
+    scratch = final and budget.final_init == "scratch"  # a full training: the optimizer's standard rate
+    standard = OPTIMIZER_DEFAULTS[optimizer]["lr"] if scratch else FINE_TUNE_LR[optimizer]
+    lr = (budget.final_lr if final else budget.lr) or standard
     epochs = budget.final_epochs if final else budget.epochs
     return TrainConfig(epochs=max(epochs, 1), lr=lr, optimizer=optimizer, batch_size=budget.batch_size, seed=seed,
                        device=budget.device, schedule="cosine", distill=budget.distill,
@@ -140,9 +144,10 @@ def inquire(task: Task) -> dict:
     data = load_dataset(task.data, **task.data_options)
     torch.manual_seed(task.seed)
     model = lower_to_torch(child)
-    state = transfer_weights(parent, _parent_state(task.parent_weights), child, task.kept)
-    model.load_state_dict(state, strict=False)
     b = task.budget
+    if not (task.final and b.final_init == "scratch" and b.final_epochs > 0):
+        state = transfer_weights(parent, _parent_state(task.parent_weights), child, task.kept)
+        model.load_state_dict(state, strict=False)
     epochs = b.final_epochs if task.final else b.epochs
     if task.final:  # the whole training split; the test split is evaluated once below, for the report
         subset = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])

@@ -33,6 +33,10 @@ def register(sub) -> None:
     p.add_argument("--distill", type=float, default=0.0, metavar="A",
                    help="classification: weight in [0, 1] of learning the trained prototype's soft outputs in every "
                         "fine-tune (knowledge distillation, temperature 4; default 0: labels only)")
+    p.add_argument("--final-from", choices=["inherit", "scratch"], default="inherit",
+                   help="finalists fine-tune the prototype's inherited weights (default; lr 0.02 with sgd) or train "
+                        "from scratch at the standard rate (lr 0.05 with sgd): give scratch as many --final-epochs "
+                        "as the prototype's training plus the fine-tune to compare them at the same budget")
     p.add_argument("--finalists", type=int, default=2, help="networks trained fully at the end")
     p.add_argument("--final-epochs", type=int, default=10)
     p.add_argument("--min-fraction", type=float, default=0.1, help="fewest channels a layer keeps (share)")
@@ -57,7 +61,7 @@ def config_from_args(args):
     if not 0 <= args.distill <= 1:
         raise NetError(f"--distill must be in [0, 1], got {args.distill}")
     budget = Budget(images=args.images, final_epochs=args.final_epochs, lr=args.lr, device=args.device,
-                    distill=args.distill)
+                    distill=args.distill, final_init=args.final_from)
     return SynthConfig(data=args.data, requirements=list(args.req), cycles=args.cycles, per_cycle=args.per_cycle,
                        budget=budget, workers=args.workers, utility=args.utility, seed=args.seed,
                        prototype_epochs=args.prototype_epochs, prototype_weights=args.weights,

@@ -227,3 +227,36 @@ def test_search_candidates_are_scored_with_fresh_batchnorm_statistics(tmp_path, 
     off = dataclasses.replace(cfg, budget=dataclasses.replace(cfg.budget, bn_images=0))
     synthesize(tiny(), off, tmp_path / "off")
     assert calls == []
+
+
+def test_finalists_can_train_from_scratch_instead_of_inheriting(tmp_path, data, monkeypatch):
+    import dataclasses
+
+    import torch
+    from safetensors.torch import load_file
+
+    starts = {}
+    real_train = inquisitor_module.train
+
+    def spy(model, dataset, cfg, teacher=None, **kw):
+        if cfg.epochs == 2:  # the finalist (search candidates train one epoch)
+            starts["weight"] = model.state_dict()["conv.weight"].clone()
+            starts["lr"] = cfg.lr
+        return real_train(model, dataset, cfg, teacher=teacher, **kw)
+
+    monkeypatch.setattr(inquisitor_module, "train", spy)
+    base = config(data, cycles=1, per_cycle=1)
+    seen = {}
+    for init in ("inherit", "scratch"):
+        cfg = dataclasses.replace(base, budget=dataclasses.replace(base.budget, final_init=init, final_lr=None))
+        result = synthesize(tiny(), cfg, tmp_path / init)
+        proto = load_file(str(tmp_path / init / "prototype.safetensors"))["conv.weight"]
+        final = result.finals[0]
+        kept = final["decisions"]["widths"]
+        seen[init] = (starts["weight"], proto, kept, starts["lr"])
+    inherited, proto, _, lr = seen["inherit"]
+    assert lr == 0.02  # the fine-tune rate
+    assert any(torch.equal(inherited[i], proto[j]) for i in range(len(inherited)) for j in range(len(proto)))
+    fresh, proto, _, lr = seen["scratch"]
+    assert lr == 0.05  # the standard rate of a full training
+    assert not any(torch.equal(fresh[i], proto[j]) for i in range(len(fresh)) for j in range(len(proto)))
