@@ -58,6 +58,7 @@ class Bench:
     root: Path  # --out: prototypes/ is shared between configurations, each configuration has its own folder
     synth_utility: str = "accuracy"  # what synthesis maximises under macs<=T (the peers' objective too)
     distill: float = 0.0  # synth and random (the methods that run the inquisitor): distillation weight of every fine-tune
+    final_from: str = "inherit"  # synth and random: finalists fine-tune F epochs, or train from "scratch" P + F epochs
 
     @property
     def data_options(self) -> dict:
@@ -71,12 +72,16 @@ class Bench:
         return self.cycles * self.per_cycle
 
     def budget(self) -> Budget:
-        return Budget(images=self.images, epochs=1, final_epochs=self.final_epochs, device=self.device,
-                      distill=self.distill)
+        scratch = self.final_from == "scratch"  # then the finalist gets uniform width's budget, P + F from scratch
+        return Budget(images=self.images, epochs=1, device=self.device, distill=self.distill,
+                      final_epochs=self.final_epochs + (self.prototype_epochs if scratch else 0),
+                      final_init=self.final_from)
 
     def tag(self, method: str) -> str:
         """The method's name in result files: synth and random results with distillation are kept apart."""
-        return f"{method}-d{self.distill:g}" if self.distill and method in INQUIRING else method
+        if method not in INQUIRING:
+            return method
+        return method + (f"-d{self.distill:g}" if self.distill else "") + ("-scratch" if self.final_from == "scratch" else "")
 
     @property
     def data_tag(self) -> str:

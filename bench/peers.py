@@ -107,6 +107,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="what synthesis maximises under macs<=T (default accuracy: what the peers are asked for)")
     ap.add_argument("--distill", type=float, default=0.0,
                     help="synth and random search: distillation weight of every fine-tune (netdsl synth --distill)")
+    ap.add_argument("--final-from", choices=["inherit", "scratch"], default="inherit",
+                    help="synth and random search: finalists fine-tune inherited weights F epochs (default) or train "
+                         "from scratch P + F epochs, as uniform width does (netdsl synth --final-from)")
     ap.add_argument("--per-cycle", type=int, help=f"synthesis candidates per cycle (full: {FULL['per_cycle']})")
     ap.add_argument("--images", type=int, help=f"fine-tune images per search candidate (full: {FULL['images']})")
     ap.add_argument("--methods", default=DEFAULT_METHODS,
@@ -134,7 +137,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def label(b, method: str) -> str:
-    return LABELS[method] + (f", distilled ({b.distill:g})" if b.distill and method in ("synth", "random") else "")
+    if method not in ("synth", "random"):
+        return LABELS[method]
+    return (LABELS[method] + (f", distilled ({b.distill:g})" if b.distill else "")
+            + (", finalist from scratch" if b.final_from == "scratch" else ""))
 
 
 def result_path(b, method: str, k: int, seed: int) -> Path:
@@ -162,7 +168,8 @@ def estimate(b, args, n_train: int, fresh: bool = False) -> float:
                     continue
                 todo += 1
                 final = b.final_epochs * n_train
-                work = {"synth": b.candidates * b.images + final, "random": b.candidates * b.images + final,
+                inquired = b.candidates * b.images + b.budget().final_epochs * n_train
+                work = {"synth": inquired, "random": inquired,
                         "uniform": (b.prototype_epochs + b.final_epochs) * n_train}.get(m, final)
                 images += work
                 secs += seconds(work, proto_macs / k) + RESULT_S
@@ -305,7 +312,11 @@ def section(b, args, command: str, lines: list[str], n_train: int, n_val: int, n
         + (f" Synthesis and random search (the methods that run netdsl's inquisitor) distil the prototype in every "
            f"fine-tune, search and final: loss = {1 - b.distill:g} x cross-entropy + {b.distill:g} x T² x KL at "
            "T = 4 (`netdsl synth --distill`); Torch-Pruning and uniform width learn from the labels only, as "
-           "their users would." if b.distill else "") + ops_note
+           "their users would." if b.distill else "")
+        + (f" Synthesis and random search train their finalist from scratch for P + F = "
+           f"{b.prototype_epochs + b.final_epochs} epochs at the standard rate (`netdsl synth --final-from scratch`), "
+           "the budget uniform width gets; the prototype's weights serve the search only." if b.final_from == "scratch"
+           else "") + ops_note
         + (f" torch-pruning {tp}." if tp else ""),
         "",
         *lines,
@@ -341,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     b = Bench(net=load_network(str(ROOT / args.prototype)), data=args.data, limit_train=args.limit_train or None,
               prototype_epochs=args.epochs_prototype, final_epochs=args.epochs_final, cycles=args.cycles,
               per_cycle=args.per_cycle, images=args.images, device=args.device, root=ROOT / args.out,
-              synth_utility=args.synth_utility, distill=args.distill)
+              synth_utility=args.synth_utility, distill=args.distill,
+              final_from=args.final_from)
     ds = b.dataset()
     n_train, n_val, n_test = len(ds.train_y), len(ds.val_y), len(ds.test_y)
     log(f"{ds}; results in {b.out}")
