@@ -260,3 +260,17 @@ def test_finalists_can_train_from_scratch_instead_of_inheriting(tmp_path, data, 
     fresh, proto, _, lr = seen["scratch"]
     assert lr == 0.05  # the standard rate of a full training
     assert not any(torch.equal(fresh[i], proto[j]) for i in range(len(fresh)) for j in range(len(proto)))
+
+
+def test_cli_options_reach_the_budget(tmp_path):
+    from netdsl.cli import build_parser
+    from netdsl.commands.synth import config_from_args
+
+    net = tmp_path / "tiny.net"
+    net.write_text(TINY_NET)
+    args = build_parser().parse_args(["synth", str(net), "--req", "macs<=60K", "--final-from", "scratch",
+                                      "--distill", "0.25", "--final-epochs", "13"])
+    budget = config_from_args(args).budget
+    assert (budget.final_init, budget.distill, budget.final_epochs) == ("scratch", 0.25, 13)
+    default = config_from_args(build_parser().parse_args(["synth", str(net), "--req", "macs<=60K"])).budget
+    assert (default.final_init, default.distill) == ("inherit", 0.0)
