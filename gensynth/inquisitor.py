@@ -46,9 +46,9 @@ class Budget:
     latency_runs: int = 30
     device: str = "auto"
     distill: float = 0.0  # weight of distilling the prototype's outputs in every fine-tune (classification)
+    distill_temperature: float = 4.0
     bn_images: int = 1024  # training images that re-estimate a search candidate's BN statistics (0: off)
     final_init: str = "inherit"  # finalists: "inherit" the prototype's weights, or train from "scratch"
-    distill_temperature: float = 4.0
 
 
 @dataclass(frozen=True)
