@@ -79,7 +79,7 @@ LABELS = {
     "tp-l2-global": "Torch-Pruning, L2, global ranking",
     "tp-taylor-global": "Torch-Pruning, Taylor, global ranking",
     "uniform": "uniform width, from scratch",
-    "random": "random search + inherit",
+    "random": "random search",
 }
 DEFAULT_METHODS = "synth,tp-l2,tp-taylor,uniform,random"
 FULL = {"seeds": "0,1,2", "targets": "2,4,8", "epochs_prototype": 6, "epochs_final": 3, "limit_train": 20000,
@@ -120,6 +120,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", default="runs/peers")
     ap.add_argument("--estimate", action="store_true", help="print the work still to do and its estimated time, then stop")
     ap.add_argument("--note", action="append", default=[], help="a sentence for the docs section (repeatable)")
+    ap.add_argument("--cached", action="store_true", help="compute nothing: tabulate the results already on disk")
     ap.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md or docs/peers.png")
     args = ap.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
@@ -136,11 +137,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def label(b, method: str) -> str:
+def variant_label(tag: str) -> str:
+    """'synth-d0.5-scratch' -> 'netdsl synth, distilled (0.5), finalist from scratch' (see Bench.tag)."""
+    method, *rest = tag.split("-d") if "-d" in tag else (tag.removesuffix("-scratch"), "")
+    method = method.removesuffix("-scratch")
+    distill = rest[0].removesuffix("-scratch") if rest and rest[0] else ""
     if method not in ("synth", "random"):
         return LABELS[method]
-    return (LABELS[method] + (f", distilled ({b.distill:g})" if b.distill else "")
-            + (", finalist from scratch" if b.final_from == "scratch" else ""))
+    return (LABELS[method] + (f", distilled ({distill})" if distill else "")
+            + (", finalist from scratch" if tag.endswith("-scratch") else ", finalist fine-tuned"))
+
+
+def other_variants(b, args, results: dict) -> dict:
+    """Add the results of synth and random variants (other --distill / --final-from) found on disk, keyed by tag."""
+    out = dict(results)
+    for path in sorted((b.out / "results").glob("*.json")):
+        tag, k, seed = path.stem.rsplit("-", 2)
+        method = tag.split("-d")[0].removesuffix("-scratch")
+        if method not in ("synth", "random") or tag == b.tag(method) or method not in args.methods:
+            continue
+        k, seed = int(k.removesuffix("x")), int(seed.removeprefix("s"))
+        if k in args.targets and seed in args.seeds:
+            out[(tag, k, seed)] = json.loads(path.read_text())
+    return out
 
 
 def result_path(b, method: str, k: int, seed: int) -> Path:
@@ -193,6 +212,17 @@ def pm(mean: float, spread: float | None, scale: float = 100, digits: int = 2) -
     return f"{mean * scale:.{digits}f}" + (f" ± {spread * scale:.{digits}f}" if spread is not None else "")
 
 
+def row_order(b, args, results: dict) -> list[str]:
+    """The tags of the methods asked for, each followed by its other variants on disk."""
+    order = []
+    for m in args.methods:
+        order.append(b.tag(m))
+        if m in ("synth", "random"):
+            order += sorted({key[0] for key in results if key[0].split("-d")[0].removesuffix("-scratch") == m}
+                            - {b.tag(m)})
+    return order
+
+
 def table(b, args, protos: dict, results: dict, latency: dict) -> list[str]:
     from gensynth.utility import information_density, netscore
 
@@ -214,11 +244,11 @@ def table(b, args, protos: dict, results: dict, latency: dict) -> list[str]:
     lines.append(row("prototype (P epochs)", "1x", ps, [latency[("prototype", 1, s)] for s in args.seeds]))
     for k in args.targets:
         target = b.prototype_cost.macs // k
-        for m in args.methods:
+        for m in row_order(b, args, results):
             rs = [results[(m, k, s)] for s in args.seeds if (m, k, s) in results]
             if rs:
                 lat = [latency[(m, k, s)] for s in args.seeds if (m, k, s) in results]
-                lines.append(row(label(b, m), f"{k}x (≤ {target / 1e6:.2f} M)", rs, lat))
+                lines.append(row(variant_label(m), f"{k}x (≤ {target / 1e6:.2f} M)", rs, lat))
     return lines
 
 
@@ -231,7 +261,7 @@ def plot(b, args, protos: dict, results: dict) -> None:
 
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=120)
     colours = plt.get_cmap("tab10")
-    for i, m in enumerate(args.methods):
+    for i, m in enumerate(row_order(b, args, results)):
         xs, ys, es = [], [], []
         for k in args.targets:
             rs = [results[(m, k, s)] for s in args.seeds if (m, k, s) in results]
@@ -241,7 +271,8 @@ def plot(b, args, protos: dict, results: dict) -> None:
                 ys.append(acc * 100)
                 es.append((sd or 0) * 100)
         if xs:
-            ax.errorbar(xs, ys, yerr=es, fmt="o-", color=colours(i), capsize=3, lw=1, ms=5, label=label(b, m))
+            ax.errorbar(xs, ys, yerr=es, fmt="o-", color=colours(i), capsize=3, lw=1, ms=5,
+                        label=variant_label(m))
     acc, sd = summarise([protos[s] for s in args.seeds], "test_acc")
     ax.errorbar([b.prototype_cost.macs / 1e6], [acc * 100], yerr=[(sd or 0) * 100], fmt="*", ms=14, color="black",
                 capsize=3, label=f"prototype (P = {b.prototype_epochs} epochs)")
@@ -361,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.estimate:
         return 0
     protos, results, computed = {}, {}, 0
+    if args.cached:  # only the seeds whose prototype exists
+        args.seeds = [s for s in args.seeds
+                      if (b.root / "prototypes" / f"{b.data_tag}-p{b.prototype_epochs}-s{s}.json").exists()]
     for seed in args.seeds:
         computed += not (b.root / "prototypes" / f"{b.data_tag}-p{b.prototype_epochs}-s{seed}.json").exists()
         protos[seed] = prototype(b, seed)
@@ -370,16 +404,19 @@ def main(argv: list[str] | None = None) -> int:
             for m in args.methods:
                 path = result_path(b, m, k, seed)
                 if path.exists():
-                    results[(m, k, seed)] = json.loads(path.read_text())
+                    results[(b.tag(m), k, seed)] = json.loads(path.read_text())
+                    continue
+                if args.cached:
                     continue
                 log(f"{m}, {k}x (<= {target:,} MACs), seed {seed}")
                 res = RUNNERS[m](b, protos[seed], target, k, seed)
                 res.update(target=k, target_macs=target, seed=seed)
                 write_json(path, res)
-                results[(m, k, seed)] = res
+                results[(b.tag(m), k, seed)] = res
                 computed += 1
                 log(f"{m}, {k}x, seed {seed}: {res['macs'] / 1e6:.2f} M MACs, val {res['val_acc']:.2%}, "
                     f"test {res['test_acc']:.2%}, {res['wall_s'] / 60:.1f} min")
+    results = other_variants(b, args, results)
     keys = [("prototype", 1, s) for s in args.seeds] + list(results)
     texts = [protos[s]["net"] for s in args.seeds] + [r["net"] for r in results.values()]
     log(f"timing {len(texts)} networks side by side")
