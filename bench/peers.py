@@ -335,7 +335,7 @@ def section(b, args, command: str, lines: list[str], n_train: int, n_val: int, n
         "re-estimated on 1,024 of them, and scored on validation; "
         f"random search evaluates {b.candidates} random networks with exactly that fine-tune (the same seeds and "
         "image subsets) and fully trains the best on validation; synthesis fully trains its best candidate by "
-        f"utility ({b.synth_utility}; θG starts from the prototype's filter magnitudes), one finalist. Torch-Pruning prunes in 1% steps of each layer's channels "
+        f"utility ({b.synth_utility}; θG starts from the prototype's filter magnitudes; each sample draws a width factor per channel group), one finalist. Torch-Pruning prunes in 1% steps of each layer's channels "
         "(local ranking, the library default; Taylor: one 128-image backward before each step) until netdsl's "
         "cost model puts the network at or under the target, keeping the classifier's outputs. Random search "
         "draws each free group's width fraction from U(0.1, 1), keeps samples with MACs in [0.9 T, T] and inherits "
