@@ -58,6 +58,7 @@ import dataclasses
 import datetime
 import json
 import os
+import re
 import shlex
 import statistics
 import sys
@@ -137,15 +138,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+TAG = re.compile(r"(?P<method>.+?)(?:-d(?P<distill>[0-9.]+))?(?P<scratch>-scratch)?")
+
+
+def parse_tag(tag: str) -> tuple[str, str | None, bool]:
+    """'synth-d0.5-scratch' -> ('synth', '0.5', True): a result file's method and variant (see Bench.tag)."""
+    m = TAG.fullmatch(tag)
+    return m["method"], m["distill"], bool(m["scratch"])
+
+
 def variant_label(tag: str) -> str:
-    """'synth-d0.5-scratch' -> 'netdsl synth, distilled (0.5), finalist from scratch' (see Bench.tag)."""
-    method, *rest = tag.split("-d") if "-d" in tag else (tag.removesuffix("-scratch"), "")
-    method = method.removesuffix("-scratch")
-    distill = rest[0].removesuffix("-scratch") if rest and rest[0] else ""
+    """'synth-d0.5-scratch' -> 'netdsl synthesis, distilled (0.5), finalist from scratch'."""
+    method, distill, scratch = parse_tag(tag)
     if method not in ("synth", "random"):
         return LABELS[method]
     return (LABELS[method] + (f", distilled ({distill})" if distill else "")
-            + (", finalist from scratch" if tag.endswith("-scratch") else ", finalist fine-tuned"))
+            + (", finalist from scratch" if scratch else ", finalist fine-tuned"))
 
 
 def other_variants(b, args, results: dict) -> dict:
@@ -153,7 +161,7 @@ def other_variants(b, args, results: dict) -> dict:
     out = dict(results)
     for path in sorted((b.out / "results").glob("*.json")):
         tag, k, seed = path.stem.rsplit("-", 2)
-        method = tag.split("-d")[0].removesuffix("-scratch")
+        method = parse_tag(tag)[0]
         if method not in ("synth", "random") or tag == b.tag(method) or method not in args.methods:
             continue
         k, seed = int(k.removesuffix("x")), int(seed.removeprefix("s"))
@@ -218,8 +226,7 @@ def row_order(b, args, results: dict) -> list[str]:
     for m in args.methods:
         order.append(b.tag(m))
         if m in ("synth", "random"):
-            order += sorted({key[0] for key in results if key[0].split("-d")[0].removesuffix("-scratch") == m}
-                            - {b.tag(m)})
+            order += sorted({key[0] for key in results if parse_tag(key[0])[0] == m} - {b.tag(m)})
     return order
 
 
