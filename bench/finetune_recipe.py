@@ -49,7 +49,7 @@ def main() -> int:
     args = ap.parse_args()
 
     import torch
-    from peer_methods import Bench, l2_kept, log, prototype, scores, uniform_widths, without_test, write_json
+    from peer_methods import fashion_bench, l2_kept, log, prototype, scores, uniform_widths, without_test, write_json
     from safetensors.torch import load_file
 
     from compiler.cost import network_cost
@@ -58,11 +58,8 @@ def main() -> int:
     from compiler.transfer import transfer_weights
     from gensynth.inquisitor import Budget, fine_tune_config
     from gensynth.train import train
-    from netdsl.loader import load_network
 
-    b = Bench(net=load_network(str(ROOT / "examples" / "fashion_cnn.net")), data="fashion-mnist",
-              limit_train=args.limit_train, prototype_epochs=args.epochs_prototype, final_epochs=args.epochs_final,
-              cycles=1, per_cycle=1, images=1, device="auto", root=ROOT / args.out)
+    b = fashion_bench(ROOT / args.out, args.limit_train, args.epochs_prototype, args.epochs_final)
     ds = b.dataset()
     seeds = [int(s) for s in args.seeds.split(",")]
     targets = [int(k) for k in args.targets.split(",")]

@@ -114,6 +114,15 @@ class Bench:
         return tuple(self.net.nodes[self.net.graph["inputs"][0]]["shape"])
 
 
+def fashion_bench(root: Path, limit_train: int = 20000, prototype_epochs: int = 10, final_epochs: int = 3) -> Bench:
+    """bench/peers.py's Fashion-MNIST setting without a search: for side studies that reuse its prototypes."""
+    from netdsl.loader import load_network
+
+    net = load_network(str(Path(__file__).resolve().parent.parent / "examples" / "fashion_cnn.net"))
+    return Bench(net=net, data="fashion-mnist", limit_train=limit_train, prototype_epochs=prototype_epochs,
+                 final_epochs=final_epochs, cycles=1, per_cycle=1, images=1, device="auto", root=root)
+
+
 # ---------------------------------------------------------------------------------------------- widths
 
 

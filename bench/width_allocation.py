@@ -30,9 +30,9 @@ from benchdoc import markers, write_section  # noqa: E402
 START, END = markers("allocation")
 
 
-def fit(g, groups, target: int, fractions) -> dict[int, int]:
+def fit(g, groups, target: int, fractions) -> tuple[dict[int, int], object]:
     """Widths of g's free groups (matched to the prototype's `groups` by their first writer) at fractions(t),
-    for the largest t in [0, 1] whose network has <= target MACs."""
+    for the largest t in [0, 1] whose network has <= target MACs; and g's channel plan."""
     import numpy as np
 
     from compiler.cost import batched_costs, compile_costs
@@ -52,7 +52,7 @@ def fit(g, groups, target: int, fractions) -> dict[int, int]:
     for _ in range(40):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if int(batched_costs(program, row(mid))[0][0]) <= target else (lo, mid)
-    return {gid: int(w) for gid, w in zip(program.width_groups, row(lo)[0]) if gid in index}
+    return {gid: int(w) for gid, w in zip(program.width_groups, row(lo)[0]) if gid in index}, plan
 
 
 def main() -> int:
@@ -66,19 +66,16 @@ def main() -> int:
     import json
 
     import torch
-    from peer_methods import Bench, fine_tune, l2_kept, log, prototype, uniform_widths, write_json
+    from peer_methods import fashion_bench, fine_tune, l2_kept, log, prototype, uniform_widths, write_json
     from safetensors.torch import load_file
 
     from compiler.cost import network_cost
-    from compiler.coupling import apply_widths, channel_plan
+    from compiler.coupling import apply_widths
     from compiler.lower import lower_to_torch
     from compiler.residual import drop_blocks
     from compiler.transfer import transfer_weights
-    from netdsl.loader import load_network
 
-    b = Bench(net=load_network(str(ROOT / "examples" / "fashion_cnn.net")), data="fashion-mnist",
-              limit_train=20000, prototype_epochs=10, final_epochs=3, cycles=1, per_cycle=1, images=1,
-              device="auto", root=ROOT / args.out)
+    b = fashion_bench(ROOT / args.out)
     seeds = [int(s) for s in args.seeds.split(",")]
     targets = [int(k) for k in args.targets.split(",")]
     out = b.root / f"allocation-{b.data_tag}-p{b.prototype_epochs}-f{b.final_epochs}"
@@ -93,8 +90,7 @@ def main() -> int:
                            "stage 1 residual conv dropped, uniform": lambda t: [t, t, t]}
             for name, fractions in allocations.items():
                 g = drop_blocks(b.net, b.space.blocks[:1]) if "dropped" in name else b.net
-                widths = fit(g, b.space.groups, target, fractions)
-                plan = channel_plan(g)
+                widths, plan = fit(g, b.space.groups, target, fractions)
                 widths_of[(k, name)] = [widths[gid] for gid in sorted(widths)]
                 path = out / f"{k}x-s{seed}-{name.replace(' ', '-')}.json"
                 if path.exists():
