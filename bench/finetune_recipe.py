@@ -29,10 +29,11 @@ from benchdoc import markers, write_section  # noqa: E402
 START, END = markers("finetune")
 # (label, distillation weight, learning rate, from scratch); lr 0.02 is inquire()'s finalist rate for SGD.
 # The from-scratch recipes train P + F epochs with the standard recipe (lr 0.05), as uniform width does in
-# bench/peers.py, with and without the prototype as teacher.
+# bench/peers.py, with and without the prototype as teacher (labels only is exactly bench/peers.py's uniform width).
 RECIPES = [("labels only, lr 0.02", 0.0, 0.02, False), ("labels only, lr 0.05", 0.0, 0.05, False),
            ("distill 0.5, lr 0.02", 0.5, 0.02, False), ("distill 0.9, lr 0.02", 0.9, 0.02, False),
-           ("from scratch, P + F epochs, distill 0.5", 0.5, 0.05, True)]
+           ("from scratch, P + F epochs, distill 0.5", 0.5, 0.05, True),
+           ("from scratch, P + F epochs, labels only", 0.0, 0.05, True)]
 
 
 def main() -> int:
@@ -98,17 +99,18 @@ def main() -> int:
                 results[(k, label, seed)] = res
                 log(f"{k}x seed {seed} {label}: val {val:.2%} test {test:.2%} ({res['wall_s']:.0f} s)")
 
-    def cell(k: int, label: str, key: str) -> str:
-        values = [results[(k, label, s)][key] * 100 for s in seeds]
+    def cell(k: int, label: str, key: str, done: list[int]) -> str:
+        values = [results[(k, label, s)][key] * 100 for s in done]
         sd = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
         return f"{statistics.fmean(values):.2f}{sd}"
 
-    lines = ["| target | recipe | val acc % | test acc % |", "|---|---|---:|---:|"]
+    lines = ["| target | recipe | val acc % | test acc % | seeds |", "|---|---|---:|---:|---|"]
     for k in targets:
-        for label, *_ in RECIPES:
-            if any((k, label, s) not in results for s in seeds):
-                continue
-            lines.append(f"| {k}x | {label} | {cell(k, label, 'val_acc')} | {cell(k, label, 'test_acc')} |")
+        for label, *_ in RECIPES:  # each row over the seeds it has results for (--cached tabulates partial runs)
+            done = [s for s in seeds if (k, label, s) in results]
+            if done:
+                lines.append(f"| {k}x | {label} | {cell(k, label, 'val_acc', done)} | "
+                             f"{cell(k, label, 'test_acc', done)} | {', '.join(map(str, done))} |")
     print("\n".join(lines))
     if not args.no_docs:
         command = "python bench/finetune_recipe.py " + " ".join(sys.argv[1:])
@@ -117,8 +119,8 @@ def main() -> int:
             "", f"Command: `{command.strip()}`. Prototype `examples/fashion_cnn.net` trained P = {b.prototype_epochs} "
             f"epochs on {len(ds.train_y):,} images (bench/peers.py's cached prototypes); the uniform-width network at "
             f"each target inherits the highest-L2 channels and is fine-tuned F = {b.final_epochs} epochs (SGD, "
-            "cosine). Distillation: temperature 4, teacher = the trained prototype. Seeds: "
-            f"{', '.join(map(str, seeds))} (mean ± sd where more than one). Choose on the validation column.", "",
+            "cosine). Distillation: temperature 4, teacher = the trained prototype. Mean ± sd over the seeds "
+            "listed where more than one. Choose on the validation column.", "",
             *lines, END]))
     return 0
 
