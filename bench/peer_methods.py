@@ -28,7 +28,7 @@ from compiler.lower import lower_to_torch
 from compiler.printer import print_network
 from gensynth.checkpoint import atomic_write, load_weights, save_weights
 from gensynth.data import Dataset, load_dataset
-from gensynth.generator import Sample
+from gensynth.generator import ALLOCATION_SPREAD, Sample
 from gensynth.inquisitor import Budget, fine_tune_config, inquire
 from gensynth.journal import Journal
 from gensynth.space import search_space
@@ -59,6 +59,7 @@ class Bench:
     synth_utility: str = "accuracy"  # what synthesis maximises under macs<=T (the peers' objective too)
     distill: float = 0.0  # synth and random (the methods that run the inquisitor): distillation weight of every fine-tune
     final_from: str = "inherit"  # synth and random: finalists fine-tune F epochs, or train from "scratch" P + F epochs
+    spread: float = ALLOCATION_SPREAD  # synth: the generator's per-sample spread of each group's log width factor
 
     @property
     def data_options(self) -> dict:
@@ -78,10 +79,12 @@ class Bench:
                       final_init=self.final_from)
 
     def tag(self, method: str) -> str:
-        """The method's name in result files: synth and random results with distillation are kept apart."""
+        """The method's name in result files: synth and random results of other recipes are kept apart."""
         if method not in INQUIRING:
             return method
-        return method + (f"-d{self.distill:g}" if self.distill else "") + ("-scratch" if self.final_from == "scratch" else "")
+        spread = f"-a{self.spread:g}" if method == "synth" and self.spread != ALLOCATION_SPREAD else ""
+        return (method + (f"-d{self.distill:g}" if self.distill else "") + spread
+                + ("-scratch" if self.final_from == "scratch" else ""))
 
     @property
     def data_tag(self) -> str:
@@ -276,7 +279,7 @@ def run_synthesis(b: Bench, proto: dict, target: int, k: int, seed: int) -> dict
     cfg = SynthConfig(data=b.data, requirements=[f"macs<={target}"], cycles=b.cycles, per_cycle=b.per_cycle,
                       budget=b.budget(), seed=seed, prototype_epochs=b.prototype_epochs, utility=b.synth_utility,
                       prototype_weights=proto["weights"], finalists=1, min_fraction=MIN_FRACTION,
-                      data_options=b.data_options)
+                      data_options=b.data_options, allocation_spread=b.spread)
 
     def event(kind: str, payload: dict) -> None:
         if kind in ("candidate", "final"):

@@ -127,7 +127,8 @@ def magnitude_prior(space: SearchSpace, weights: dict) -> dict[str, list[float]]
 
 
 def initial_state(space: SearchSpace, requirements: list[Requirement], utility: str = "netscore",
-                  min_fraction: float = 0.1, channel_prior: dict[str, list[float]] | None = None) -> GeneratorState:
+                  min_fraction: float = 0.1, channel_prior: dict[str, list[float]] | None = None,
+                  spread: float = ALLOCATION_SPREAD) -> GeneratorState:
     """θG at the prototype: every channel and block kept (or channels ranked by a prior), choices uniform."""
     text = print_network(space.prototype)
     return GeneratorState(
@@ -139,6 +140,7 @@ def initial_state(space: SearchSpace, requirements: list[Requirement], utility: 
         scales={str(grp.id): 0.0 for grp in space.groups},
         choices={d: [1.0 / len(opts)] * len(opts) for d, opts in space.decisions.items()},
         min_fraction=min_fraction,
+        spread=spread,
     )
 
 

@@ -17,7 +17,15 @@ from compiler.diagnostics import NetError
 from compiler.ir import to_dict
 from compiler.printer import print_network
 from gensynth.executor import run_tasks
-from gensynth.generator import GeneratorState, Sample, initial_state, magnitude_prior, prototype_hash, sample
+from gensynth.generator import (
+    ALLOCATION_SPREAD,
+    GeneratorState,
+    Sample,
+    initial_state,
+    magnitude_prior,
+    prototype_hash,
+    sample,
+)
 from gensynth.inquisitor import Budget, Task, inquire
 from gensynth.journal import Journal
 from gensynth.requirements import parse_requirement, parse_requirements
@@ -44,6 +52,7 @@ class SynthConfig:
     finalists: int = 2
     min_fraction: float = 0.1
     data_options: dict = field(default_factory=dict)
+    allocation_spread: float = ALLOCATION_SPREAD  # per-sample sd of each group's log width factor (θG's exploration)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -185,7 +194,8 @@ class Run:
         from safetensors.numpy import load_file
 
         prior = magnitude_prior(self.space, load_file(str(self.out / "prototype.safetensors")))
-        state = initial_state(self.space, self.reqs, self.cfg.utility, self.cfg.min_fraction, prior)
+        state = initial_state(self.space, self.reqs, self.cfg.utility, self.cfg.min_fraction, prior,
+                                  spread=self.cfg.allocation_spread)
         state.weights = "prototype.safetensors"
         self.journal.save_generator(0, state.to_json())
         return state

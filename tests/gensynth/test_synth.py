@@ -274,3 +274,13 @@ def test_cli_options_reach_the_budget(tmp_path):
     assert (budget.final_init, budget.distill, budget.final_epochs) == ("scratch", 0.25, 13)
     default = config_from_args(build_parser().parse_args(["synth", str(net), "--req", "macs<=60K"])).budget
     assert (default.final_init, default.distill) == ("inherit", 0.0)
+
+
+def test_allocation_spread_reaches_the_generator(tmp_path, data):
+    """SynthConfig.allocation_spread is θG's exploration of budget splits: 0 draws every group at its learned scale."""
+    result = synthesize(tiny(), config(data, allocation_spread=0.0), tmp_path / "run")
+    assert GeneratorState.load(result.out / "generator.json").spread == 0.0
+    drawn = [v for r in result.candidates for v in r["decisions"]["scales"].values()]
+    assert drawn and all(v == 0.0 for v in drawn)
+    wide = synthesize(tiny(), config(data, allocation_spread=1.0), tmp_path / "wide")
+    assert any(v != 0.0 for r in wide.candidates for v in r["decisions"]["scales"].values())
