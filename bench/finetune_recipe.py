@@ -29,7 +29,7 @@ from benchdoc import markers, write_section  # noqa: E402
 START, END = markers("finetune")
 # (label, distillation weight, learning rate, from scratch); lr 0.02 is inquire()'s finalist rate for SGD.
 # The from-scratch recipes train P + F epochs with the standard recipe (lr 0.05), as uniform width does in
-# bench/peers.py, with and without the prototype as teacher (labels only is exactly bench/peers.py's uniform width).
+# bench/peers.py, with and without the prototype as teacher (labels only is the recipe of bench/peers.py's uniform width).
 RECIPES = [("labels only, lr 0.02", 0.0, 0.02, False), ("labels only, lr 0.05", 0.0, 0.05, False),
            ("distill 0.5, lr 0.02", 0.5, 0.02, False), ("distill 0.9, lr 0.02", 0.9, 0.02, False),
            ("from scratch, P + F epochs, distill 0.5", 0.5, 0.05, True),
