@@ -86,6 +86,10 @@ class Bench:
         return (method + (f"-d{self.distill:g}" if self.distill else "") + spread
                 + ("-scratch" if self.final_from == "scratch" else ""))
 
+    def prototype_record(self, seed: int) -> Path:
+        """Where the trained prototype of a seed is recorded (its weights beside it, .safetensors)."""
+        return self.root / "prototypes" / f"{self.data_tag}-p{self.prototype_epochs}-s{seed}.json"
+
     @property
     def data_tag(self) -> str:
         slug = "".join(c if c.isalnum() else "-" for c in self.data).strip("-")
@@ -250,8 +254,8 @@ def log(msg: str) -> None:
 
 def prototype(b: Bench, seed: int) -> dict:
     """The prototype trained P epochs with the standard recipe (TrainConfig defaults); cached on disk."""
-    path = b.root / "prototypes" / f"{b.data_tag}-p{b.prototype_epochs}-s{seed}.safetensors"
-    meta = path.with_suffix(".json")
+    meta = b.prototype_record(seed)
+    path = meta.with_suffix(".safetensors")
     if path.exists() and meta.exists():
         return json.loads(meta.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)

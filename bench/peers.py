@@ -190,7 +190,7 @@ def estimate(b, args, n_train: int, fresh: bool = False) -> float:
 
     images, secs, todo = 0.0, 0.0, 0
     for seed in args.seeds:
-        path = b.root / "prototypes" / f"{b.data_tag}-p{b.prototype_epochs}-s{seed}.json"
+        path = b.prototype_record(seed)
         if fresh or not path.exists():
             images += b.prototype_epochs * n_train
             secs += seconds(b.prototype_epochs * n_train, proto_macs)
@@ -405,10 +405,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     protos, results, computed = {}, {}, 0
     if args.cached:  # only the seeds whose prototype exists
-        args.seeds = [s for s in args.seeds
-                      if (b.root / "prototypes" / f"{b.data_tag}-p{b.prototype_epochs}-s{s}.json").exists()]
+        args.seeds = [s for s in args.seeds if b.prototype_record(s).exists()]
     for seed in args.seeds:
-        computed += not (b.root / "prototypes" / f"{b.data_tag}-p{b.prototype_epochs}-s{seed}.json").exists()
+        computed += not b.prototype_record(seed).exists()
         protos[seed] = prototype(b, seed)
         log(f"prototype seed {seed}: val {protos[seed]['val_acc']:.2%}, test {protos[seed]['test_acc']:.2%}")
         for k in args.targets:
