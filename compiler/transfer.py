@@ -4,8 +4,10 @@ The child IR has the parent's node names; some layers keep a subset of their out
 gone (their readers rewired). `kept[node]` lists the parent output channels a layer keeps; every other node's
 channels follow from its inputs (pass-through ops keep their input's channels, concat offsets, split slices,
 add/mul operands share one set, flatten expands a channel into its H*W features). Each parametric layer then
-takes the parent's tensors at those indices, on both its output and its input side. Only the mechanism is
-here; which channels to keep is synthesis's policy. Tensors are indexed with plain lists, so torch tensors
+takes the parent's tensors at those indices, on both its output and its input side. A conv the child holds factorized
+(compiler.factorize: a new depthwise conv before a 1 x 1 conv of the original's name) gets the best
+depthwise-separable approximation of its kept kernel. Only the mechanism is here; which channels to keep is
+synthesis's policy. Tensors are indexed with plain lists, so torch tensors
 and numpy arrays both work and this module needs no torch.
 """
 
@@ -17,6 +19,7 @@ from collections.abc import Mapping
 import networkx as nx
 
 from compiler.diagnostics import NetError
+from compiler.factorize import factorized_pairs, separable_factors
 from compiler.ir import topo_order
 from compiler.shapes import split_sizes
 
@@ -107,8 +110,12 @@ def channel_index_sets(parent_g: nx.DiGraph, child_g: nx.DiGraph, kept: Mapping[
         if name not in child_g:
             raise NetError(f"weight transfer: kept channels given for '{name}', which the child does not have")
     sets: dict[str, Index] = {}
+    depthwise_halves = set(factorized_pairs(parent_g, child_g).values())
     for name in topo_order(child_g):
         d = child_g.nodes[name]
+        if name in depthwise_halves:  # carries its input's channels, one filter each
+            sets[name] = list(sets[d["inputs"][0]])
+            continue
         if name not in parent_g:
             raise _fail(child_g, name, "the parent has no node of this name")
         p = parent_g.nodes[name]
@@ -181,6 +188,7 @@ def transfer_weights(parent_g: nx.DiGraph, parent_state: Mapping, child_g: nx.Di
                      kept: Mapping[str, Index]) -> dict:
     """The child's state dict: the parent's tensors sliced to the channels each child layer keeps."""
     sets = channel_index_sets(parent_g, child_g, kept)
+    factorized = factorized_pairs(parent_g, child_g)
     state = {}
 
     def get(key: str):
@@ -191,7 +199,7 @@ def transfer_weights(parent_g: nx.DiGraph, parent_state: Mapping, child_g: nx.Di
     for name in topo_order(child_g):
         d = child_g.nodes[name]
         op, a = d["op"], d["attrs"]
-        if op not in FREE_WIDTH_OPS | {"dwconv", "bn"}:
+        if op not in FREE_WIDTH_OPS | {"dwconv", "bn"} or name in factorized.values():
             continue
         out_index = sets[name]
         in_index = sets[d["inputs"][0]]
@@ -217,7 +225,9 @@ def transfer_weights(parent_g: nx.DiGraph, parent_state: Mapping, child_g: nx.Di
                 cols = _grouped_columns(child_g, name, out_index, in_index, p["shape"][0], parent_in,
                                         parent_groups, child_groups)
                 state[f"{name}.weight"] = _take(weight, out_index, cols)
-        if op != "linear":
+        if name in factorized:
+            state[f"{factorized[name]}.weight"], state[f"{name}.weight"] = separable_factors(state[f"{name}.weight"])
+        elif op != "linear":
             state[f"{name}.weight"] = _fit_kernel(state[f"{name}.weight"], a["k"])
         if a["bias"]:
             state[f"{name}.bias"] = _take(get(f"{name}.bias"), out_index)

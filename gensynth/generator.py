@@ -1,7 +1,8 @@
 """The generator G(s; θG): a seeded rewrite of the prototype IR under learned keep-probabilities.
 
 θG holds, per free channel group, a keep-probability for each of the prototype's channels; per skippable
-residual block, a keep-probability; per declared choice, probabilities over its options. A seed s draws one
+residual block, a keep-probability; per factorizable conv, the probability of rewriting it as depthwise + 1 x 1
+(compiler.factorize); per declared choice, probabilities over its options. A seed s draws one
 uniform number per decision; a channel is kept when u/p is below a threshold λ, which is lowered (one batched
 cost-model call over a grid of λ) until the MAC and parameter requirements hold. So every sample meets the
 structural requirements by construction, and (θG, s) always gives the same network.
@@ -20,6 +21,7 @@ import numpy as np
 from compiler.cost import batched_costs, compile_costs, network_cost
 from compiler.coupling import apply_widths, channel_plan
 from compiler.diagnostics import NetError
+from compiler.factorize import factorize_convs
 from compiler.ir import architecture_hash, to_dict
 from compiler.printer import print_network
 from compiler.residual import drop_blocks
@@ -44,6 +46,7 @@ PRIOR_FLOOR = 0.2  # the weakest channel's keep-probability under the magnitude 
 # 0.4: on Fashion-MNIST (docs/benchmarks.md, bench/peers.py, 3 seeds) the finalists it found scored higher on
 # validation at 4x and 8x fewer MACs and the same at 2x; at 0.4 twelve candidates rarely tried a wide last stage.
 ALLOCATION_SPREAD = 0.8
+FACTORIZE = 0.0  # θG's initial probability of factorizing each factorizable conv (0: never)
 
 
 @dataclass
@@ -59,6 +62,7 @@ class GeneratorState:
     blocks: dict[str, float] = field(default_factory=dict)  # skippable block id -> keep-probability
     choices: dict[str, list[float]] = field(default_factory=dict)  # decision id -> option probabilities
     scales: dict[str, float] = field(default_factory=dict)  # group id -> log of its keep-probability factor
+    factorize: dict[str, float] = field(default_factory=dict)  # conv name -> probability of factorizing it
     spread: float = ALLOCATION_SPREAD  # the factor's per-sample standard deviation (log scale)
     min_fraction: float = 0.1  # a group keeps at least this share of its channels
     cycle: int = 0
@@ -130,8 +134,9 @@ def magnitude_prior(space: SearchSpace, weights: dict) -> dict[str, list[float]]
 
 def initial_state(space: SearchSpace, requirements: list[Requirement], utility: str = "netscore",
                   min_fraction: float = 0.1, channel_prior: dict[str, list[float]] | None = None,
-                  spread: float = ALLOCATION_SPREAD) -> GeneratorState:
-    """θG at the prototype: every channel and block kept (or channels ranked by a prior), choices uniform."""
+                  spread: float = ALLOCATION_SPREAD, factorize: float = FACTORIZE) -> GeneratorState:
+    """θG at the prototype: every channel and block kept (or channels ranked by a prior), choices uniform, each
+    factorizable conv factorized with probability `factorize`."""
     text = print_network(space.prototype)
     return GeneratorState(
         prototype=text, prototype_hash=prototype_hash(text), prototype_ir=to_dict(space.prototype), requirements=[r.text for r in requirements],
@@ -141,6 +146,7 @@ def initial_state(space: SearchSpace, requirements: list[Requirement], utility: 
         blocks={b.id: 1.0 for b in space.blocks},
         scales={str(grp.id): 0.0 for grp in space.groups},
         choices={d: [1.0 / len(opts)] * len(opts) for d, opts in space.decisions.items()},
+        factorize={name: factorize for name in space.factorizable},
         min_fraction=min_fraction,
         spread=spread,
     )
@@ -162,9 +168,11 @@ class Sample:
     meets: bool  # the structural requirements hold
     arch: str
     scales: dict[str, float] = field(default_factory=dict)  # group id -> log factor this sample drew
+    factorized: tuple[str, ...] = ()  # convs rewritten as depthwise + 1 x 1
 
     def decisions(self) -> dict:
-        return {"widths": self.widths, "dropped": list(self.dropped), "picks": self.picks, "scales": self.scales}
+        return {"widths": self.widths, "dropped": list(self.dropped), "picks": self.picks, "scales": self.scales,
+                "factorized": list(self.factorized)}
 
 
 def _structural_ok(reqs: list[Requirement], macs: float, params: float, memory: float | None = None) -> bool:
@@ -182,8 +190,8 @@ def sample(state: GeneratorState, space: SearchSpace, seed: int, reqs: list[Requ
     structural = [r for r in reqs if r.stage == "structural"]
     best = None
     for attempt in range(MAX_ATTEMPTS):
-        *drawn, scales = _draw(state, space, rng, structural, force_small=attempt == MAX_ATTEMPTS - 1)
-        candidate = Sample(seed, *drawn, arch=architecture_hash(drawn[0]), scales=scales)
+        *drawn, scales, factorized = _draw(state, space, rng, structural, force_small=attempt == MAX_ATTEMPTS - 1)
+        candidate = Sample(seed, *drawn, arch=architecture_hash(drawn[0]), scales=scales, factorized=factorized)
         if candidate.meets:
             return candidate
         values = {"macs": candidate.macs, "params": candidate.params, "memory": candidate.memory}
@@ -202,10 +210,15 @@ def _draw(state: GeneratorState, space: SearchSpace, rng: np.random.Generator, s
     z = rng.standard_normal(len(space.groups))
     scales = {str(grp.id): float(state.scales.get(str(grp.id), 0.0) + state.spread * zg)
               for grp, zg in zip(space.groups, z)}
+    u_factorize = rng.random(len(space.factorizable))  # drawn last: older generators' streams stay the same
     dropped = [b for b, u in zip(space.blocks, u_blocks) if force_small or u >= state.blocks.get(b.id, 1.0)]
     g = apply_decisions(space.prototype, picks)
     if dropped:
         g = drop_blocks(g, dropped)
+    factorized = tuple(name for name, u in zip(space.factorizable, u_factorize) if name in g
+                       and (u < state.factorize.get(name, 0.0) or (force_small and state.factorize.get(name, 0.0) > 0)))
+    if factorized:
+        g = factorize_convs(g, list(factorized))
     plan = channel_plan(g)
     program = compile_costs(g)
     proto_group = {m: grp for grp in space.groups for m in grp.members}
@@ -253,7 +266,7 @@ def _draw(state: GeneratorState, space: SearchSpace, rng: np.random.Generator, s
         for member in plan.groups[gid].members:
             kept[member] = keep
     return (child, kept, named_widths, tuple(b.id for b in dropped), picks, report.macs, report.params,
-            report.peak_activation_bytes, meets, scales)
+            report.peak_activation_bytes, meets, scales, factorized)
 
 
 def _rows_at(program, plan, columns: list, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,4 +1,5 @@
-"""The search space of a prototype: what the generator may rewrite (channel groups, skippable blocks, choices)."""
+"""The search space of a prototype: what the generator may rewrite (channel groups, skippable blocks, factorizable
+convs, choices)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 from compiler.cost import batched_costs, compile_costs, network_cost
 from compiler.coupling import ChannelGroup, ChannelPlan, channel_plan
 from compiler.diagnostics import NetError
+from compiler.factorize import factorizable_convs, factorize_convs
 from compiler.ir import copy_graph
 from compiler.residual import SkippableBlock, drop_blocks, skippable_blocks
 from compiler.shapes import infer_shapes
@@ -17,12 +19,14 @@ from compiler.shapes import infer_shapes
 
 @dataclass(frozen=True, eq=False)
 class SearchSpace:
-    """Everything G(s; θ) decides about: free channel groups, optional blocks and declared choices."""
+    """Everything G(s; θ) decides about: free channel groups, optional blocks, convs it may factorize into
+    depthwise + 1 x 1, and declared choices."""
 
     prototype: nx.DiGraph
     plan: ChannelPlan
     groups: tuple[ChannelGroup, ...]  # the free groups (keys of θ's channel probabilities, by str(id))
     blocks: tuple[SkippableBlock, ...]
+    factorizable: tuple[str, ...]  # conv node names (compiler.factorize)
     decisions: dict[str, list]  # decision id -> options (first = prototype's)
 
     def group(self, gid: int) -> ChannelGroup:
@@ -47,12 +51,14 @@ def search_space(g: nx.DiGraph) -> SearchSpace:
                 if ref == did and attr == "out" and any(o > options[0] for o in options):
                     raise NetError(f"choice '{did}' of '{name}': synthesis narrows channels from the prototype's "
                                    f"count, so the first option must be the largest ({options})", d.get("span"))
-    if not groups and not blocks and not decisions:
+    factorizable = tuple(factorizable_convs(g))
+    if not groups and not blocks and not decisions and not factorizable:
         reasons = sorted({grp.reason for grp in plan.groups if grp.fixed})
         raise NetError(f"network '{g.graph['name']}' has nothing synthesis can rewrite: every channel group is fixed "
-                       "and there are no skippable residual blocks or choice(...) declarations",
+                       "and there are no skippable residual blocks, factorizable convs or choice(...) "
+                       "declarations",
                        notes=reasons[:6])
-    return SearchSpace(g, plan, groups, blocks, decisions)
+    return SearchSpace(g, plan, groups, blocks, factorizable, decisions)
 
 
 def apply_decisions(g: nx.DiGraph, picks: dict[str, int]) -> nx.DiGraph:
@@ -69,9 +75,12 @@ def apply_decisions(g: nx.DiGraph, picks: dict[str, int]) -> nx.DiGraph:
     return infer_shapes(new)
 
 
-def smallest_reachable(space: SearchSpace, min_fraction: float) -> dict[str, float]:
-    """The MACs and parameters of the smallest network the generator can produce (every block dropped)."""
+def smallest_reachable(space: SearchSpace, min_fraction: float, factorize: bool = False) -> dict[str, float]:
+    """The MACs and parameters of the smallest network the generator can produce (every block dropped, and every
+    factorizable conv factorized when the generator may factorize)."""
     g = drop_blocks(space.prototype, list(space.blocks)) if space.blocks else space.prototype
+    if factorize:
+        g = factorize_convs(g, [name for name in space.factorizable if name in g])
     program = compile_costs(g)
     by_member = {m: grp for grp in space.groups for m in grp.members}
     row = []

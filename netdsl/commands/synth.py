@@ -40,6 +40,9 @@ def register(sub) -> None:
     p.add_argument("--finalists", type=int, default=2, help="networks trained fully at the end")
     p.add_argument("--final-epochs", type=int, default=10)
     p.add_argument("--min-fraction", type=float, default=0.1, help="fewest channels a layer keeps (share)")
+    p.add_argument("--factorize", type=float, default=None, metavar="P",
+                   help="the generator's starting probability of rewriting each k x k conv as depthwise k x k + "
+                        "1 x 1 (learned from there; default 0: never; see docs/synthesis.md)")
     p.add_argument("--device", default="auto")
     p.add_argument("--limit-train", type=int, help="use only this many training images (quick runs)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -60,12 +63,15 @@ def config_from_args(args):
         raise NetError(f"--min-fraction must be in (0, 1], got {args.min_fraction}")
     if not 0 <= args.distill <= 1:
         raise NetError(f"--distill must be in [0, 1], got {args.distill}")
+    if args.factorize is not None and not 0 <= args.factorize <= 1:
+        raise NetError(f"--factorize must be in [0, 1], got {args.factorize}")
     budget = Budget(images=args.images, final_epochs=args.final_epochs, lr=args.lr, device=args.device,
                     distill=args.distill, final_init=args.final_from)
     return SynthConfig(data=args.data, requirements=list(args.req), cycles=args.cycles, per_cycle=args.per_cycle,
                        budget=budget, workers=args.workers, utility=args.utility, seed=args.seed,
                        prototype_epochs=args.prototype_epochs, prototype_weights=args.weights,
                        finalists=args.finalists, min_fraction=args.min_fraction,
+                       **({} if args.factorize is None else {"factorize": args.factorize}),
                        data_options={"limit_train": args.limit_train} if args.limit_train else {})
 
 

@@ -203,7 +203,7 @@ def test_update_moves_scales_toward_what_good_candidates_drew_and_centres_them(f
 def test_a_generator_saved_before_scales_existed_still_loads(tmp_path, fashion):
     g, space = fashion
     data = initial_state(space, parse_requirements(["macs<=5M"])).to_json()
-    del data["scales"], data["spread"]
+    del data["scales"], data["spread"], data["factorize"]
     (tmp_path / "old.json").write_text(json.dumps(data))
     old = GeneratorState.load(tmp_path / "old.json")
     assert old.scales == {} and sample(old, space, 0, parse_requirements(["macs<=5M"])).macs <= 5e6
@@ -218,3 +218,37 @@ def test_the_projection_fills_a_mac_budget_to_within_a_few_percent(fashion):
         fill = np.array([sample(state, space, seed, reqs).macs / target for seed in range(64)])
         assert fill.max() <= 1.0
         assert np.median(fill) >= 0.95 and fill.min() >= 0.9
+
+
+def test_the_generator_factorizes_convs_with_its_learned_probability(fashion):
+    g, space = fashion
+    reqs = parse_requirements(["macs<=2.7M"])
+    assert space.factorizable == ("conv_1", "conv_2", "conv_3", "conv_4")
+    never = initial_state(space, reqs, utility="accuracy", factorize=0.0)
+    always = initial_state(space, reqs, utility="accuracy", factorize=1.0)
+    for seed in range(6):
+        plain, split = sample(never, space, seed, reqs), sample(always, space, seed, reqs)
+        assert plain.factorized == () and all(d["op"] != "dwconv" for _, d in plain.graph.nodes(data=True))
+        assert split.factorized == space.factorizable and split.meets
+        assert split.decisions()["factorized"] == list(space.factorizable)
+        assert sum(split.widths.values()) > 1.5 * sum(plain.widths.values())  # the budget buys wider layers
+    half = initial_state(space, reqs, factorize=0.5)
+    counts = [len(sample(half, space, seed, reqs).factorized) for seed in range(40)]
+    assert 1 < np.mean(counts) < 3
+
+
+def test_factorization_probability_follows_the_candidates_that_did_well(fashion):
+    g, space = fashion
+    reqs = parse_requirements(["macs<=5M"])
+    records = [{"utility": 10.0, "decisions": {"factorized": ["conv_1"]}},
+               {"utility": 0.0, "decisions": {"factorized": ["conv_2"]}}]
+    new = update_generator(initial_state(space, reqs, factorize=0.5), space, records, reqs)
+    assert new.factorize["conv_1"] > 0.5 > new.factorize["conv_2"]
+    assert new.factorize["conv_3"] < 0.5  # no candidate factorized it
+    off = update_generator(initial_state(space, reqs, factorize=0.0), space, records, reqs)
+    assert set(off.factorize.values()) == {0.0}  # switched off stays off
+
+
+def test_factorizing_lowers_the_smallest_reachable_network(fashion):
+    g, space = fashion
+    assert smallest_reachable(space, 0.1, factorize=True)["macs"] < smallest_reachable(space, 0.1)["macs"]

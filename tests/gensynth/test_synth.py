@@ -274,6 +274,10 @@ def test_cli_options_reach_the_budget(tmp_path):
     assert (budget.final_init, budget.distill, budget.final_epochs) == ("scratch", 0.25, 13)
     default = config_from_args(build_parser().parse_args(["synth", str(net), "--req", "macs<=60K"])).budget
     assert (default.final_init, default.distill) == ("inherit", 0.0)
+    assert config_from_args(build_parser().parse_args(["synth", str(net), "--factorize", "0.3"])).factorize == 0.3
+    assert config_from_args(build_parser().parse_args(["synth", str(net)])).factorize == SynthConfig.factorize
+    with pytest.raises(NetError, match="--factorize must be in"):
+        config_from_args(build_parser().parse_args(["synth", str(net), "--factorize", "2"]))
 
 
 def test_allocation_spread_reaches_the_generator(tmp_path, data):
@@ -284,3 +288,16 @@ def test_allocation_spread_reaches_the_generator(tmp_path, data):
     assert drawn and all(v == 0.0 for v in drawn)
     wide = synthesize(tiny(), config(data, allocation_spread=1.0), tmp_path / "wide")
     assert any(v != 0.0 for r in wide.candidates for v in r["decisions"]["scales"].values())
+
+
+def test_factorized_candidates_inherit_weights_and_train(tmp_path, data):
+    """With --factorize 1 every first-cycle candidate is depthwise-separable, and its inherited weights work."""
+    result = synthesize(tiny(), config(data, factorize=1.0), tmp_path / "run")
+    first = [r for r in result.candidates if r["cycle"] == 0]
+    assert first and all(len(r["decisions"]["factorized"]) == 2 for r in first)
+    assert GeneratorState.load(result.out / "generator.json").factorize
+    from netdsl.loader import load_network
+
+    fermi = load_network(str(result.out / "fermi-1.net"))
+    assert result.finals[0]["val_acc"] > 0.3 and result.finals[0]["macs"] <= 60e3  # four classes: chance 0.25
+    assert sum(d["op"] == "dwconv" for _, d in fermi.nodes(data=True)) == 2  # every candidate was factorized
