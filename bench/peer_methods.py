@@ -28,7 +28,7 @@ from compiler.lower import lower_to_torch
 from compiler.printer import print_network
 from gensynth.checkpoint import atomic_write, load_weights, save_weights
 from gensynth.data import Dataset, load_dataset
-from gensynth.generator import ALLOCATION_SPREAD, Sample
+from gensynth.generator import ALLOCATION_SPREAD, FACTORIZE, Sample
 from gensynth.inquisitor import Budget, fine_tune_config, inquire
 from gensynth.journal import Journal
 from gensynth.space import search_space
@@ -60,6 +60,7 @@ class Bench:
     distill: float = 0.0  # synth and random (the methods that run the inquisitor): distillation weight of every fine-tune
     final_from: str = "inherit"  # synth and random: finalists fine-tune F epochs, or train from "scratch" P + F epochs
     spread: float = ALLOCATION_SPREAD  # synth: the generator's per-sample spread of each group's log width factor
+    factorize: float = FACTORIZE  # synth: the generator's starting probability of factorizing each conv
 
     @property
     def data_options(self) -> dict:
@@ -83,7 +84,8 @@ class Bench:
         if method not in INQUIRING:
             return method
         spread = f"-a{self.spread:g}" if method == "synth" and self.spread != ALLOCATION_SPREAD else ""
-        return (method + (f"-d{self.distill:g}" if self.distill else "") + spread
+        factorize = f"-f{self.factorize:g}" if method == "synth" and self.factorize != FACTORIZE else ""
+        return (method + (f"-d{self.distill:g}" if self.distill else "") + spread + factorize
                 + ("-scratch" if self.final_from == "scratch" else ""))
 
     def prototype_record(self, seed: int) -> Path:
@@ -283,7 +285,7 @@ def run_synthesis(b: Bench, proto: dict, target: int, k: int, seed: int) -> dict
     cfg = SynthConfig(data=b.data, requirements=[f"macs<={target}"], cycles=b.cycles, per_cycle=b.per_cycle,
                       budget=b.budget(), seed=seed, prototype_epochs=b.prototype_epochs, utility=b.synth_utility,
                       prototype_weights=proto["weights"], finalists=1, min_fraction=MIN_FRACTION,
-                      data_options=b.data_options, allocation_spread=b.spread)
+                      data_options=b.data_options, allocation_spread=b.spread, factorize=b.factorize)
 
     def event(kind: str, payload: dict) -> None:
         if kind in ("candidate", "final"):

@@ -71,7 +71,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from benchdoc import DOC, markers, write_section  # noqa: E402
 
-from gensynth.generator import ALLOCATION_SPREAD  # noqa: E402
+from gensynth.generator import ALLOCATION_SPREAD, FACTORIZE  # noqa: E402
 
 START, END = markers("peers")
 PLOT = ROOT / "docs" / "peers.png"
@@ -115,6 +115,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "from scratch P + F epochs, as uniform width does (netdsl synth --final-from)")
     ap.add_argument("--allocation-spread", type=float, default=ALLOCATION_SPREAD,
                     help="synthesis: per-sample sd of each channel group's log width factor (the generator's exploration)")
+    ap.add_argument("--factorize", type=float, default=FACTORIZE,
+                    help="synthesis: the generator's starting probability of factorizing each conv (netdsl synth "
+                         "--factorize)")
     ap.add_argument("--per-cycle", type=int, help=f"synthesis candidates per cycle (full: {FULL['per_cycle']})")
     ap.add_argument("--images", type=int, help=f"fine-tune images per search candidate (full: {FULL['images']})")
     ap.add_argument("--methods", default=DEFAULT_METHODS,
@@ -142,22 +145,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-TAG = re.compile(r"(?P<method>.+?)(?:-d(?P<distill>[0-9.]+))?(?:-a(?P<spread>[0-9.]+))?(?P<scratch>-scratch)?")
+TAG = re.compile(r"(?P<method>.+?)(?:-d(?P<distill>[0-9.]+))?(?:-a(?P<spread>[0-9.]+))?(?:-f(?P<factorize>[0-9.]+))?"
+                 r"(?P<scratch>-scratch)?")
 
 
-def parse_tag(tag: str) -> tuple[str, str | None, str | None, bool]:
-    """'synth-d0.5-a0.8-scratch' -> ('synth', '0.5', '0.8', True): a result file's method and variant (Bench.tag)."""
+def parse_tag(tag: str) -> tuple[str, str | None, str | None, str | None, bool]:
+    """'synth-d0.5-a0.8-f0.5-scratch' -> ('synth', '0.5', '0.8', '0.5', True): a result file's method and variant
+    (Bench.tag)."""
     m = TAG.fullmatch(tag)
-    return m["method"], m["distill"], m["spread"], bool(m["scratch"])
+    return m["method"], m["distill"], m["spread"], m["factorize"], bool(m["scratch"])
 
 
 def variant_label(tag: str) -> str:
     """'synth-d0.5-scratch' -> 'netdsl synthesis, distilled (0.5), finalist from scratch'."""
-    method, distill, spread, scratch = parse_tag(tag)
+    method, distill, spread, factorize, scratch = parse_tag(tag)
     if method not in ("synth", "random"):
         return LABELS[method]
     return (LABELS[method] + (f", distilled ({distill})" if distill else "")
             + (f", allocation spread {spread}" if spread else "")
+            + (f", factorizing convs (p0 = {factorize})" if factorize else "")
             + (", finalist from scratch" if scratch else ", finalist fine-tuned"))
 
 
@@ -396,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
               prototype_epochs=args.epochs_prototype, final_epochs=args.epochs_final, cycles=args.cycles,
               per_cycle=args.per_cycle, images=args.images, device=args.device, root=ROOT / args.out,
               synth_utility=args.synth_utility, distill=args.distill,
-              final_from=args.final_from, spread=args.allocation_spread)
+              final_from=args.final_from, spread=args.allocation_spread, factorize=args.factorize)
     ds = b.dataset()
     n_train, n_val, n_test = len(ds.train_y), len(ds.val_y), len(ds.test_y)
     log(f"{ds}; results in {b.out}")

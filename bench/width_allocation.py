@@ -1,6 +1,6 @@
-"""Does the split of a MAC budget between the prototype's layers matter? Inherited networks, same fine-tune.
+"""Does the split of a MAC budget between the prototype's layers (and its depth) matter? Same training for each.
 
-    python bench/width_allocation.py [--seeds 0] [--targets 4,8] [--no-docs]
+    python bench/width_allocation.py [--seeds 0] [--targets 4,8] [--recipe inherit|scratch] [--no-docs]
 
 bench/peers.py's setting (its cached prototypes: a 20,000-image Fashion-MNIST pool, P = 10 epochs; F = 3
 fine-tune epochs, SGD lr 0.02, cosine, labels only). examples/fashion_cnn.net has three free channel groups
@@ -9,8 +9,10 @@ prototype's highest-L2 channels: every group at one fraction (uniform, what Torc
 ranking and uniform scaling give), stage 3 kept whole (its MACs are the cheapest per channel) with stages 1
 and 2 at one fraction, stage 1 at half the uniform fraction with stages 2 and 3 at one fraction, and the
 network without stage 1's residual conv (a skippable block: 7.2 M MACs, a third of the prototype's) at one
-fraction everywhere. If the
-allocations differ by more than the noise, a search over widths has something to find. Choose on validation.
+fraction everywhere, the same with stage 3 kept whole, and the network without both residual convs at one
+fraction. `--recipe inherit` (the default) fine-tunes the highest-L2 channels of the prototype F epochs;
+`--recipe scratch` trains each network from scratch for P + F epochs (bench/peers.py's finalist recipe). If the
+allocations differ by more than the noise, a search over them has something to find. Choose on validation.
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from benchdoc import markers, write_section  # noqa: E402
-
-START, END = markers("allocation")
 
 
 def fit(g, groups, target: int, fractions) -> tuple[dict[int, int], object]:
@@ -55,10 +55,23 @@ def fit(g, groups, target: int, fractions) -> tuple[dict[int, int], object]:
     return {gid: int(w) for gid, w in zip(program.width_groups, row(lo)[0]) if gid in index}, plan
 
 
+def allocations_at(f: float) -> dict[str, tuple]:
+    """Allocation name -> (group fractions at scale t, how many of the prototype's skippable blocks to drop);
+    f is uniform width's fraction at the target."""
+    return {"uniform": (lambda t: [t, t, t], 0), "stage 3 whole": (lambda t: [t, t, 1.0], 0),
+            "stage 1 at half": (lambda t: [f / 2, t, t], 0),
+            "stage 1 residual conv dropped, uniform": (lambda t: [t, t, t], 1),
+            "stage 1 residual conv dropped, stage 3 whole": (lambda t: [t, t, 1.0], 1),
+            "both residual convs dropped, uniform": (lambda t: [t, t, t], 2)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--targets", default="4,8")
+    ap.add_argument("--recipe", choices=("inherit", "scratch"), default="inherit")
+    ap.add_argument("--allocations", default="all",
+                    help="allocation names separated by semicolons (see the docstring), or all")
     ap.add_argument("--out", default="runs/peers")
     ap.add_argument("--no-docs", action="store_true")
     args = ap.parse_args()
@@ -66,7 +79,17 @@ def main() -> int:
     import json
 
     import torch
-    from peer_methods import fashion_bench, fine_tune, l2_kept, log, prototype, uniform_widths, write_json
+    from peer_methods import (
+        fashion_bench,
+        fine_tune,
+        l2_kept,
+        log,
+        prototype,
+        scores,
+        uniform_widths,
+        without_test,
+        write_json,
+    )
     from safetensors.torch import load_file
 
     from compiler.cost import network_cost
@@ -74,22 +97,26 @@ def main() -> int:
     from compiler.lower import lower_to_torch
     from compiler.residual import drop_blocks
     from compiler.transfer import transfer_weights
+    from gensynth.train import TrainConfig, train
 
     b = fashion_bench(ROOT / args.out)
     seeds = [int(s) for s in args.seeds.split(",")]
+    chosen = list(allocations_at(1.0)) if args.allocations == "all" else args.allocations.split(";")
+    unknown = sorted(set(chosen) - set(allocations_at(1.0)))
+    if unknown:
+        ap.error(f"unknown allocation(s) {unknown}; choose from {list(allocations_at(1.0))}")
     targets = [int(k) for k in args.targets.split(",")]
-    out = b.root / f"allocation-{b.data_tag}-p{b.prototype_epochs}-f{b.final_epochs}"
+    out = b.root / (f"allocation-{b.data_tag}-p{b.prototype_epochs}-f{b.final_epochs}"
+                    + ("-scratch" if args.recipe == "scratch" else ""))
     results, widths_of = {}, {}
     for seed in seeds:
         state = load_file(prototype(b, seed)["weights"])
         for k in targets:
             target = b.prototype_cost.macs // k
             _, f = uniform_widths(b, target)
-            allocations = {"uniform": lambda t: [t, t, t], "stage 3 whole": lambda t: [t, t, 1.0],
-                           "stage 1 at half": lambda t, f=f: [f / 2, t, t],
-                           "stage 1 residual conv dropped, uniform": lambda t: [t, t, t]}
-            for name, fractions in allocations.items():
-                g = drop_blocks(b.net, b.space.blocks[:1]) if "dropped" in name else b.net
+            allocations = {name: v for name, v in allocations_at(f).items() if name in chosen}
+            for name, (fractions, dropped) in allocations.items():
+                g = drop_blocks(b.net, b.space.blocks[:dropped]) if dropped else b.net
                 widths, plan = fit(g, b.space.groups, target, fractions)
                 widths_of[(k, name)] = [widths[gid] for gid in sorted(widths)]
                 path = out / f"{k}x-s{seed}-{name.replace(' ', '-')}.json"
@@ -98,13 +125,19 @@ def main() -> int:
                     continue
                 t0 = time.perf_counter()
                 child = apply_widths(g, widths, plan)
-                kept = l2_kept(b, state, {grp.id: widths[gid] for grp in b.space.groups for gid in widths
-                                          if grp.writers[0] in plan.groups[gid].writers})
                 torch.manual_seed(seed)
                 model = lower_to_torch(child)
-                model.load_state_dict(transfer_weights(b.net, state, child, {n: c for n, c in kept.items()
-                                                                             if n in child}), strict=False)
-                val, test = fine_tune(model, b.dataset(), b.final_epochs, seed, b.device)
+                if args.recipe == "scratch":
+                    ds = b.dataset()
+                    result = train(model, without_test(ds), TrainConfig(epochs=b.prototype_epochs + b.final_epochs,
+                                                                        seed=seed, device=b.device))
+                    val, test = scores(model, ds, result.device)
+                else:
+                    kept = l2_kept(b, state, {grp.id: widths[gid] for grp in b.space.groups for gid in widths
+                                              if grp.writers[0] in plan.groups[gid].writers})
+                    model.load_state_dict(transfer_weights(b.net, state, child, {n: c for n, c in kept.items()
+                                                                                 if n in child}), strict=False)
+                    val, test = fine_tune(model, b.dataset(), b.final_epochs, seed, b.device)
                 res = {"val_acc": val, "test_acc": test, "macs": network_cost(child).macs,
                        "widths": widths_of[(k, name)], "wall_s": time.perf_counter() - t0}
                 write_json(path, res)
@@ -118,16 +151,17 @@ def main() -> int:
     lines = ["| target | allocation | widths (stage 1, 2, 3) | MACs | val acc % | test acc % |",
              "|---|---|---|---:|---:|---:|"]
     for k in targets:
-        for name in ("uniform", "stage 3 whole", "stage 1 at half", "stage 1 residual conv dropped, uniform"):
+        for name in chosen:
             macs = results[(k, name, seeds[0])]["macs"]
             lines.append(f"| {k}x | {name} | {widths_of[(k, name)]} | {macs / 1e6:.2f} M | {cell(k, name, 'val_acc')} "
                          f"| {cell(k, name, 'test_acc')} |")
     print("\n".join(lines))
     if not args.no_docs:
+        start, end = markers("allocation" + ("-scratch" if args.recipe == "scratch" else ""))
         command = ("python bench/width_allocation.py " + " ".join(sys.argv[1:])).strip()
-        write_section("\n".join([START, "## Splitting a MAC budget between layers (`bench/width_allocation.py`)", "",
-                                 f"Command: `{command}`. Seeds {', '.join(map(str, seeds))}; see the script's "
-                                 "docstring for the setting. Choose on the validation column.", "", *lines, END]))
+        write_section("\n".join([start, "## Splitting a MAC budget between layers (`bench/width_allocation.py`)", "",
+                                 f"Command: `{command}`. Recipe: {args.recipe}. Seeds {', '.join(map(str, seeds))}; see the script's "
+                                 "docstring for the setting. Choose on the validation column.", "", *lines, end]))
     return 0
 
 
