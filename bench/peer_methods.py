@@ -59,6 +59,7 @@ class Bench:
     synth_utility: str = "accuracy"  # what synthesis maximises under macs<=T (the peers' objective too)
     distill: float = 0.0  # synth and random (the methods that run the inquisitor): distillation weight of every fine-tune
     final_from: str = "inherit"  # synth and random: finalists fine-tune F epochs, or train from "scratch" P + F epochs
+    search_from: str = "inherit"  # synth and random: search candidates fine-tune inherited weights or train from scratch
     spread: float = ALLOCATION_SPREAD  # synth: the generator's per-sample spread of each group's log width factor
     factorize: float = FACTORIZE  # synth: the generator's starting probability of factorizing each conv
 
@@ -77,7 +78,7 @@ class Bench:
         scratch = self.final_from == "scratch"  # then the finalist gets uniform width's budget, P + F from scratch
         return Budget(images=self.images, epochs=1, device=self.device, distill=self.distill,
                       final_epochs=self.final_epochs + (self.prototype_epochs if scratch else 0),
-                      final_init=self.final_from)
+                      final_init=self.final_from, search_init=self.search_from)
 
     def tag(self, method: str) -> str:
         """The method's name in result files: synth and random results of other recipes are kept apart."""
@@ -86,7 +87,7 @@ class Bench:
         spread = f"-a{self.spread:g}" if method == "synth" and self.spread != ALLOCATION_SPREAD else ""
         factorize = f"-f{self.factorize:g}" if method == "synth" and self.factorize != FACTORIZE else ""
         return (method + (f"-d{self.distill:g}" if self.distill else "") + spread + factorize
-                + ("-scratch" if self.final_from == "scratch" else ""))
+                + ("-ss" if self.search_from == "scratch" else "") + ("-scratch" if self.final_from == "scratch" else ""))
 
     def prototype_record(self, seed: int) -> Path:
         """Where the trained prototype of a seed is recorded (its weights beside it, .safetensors)."""

@@ -113,6 +113,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--final-from", choices=["inherit", "scratch"], default="inherit",
                     help="synth and random search: finalists fine-tune inherited weights F epochs (default) or train "
                          "from scratch P + F epochs, as uniform width does (netdsl synth --final-from)")
+    ap.add_argument("--search-from", choices=["inherit", "scratch"], default="inherit",
+                    help="synth and random search: candidates fine-tune inherited weights (default) or train from "
+                         "scratch while searching (netdsl synth --search-from)")
     ap.add_argument("--allocation-spread", type=float, default=ALLOCATION_SPREAD,
                     help="synthesis: per-sample sd of each channel group's log width factor (the generator's exploration)")
     ap.add_argument("--factorize", type=float, default=FACTORIZE,
@@ -146,24 +149,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 TAG = re.compile(r"(?P<method>.+?)(?:-d(?P<distill>[0-9.]+))?(?:-a(?P<spread>[0-9.]+))?(?:-f(?P<factorize>[0-9.]+))?"
-                 r"(?P<scratch>-scratch)?")
+                 r"(?P<search>-ss)?(?P<scratch>-scratch)?")
 
 
-def parse_tag(tag: str) -> tuple[str, str | None, str | None, str | None, bool]:
-    """'synth-d0.5-a0.8-f0.5-scratch' -> ('synth', '0.5', '0.8', '0.5', True): a result file's method and variant
-    (Bench.tag)."""
+def parse_tag(tag: str) -> tuple[str, str | None, str | None, str | None, bool, bool]:
+    """'synth-d0.5-a0.8-f0.5-ss-scratch' -> ('synth', '0.5', '0.8', '0.5', True, True): a result file's method and
+    variant (Bench.tag; -ss: search candidates trained from scratch)."""
     m = TAG.fullmatch(tag)
-    return m["method"], m["distill"], m["spread"], m["factorize"], bool(m["scratch"])
+    return m["method"], m["distill"], m["spread"], m["factorize"], bool(m["search"]), bool(m["scratch"])
 
 
 def variant_label(tag: str) -> str:
     """'synth-d0.5-scratch' -> 'netdsl synthesis, distilled (0.5), finalist from scratch'."""
-    method, distill, spread, factorize, scratch = parse_tag(tag)
+    method, distill, spread, factorize, search_scratch, scratch = parse_tag(tag)
     if method not in ("synth", "random"):
         return LABELS[method]
     return (LABELS[method] + (f", distilled ({distill})" if distill else "")
             + (f", allocation spread {spread}" if spread else "")
             + (f", factorizing convs (p0 = {factorize})" if factorize else "")
+            + (", search from scratch" if search_scratch else "")
             + (", finalist from scratch" if scratch else ", finalist fine-tuned"))
 
 
@@ -402,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
               prototype_epochs=args.epochs_prototype, final_epochs=args.epochs_final, cycles=args.cycles,
               per_cycle=args.per_cycle, images=args.images, device=args.device, root=ROOT / args.out,
               synth_utility=args.synth_utility, distill=args.distill,
-              final_from=args.final_from, spread=args.allocation_spread, factorize=args.factorize)
+              final_from=args.final_from, search_from=args.search_from, spread=args.allocation_spread,
+              factorize=args.factorize)
     ds = b.dataset()
     n_train, n_val, n_test = len(ds.train_y), len(ds.val_y), len(ds.test_y)
     log(f"{ds}; results in {b.out}")

@@ -49,6 +49,7 @@ class Budget:
     distill_temperature: float = 4.0
     bn_images: int = 1024  # training images that re-estimate a search candidate's BN statistics (0: off)
     final_init: str = "inherit"  # finalists: "inherit" the prototype's weights, or train from "scratch"
+    search_init: str = "inherit"  # search candidates: the same choice, for their short training
 
 
 @dataclass(frozen=True)
@@ -74,16 +75,22 @@ class Task:
 
 
 def fine_tune_config(budget: Budget, task: str, seed: int, final: bool) -> TrainConfig:
-    """How a candidate trains: a search candidate's short fine-tune, or a finalist's full training (fine-tuning
+    """How a candidate trains: a search candidate's short training, or a finalist's full one (fine-tuning
     inherited weights at the gentler FINE_TUNE_LR, or from scratch at the optimizer's standard rate)."""
     optimizer = budget.optimizer or TASK_OPTIMIZER[task]
-    scratch = final and budget.final_init == "scratch"  # a full training: the optimizer's standard rate
+    scratch = from_scratch(budget, final)
     standard = OPTIMIZER_DEFAULTS[optimizer]["lr"] if scratch else FINE_TUNE_LR[optimizer]
     lr = (budget.final_lr if final else budget.lr) or standard
     epochs = budget.final_epochs if final else budget.epochs
     return TrainConfig(epochs=max(epochs, 1), lr=lr, optimizer=optimizer, batch_size=budget.batch_size, seed=seed,
                        device=budget.device, schedule="cosine", distill=budget.distill,
                        distill_temperature=budget.distill_temperature)
+
+
+def from_scratch(budget: Budget, final: bool) -> bool:
+    """Whether a finalist (final) or a search candidate trains from a fresh initialisation."""
+    return (budget.final_init if final else budget.search_init) == "scratch" and \
+        (budget.final_epochs if final else budget.epochs) > 0
 
 
 @lru_cache(maxsize=4)
@@ -145,7 +152,7 @@ def inquire(task: Task) -> dict:
     torch.manual_seed(task.seed)
     model = lower_to_torch(child)
     b = task.budget
-    if not (task.final and b.final_init == "scratch" and b.final_epochs > 0):
+    if not from_scratch(b, task.final):
         state = transfer_weights(parent, _parent_state(task.parent_weights), child, task.kept)
         model.load_state_dict(state, strict=False)
     epochs = b.final_epochs if task.final else b.epochs

@@ -37,6 +37,9 @@ def register(sub) -> None:
                    help="finalists fine-tune the prototype's inherited weights (default; lr 0.02 with sgd) or train "
                         "from scratch at the standard rate (lr 0.05 with sgd): give scratch as many --final-epochs "
                         "as the prototype's training plus the fine-tune to compare them at the same budget")
+    p.add_argument("--search-from", choices=["inherit", "scratch"], default="inherit",
+                   help="search candidates fine-tune inherited weights (default) or train from scratch for their "
+                        "short budget, to score what --final-from scratch will do")
     p.add_argument("--finalists", type=int, default=2, help="networks trained fully at the end")
     p.add_argument("--final-epochs", type=int, default=10)
     p.add_argument("--min-fraction", type=float, default=0.1, help="fewest channels a layer keeps (share)")
@@ -66,7 +69,8 @@ def config_from_args(args):
     if args.factorize is not None and not 0 <= args.factorize <= 1:
         raise NetError(f"--factorize must be in [0, 1], got {args.factorize}")
     budget = Budget(images=args.images, final_epochs=args.final_epochs, lr=args.lr, device=args.device,
-                    distill=args.distill, final_init=args.final_from)
+                    distill=args.distill, final_init=args.final_from,
+                    search_init=args.search_from)
     return SynthConfig(data=args.data, requirements=list(args.req), cycles=args.cycles, per_cycle=args.per_cycle,
                        budget=budget, workers=args.workers, utility=args.utility, seed=args.seed,
                        prototype_epochs=args.prototype_epochs, prototype_weights=args.weights,

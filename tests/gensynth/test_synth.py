@@ -269,11 +269,11 @@ def test_cli_options_reach_the_budget(tmp_path):
     net = tmp_path / "tiny.net"
     net.write_text(TINY_NET)
     args = build_parser().parse_args(["synth", str(net), "--req", "macs<=60K", "--final-from", "scratch",
-                                      "--distill", "0.25", "--final-epochs", "13"])
+                                      "--distill", "0.25", "--final-epochs", "13", "--search-from", "scratch"])
     budget = config_from_args(args).budget
-    assert (budget.final_init, budget.distill, budget.final_epochs) == ("scratch", 0.25, 13)
+    assert (budget.final_init, budget.distill, budget.final_epochs, budget.search_init) == ("scratch", 0.25, 13, "scratch")
     default = config_from_args(build_parser().parse_args(["synth", str(net), "--req", "macs<=60K"])).budget
-    assert (default.final_init, default.distill) == ("inherit", 0.0)
+    assert (default.final_init, default.distill, default.search_init) == ("inherit", 0.0, "inherit")
     assert config_from_args(build_parser().parse_args(["synth", str(net), "--factorize", "0.3"])).factorize == 0.3
     assert config_from_args(build_parser().parse_args(["synth", str(net)])).factorize == SynthConfig.factorize
     with pytest.raises(NetError, match="--factorize must be in"):
@@ -301,3 +301,30 @@ def test_factorized_candidates_inherit_weights_and_train(tmp_path, data):
     fermi = load_network(str(result.out / "fermi-1.net"))
     assert result.finals[0]["val_acc"] > 0.3 and result.finals[0]["macs"] <= 60e3  # four classes: chance 0.25
     assert sum(d["op"] == "dwconv" for _, d in fermi.nodes(data=True)) == 2  # every candidate was factorized
+
+
+def test_search_candidates_can_train_from_scratch_too(tmp_path, data, monkeypatch):
+    """--search-from scratch: a candidate's short training starts from a fresh initialisation at the standard rate."""
+    import dataclasses
+
+    import torch
+    from safetensors.torch import load_file
+
+    starts = []
+    real_train = inquisitor_module.train
+
+    def spy(model, dataset, cfg, teacher=None, **kw):
+        if cfg.epochs == 1:  # a search candidate (the finalist trains two)
+            starts.append((model.state_dict()["conv.weight"].clone(), cfg.lr))
+        return real_train(model, dataset, cfg, teacher=teacher, **kw)
+
+    monkeypatch.setattr(inquisitor_module, "train", spy)
+    base = config(data, cycles=1, per_cycle=1)
+    for init in ("inherit", "scratch"):
+        starts.clear()
+        cfg = dataclasses.replace(base, budget=dataclasses.replace(base.budget, search_init=init, lr=None))
+        synthesize(tiny(), cfg, tmp_path / init)
+        proto = load_file(str(tmp_path / init / "prototype.safetensors"))["conv.weight"]
+        (weight, lr), = starts
+        inherited = any(torch.equal(weight[i], proto[j]) for i in range(len(weight)) for j in range(len(proto)))
+        assert (inherited, lr) == ((True, 0.02) if init == "inherit" else (False, 0.05))
