@@ -9,8 +9,9 @@ prototype's highest-L2 channels: every group at one fraction (uniform, what Torc
 ranking and uniform scaling give), stage 3 kept whole (its MACs are the cheapest per channel) with stages 1
 and 2 at one fraction, stage 1 at half the uniform fraction with stages 2 and 3 at one fraction, and the
 network without stage 1's residual conv (a skippable block: 7.2 M MACs, a third of the prototype's) at one
-fraction everywhere, the same with stage 3 kept whole, and the network without both residual convs at one
-fraction. `--recipe inherit` (the default) fine-tunes the highest-L2 channels of the prototype F epochs;
+fraction everywhere, the same with stage 3 kept whole, the network without both residual convs at one
+fraction, and the network whose four 3x3 convs after the stem are factorized into depthwise 3x3 + 1x1
+(compiler/factorize.py; synthesis with --factorize) at one fraction. `--recipe inherit` (the default) fine-tunes the highest-L2 channels of the prototype F epochs;
 `--recipe scratch` trains each network from scratch for P + F epochs (bench/peers.py's finalist recipe). If the
 allocations differ by more than the noise, a search over them has something to find. Choose on validation.
 """
@@ -18,6 +19,7 @@ allocations differ by more than the noise, a search over them has something to f
 from __future__ import annotations
 
 import argparse
+import shlex
 import statistics
 import sys
 import time
@@ -56,13 +58,14 @@ def fit(g, groups, target: int, fractions) -> tuple[dict[int, int], object]:
 
 
 def allocations_at(f: float) -> dict[str, tuple]:
-    """Allocation name -> (group fractions at scale t, how many of the prototype's skippable blocks to drop);
-    f is uniform width's fraction at the target."""
-    return {"uniform": (lambda t: [t, t, t], 0), "stage 3 whole": (lambda t: [t, t, 1.0], 0),
-            "stage 1 at half": (lambda t: [f / 2, t, t], 0),
-            "stage 1 residual conv dropped, uniform": (lambda t: [t, t, t], 1),
-            "stage 1 residual conv dropped, stage 3 whole": (lambda t: [t, t, 1.0], 1),
-            "both residual convs dropped, uniform": (lambda t: [t, t, t], 2)}
+    """Allocation name -> (group fractions at scale t, how many of the prototype's skippable blocks to drop,
+    whether its 3x3 convs are factorized); f is uniform width's fraction at the target."""
+    return {"uniform": (lambda t: [t, t, t], 0, False), "stage 3 whole": (lambda t: [t, t, 1.0], 0, False),
+            "stage 1 at half": (lambda t: [f / 2, t, t], 0, False),
+            "stage 1 residual conv dropped, uniform": (lambda t: [t, t, t], 1, False),
+            "stage 1 residual conv dropped, stage 3 whole": (lambda t: [t, t, 1.0], 1, False),
+            "both residual convs dropped, uniform": (lambda t: [t, t, t], 2, False),
+            "every 3x3 conv factorized, uniform": (lambda t: [t, t, t], 0, True)}
 
 
 def main() -> int:
@@ -94,6 +97,7 @@ def main() -> int:
 
     from compiler.cost import network_cost
     from compiler.coupling import apply_widths
+    from compiler.factorize import factorizable_convs, factorize_convs
     from compiler.lower import lower_to_torch
     from compiler.residual import drop_blocks
     from compiler.transfer import transfer_weights
@@ -115,8 +119,9 @@ def main() -> int:
             target = b.prototype_cost.macs // k
             _, f = uniform_widths(b, target)
             allocations = {name: v for name, v in allocations_at(f).items() if name in chosen}
-            for name, (fractions, dropped) in allocations.items():
+            for name, (fractions, dropped, factorized) in allocations.items():
                 g = drop_blocks(b.net, b.space.blocks[:dropped]) if dropped else b.net
+                g = factorize_convs(g, factorizable_convs(g)) if factorized else g
                 widths, plan = fit(g, b.space.groups, target, fractions)
                 widths_of[(k, name)] = [widths[gid] for gid in sorted(widths)]
                 path = out / f"{k}x-s{seed}-{name.replace(' ', '-')}.json"
@@ -158,8 +163,9 @@ def main() -> int:
     print("\n".join(lines))
     if not args.no_docs:
         start, end = markers("allocation" + ("-scratch" if args.recipe == "scratch" else ""))
-        command = ("python bench/width_allocation.py " + " ".join(sys.argv[1:])).strip()
-        write_section("\n".join([start, "## Splitting a MAC budget between layers (`bench/width_allocation.py`)", "",
+        command = shlex.join(["python", "bench/width_allocation.py", *sys.argv[1:]])
+        title = "## Splitting a MAC budget between layers" + (", trained from scratch" if args.recipe == "scratch" else "")
+        write_section("\n".join([start, f"{title} (`bench/width_allocation.py`)", "",
                                  f"Command: `{command}`. Recipe: {args.recipe}. Seeds {', '.join(map(str, seeds))}; see the script's "
                                  "docstring for the setting. Choose on the validation column.", "", *lines, end]))
     return 0
