@@ -13,7 +13,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from compiler.ir import copy_graph
+from compiler.ir import add_node, copy_graph
 from compiler.shapes import infer_shapes
 
 
@@ -47,12 +47,10 @@ def factorize_convs(g: nx.DiGraph, names: list[str]) -> nx.DiGraph:
         d = out.nodes[name]
         a = d["attrs"]
         source = d["inputs"][0]
-        dw = depthwise_name(out, name)
-        out.add_node(dw, op="dwconv", inputs=[source], shape=None, span=d.get("span"), fixed=False, choices={},
-                     attrs={"k": a["k"], "stride": a["stride"], "padding": a["padding"], "dilation": a["dilation"],
-                            "multiplier": 1, "bias": False})
+        dw = add_node(out, depthwise_name(out, name), "dwconv", {
+            "k": a["k"], "stride": a["stride"], "padding": a["padding"], "dilation": a["dilation"],
+            "multiplier": 1, "bias": False}, [source], d.get("span"))
         out.remove_edge(source, name)
-        out.add_edge(source, dw)
         out.add_edge(dw, name)
         d["inputs"] = [dw]
         d["attrs"] = {**a, "k": 1, "stride": 1, "padding": 0, "dilation": 1}

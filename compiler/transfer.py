@@ -4,11 +4,11 @@ The child IR has the parent's node names; some layers keep a subset of their out
 gone (their readers rewired). `kept[node]` lists the parent output channels a layer keeps; every other node's
 channels follow from its inputs (pass-through ops keep their input's channels, concat offsets, split slices,
 add/mul operands share one set, flatten expands a channel into its H*W features). Each parametric layer then
-takes the parent's tensors at those indices, on both its output and its input side. A conv the child holds factorized
-(compiler.factorize: a new depthwise conv before a 1 x 1 conv of the original's name) gets the best
+takes the parent's tensors at those indices, on both its output and its input side. A conv the child holds
+factorized (compiler.factorize: a new depthwise conv before a 1 x 1 conv of the original's name) gets the best
 depthwise-separable approximation of its kept kernel. Only the mechanism is here; which channels to keep is
-synthesis's policy. Tensors are indexed with plain lists, so torch tensors
-and numpy arrays both work and this module needs no torch.
+synthesis's policy. Tensors are indexed with plain lists, so torch tensors and numpy arrays both work and this
+module needs no torch.
 """
 
 from __future__ import annotations

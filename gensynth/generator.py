@@ -215,8 +215,9 @@ def _draw(state: GeneratorState, space: SearchSpace, rng: np.random.Generator, s
     g = apply_decisions(space.prototype, picks)
     if dropped:
         g = drop_blocks(g, dropped)
-    factorized = tuple(name for name, u in zip(space.factorizable, u_factorize) if name in g
-                       and (u < state.factorize.get(name, 0.0) or (force_small and state.factorize.get(name, 0.0) > 0)))
+    p_factorize = [state.factorize.get(name, 0.0) for name in space.factorizable]
+    factorized = tuple(name for name, u, p in zip(space.factorizable, u_factorize, p_factorize)
+                       if name in g and p > 0 and (force_small or u < p))
     if factorized:
         g = factorize_convs(g, list(factorized))
     plan = channel_plan(g)
