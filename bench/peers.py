@@ -344,7 +344,8 @@ def section(b, args, command: str, lines: list[str], n_train: int, n_val: int, n
         f"Prototype `{args.prototype}` ({b.prototype_cost.macs / 1e6:.2f} M MACs); data `{args.data}`: "
         f"{n_train:,} train / {n_val:,} validation (a {n_train + n_val:,}-image pool, `--limit-train`) / {n_test:,} test. "
         "Every choice is made on the validation split; test accuracy is only reported. Mean ± sample standard "
-        f"deviation over seeds {', '.join(map(str, args.seeds))}. NetScore and information density from test "
+        f"deviation over the seeds of {', '.join(map(str, args.seeds))} that a row has results for (its last "
+        "column). NetScore and information density from test "
         "accuracy; latency: median batch-1 CPU forward, all networks timed interleaved.",
         "",
         "**Budget per seed.** One prototype, trained P = "
