@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -10,6 +11,12 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 def markers(name: str) -> tuple[str, str]:
     """The start and end comments of a benchmark's section."""
     return f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+
+
+def mean_sd(values: list[float]) -> str:
+    """A table cell: the mean, and ± the sample standard deviation when there is more than one value."""
+    sd = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+    return f"{statistics.fmean(values):.2f}{sd}"
 
 
 def write_section(block: str, path: Path = DOC) -> None:

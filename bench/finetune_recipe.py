@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from benchdoc import markers, write_section  # noqa: E402
+from benchdoc import markers, mean_sd, write_section  # noqa: E402
 
 START, END = markers("finetune")
 # (label, distillation weight, learning rate, from scratch); lr 0.02 is inquire()'s finalist rate for SGD.
@@ -100,9 +99,7 @@ def main() -> int:
                 log(f"{k}x seed {seed} {label}: val {val:.2%} test {test:.2%} ({res['wall_s']:.0f} s)")
 
     def cell(k: int, label: str, key: str, done: list[int]) -> str:
-        values = [results[(k, label, s)][key] * 100 for s in done]
-        sd = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
-        return f"{statistics.fmean(values):.2f}{sd}"
+        return mean_sd([results[(k, label, s)][key] * 100 for s in done])
 
     lines = ["| target | recipe | val acc % | test acc % | seeds |", "|---|---|---:|---:|---|"]
     for k in targets:

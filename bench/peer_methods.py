@@ -242,6 +242,14 @@ def fine_tune(model: torch.nn.Module, ds: Dataset, epochs: int, seed: int, devic
     return scores(model, ds, train(model, without_test(ds), cfg).device)
 
 
+def train_from_scratch(b: Bench, model: torch.nn.Module, seed: int) -> tuple[float, float]:
+    """(validation, test) accuracy after the standard recipe for P + F epochs: uniform width's budget."""
+    ds = b.dataset()
+    result = train(model, without_test(ds), TrainConfig(epochs=b.prototype_epochs + b.final_epochs, seed=seed,
+                                                        device=b.device))
+    return scores(model, ds, result.device)
+
+
 def write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, indent=1)
@@ -418,16 +426,12 @@ def run_torch_pruning(b: Bench, proto: dict, target: int, k: int, seed: int, imp
 def run_uniform(b: Bench, proto: dict, target: int, k: int, seed: int) -> dict:
     """Every free group scaled by one factor, trained from scratch for P + F epochs (the standard recipe)."""
     t0 = time.perf_counter()
-    ds = b.dataset()
     widths, factor = uniform_widths(b, target)
     child = apply_widths(b.net, widths, b.plan)
     torch.manual_seed(seed)
-    model = lower_to_torch(child)
-    epochs = b.prototype_epochs + b.final_epochs
-    result = train(model, without_test(ds), TrainConfig(epochs=epochs, seed=seed, device=b.device))
-    val, test = scores(model, ds, result.device)
+    val, test = train_from_scratch(b, lower_to_torch(child), seed)
     return record("uniform", child, val, test, time.perf_counter() - t0, factor=factor,
-                  widths={str(g): w for g, w in widths.items()}, epochs=epochs)
+                  widths={str(g): w for g, w in widths.items()}, epochs=b.prototype_epochs + b.final_epochs)
 
 
 RUNNERS: dict[str, Callable[..., dict]] = {

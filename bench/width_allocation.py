@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from benchdoc import markers, write_section  # noqa: E402
+from benchdoc import markers, mean_sd, write_section  # noqa: E402
 
 
 def fit(g, groups, target: int, fractions) -> tuple[dict[int, int], object]:
@@ -88,9 +87,8 @@ def main() -> int:
         l2_kept,
         log,
         prototype,
-        scores,
+        train_from_scratch,
         uniform_widths,
-        without_test,
         write_json,
     )
     from safetensors.torch import load_file
@@ -101,7 +99,6 @@ def main() -> int:
     from compiler.lower import lower_to_torch
     from compiler.residual import drop_blocks
     from compiler.transfer import transfer_weights
-    from gensynth.train import TrainConfig, train
 
     b = fashion_bench(ROOT / args.out)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -110,8 +107,8 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown allocation(s) {unknown}; choose from {list(allocations_at(1.0))}")
     targets = [int(k) for k in args.targets.split(",")]
-    out = b.root / (f"allocation-{b.data_tag}-p{b.prototype_epochs}-f{b.final_epochs}"
-                    + ("-scratch" if args.recipe == "scratch" else ""))
+    suffix = "-scratch" if args.recipe == "scratch" else ""
+    out = b.root / f"allocation-{b.data_tag}-p{b.prototype_epochs}-f{b.final_epochs}{suffix}"
     results, widths_of = {}, {}
     for seed in seeds:
         state = load_file(prototype(b, seed)["weights"])
@@ -133,10 +130,7 @@ def main() -> int:
                 torch.manual_seed(seed)
                 model = lower_to_torch(child)
                 if args.recipe == "scratch":
-                    ds = b.dataset()
-                    result = train(model, without_test(ds), TrainConfig(epochs=b.prototype_epochs + b.final_epochs,
-                                                                        seed=seed, device=b.device))
-                    val, test = scores(model, ds, result.device)
+                    val, test = train_from_scratch(b, model, seed)
                 else:
                     kept = l2_kept(b, state, {grp.id: widths[gid] for grp in b.space.groups for gid in widths
                                               if grp.writers[0] in plan.groups[gid].writers})
@@ -150,8 +144,7 @@ def main() -> int:
                 log(f"{k}x seed {seed} {name} {widths_of[(k, name)]}: val {val:.2%} test {test:.2%}")
 
     def cell(k, name, key):
-        values = [results[(k, name, s)][key] * 100 for s in seeds]
-        return f"{statistics.fmean(values):.2f}" + (f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else "")
+        return mean_sd([results[(k, name, s)][key] * 100 for s in seeds])
 
     lines = ["| target | allocation | widths (stage 1, 2, 3) | MACs | val acc % | test acc % |",
              "|---|---|---|---:|---:|---:|"]
@@ -162,7 +155,7 @@ def main() -> int:
                          f"| {cell(k, name, 'test_acc')} |")
     print("\n".join(lines))
     if not args.no_docs:
-        start, end = markers("allocation" + ("-scratch" if args.recipe == "scratch" else ""))
+        start, end = markers("allocation" + suffix)
         command = shlex.join(["python", "bench/width_allocation.py", *sys.argv[1:]])
         title = "## Splitting a MAC budget between layers" + (", trained from scratch" if args.recipe == "scratch" else "")
         write_section("\n".join([start, f"{title} (`bench/width_allocation.py`)", "",
