@@ -2,7 +2,8 @@
 
 θG holds, per free channel group, a keep-probability for each of the prototype's channels; per skippable
 residual block, a keep-probability; per factorizable conv, the probability of rewriting it as depthwise + 1 x 1
-(compiler.factorize); per declared choice, probabilities over its options. A seed s draws one
+(compiler.factorize); per stridable conv, the probability of giving it stride 2 (compiler.striding); per declared
+choice, probabilities over its options. A seed s draws one
 uniform number per decision; a channel is kept when u/p is below a threshold λ, which is lowered (one batched
 cost-model call over a grid of λ) until the MAC and parameter requirements hold. So every sample meets the
 structural requirements by construction, and (θG, s) always gives the same network.
@@ -25,6 +26,7 @@ from compiler.factorize import factorize_convs
 from compiler.ir import architecture_hash, to_dict
 from compiler.printer import print_network
 from compiler.residual import drop_blocks
+from compiler.striding import stride_convs
 from gensynth.requirements import Requirement
 from gensynth.space import SearchSpace, apply_decisions
 
@@ -47,6 +49,7 @@ PRIOR_FLOOR = 0.2  # the weakest channel's keep-probability under the magnitude 
 # validation at 4x and 8x fewer MACs and the same at 2x; at 0.4 twelve candidates rarely tried a wide last stage.
 ALLOCATION_SPREAD = 0.8
 FACTORIZE = 0.0  # θG's initial probability of factorizing each factorizable conv (0: never)
+STRIDE = 0.0  # θG's initial probability of striding each stridable conv (0: never)
 
 
 @dataclass
@@ -63,6 +66,7 @@ class GeneratorState:
     choices: dict[str, list[float]] = field(default_factory=dict)  # decision id -> option probabilities
     scales: dict[str, float] = field(default_factory=dict)  # group id -> log of its keep-probability factor
     factorize: dict[str, float] = field(default_factory=dict)  # conv name -> probability of factorizing it
+    stride: dict[str, float] = field(default_factory=dict)  # conv name -> probability of giving it stride 2
     spread: float = ALLOCATION_SPREAD  # the factor's per-sample standard deviation (log scale)
     min_fraction: float = 0.1  # a group keeps at least this share of its channels
     cycle: int = 0
@@ -134,9 +138,10 @@ def magnitude_prior(space: SearchSpace, weights: dict) -> dict[str, list[float]]
 
 def initial_state(space: SearchSpace, requirements: list[Requirement], utility: str = "netscore",
                   min_fraction: float = 0.1, channel_prior: dict[str, list[float]] | None = None,
-                  spread: float = ALLOCATION_SPREAD, factorize: float = FACTORIZE) -> GeneratorState:
+                  spread: float = ALLOCATION_SPREAD, factorize: float = FACTORIZE,
+                  stride: float = STRIDE) -> GeneratorState:
     """θG at the prototype: every channel and block kept (or channels ranked by a prior), choices uniform, each
-    factorizable conv factorized with probability `factorize`."""
+    factorizable conv factorized with probability `factorize`, each stridable conv strided with `stride`."""
     text = print_network(space.prototype)
     return GeneratorState(
         prototype=text, prototype_hash=prototype_hash(text), prototype_ir=to_dict(space.prototype), requirements=[r.text for r in requirements],
@@ -147,6 +152,7 @@ def initial_state(space: SearchSpace, requirements: list[Requirement], utility: 
         scales={str(grp.id): 0.0 for grp in space.groups},
         choices={d: [1.0 / len(opts)] * len(opts) for d, opts in space.decisions.items()},
         factorize={name: factorize for name in space.factorizable},
+        stride={name: stride for name in space.stridable},
         min_fraction=min_fraction,
         spread=spread,
     )
@@ -169,10 +175,11 @@ class Sample:
     arch: str
     scales: dict[str, float] = field(default_factory=dict)  # group id -> log factor this sample drew
     factorized: tuple[str, ...] = ()  # convs rewritten as depthwise + 1 x 1
+    strided: tuple[str, ...] = ()  # convs given stride 2
 
     def decisions(self) -> dict:
         return {"widths": self.widths, "dropped": list(self.dropped), "picks": self.picks, "scales": self.scales,
-                "factorized": list(self.factorized)}
+                "factorized": list(self.factorized), "strided": list(self.strided)}
 
 
 def _structural_ok(reqs: list[Requirement], macs: float, params: float, memory: float | None = None) -> bool:
@@ -190,8 +197,10 @@ def sample(state: GeneratorState, space: SearchSpace, seed: int, reqs: list[Requ
     structural = [r for r in reqs if r.stage == "structural"]
     best = None
     for attempt in range(MAX_ATTEMPTS):
-        *drawn, scales, factorized = _draw(state, space, rng, structural, force_small=attempt == MAX_ATTEMPTS - 1)
-        candidate = Sample(seed, *drawn, arch=architecture_hash(drawn[0]), scales=scales, factorized=factorized)
+        *drawn, scales, factorized, strided = _draw(state, space, rng, structural,
+                                                    force_small=attempt == MAX_ATTEMPTS - 1)
+        candidate = Sample(seed, *drawn, arch=architecture_hash(drawn[0]), scales=scales, factorized=factorized,
+                           strided=strided)
         if candidate.meets:
             return candidate
         values = {"macs": candidate.macs, "params": candidate.params, "memory": candidate.memory}
@@ -210,11 +219,15 @@ def _draw(state: GeneratorState, space: SearchSpace, rng: np.random.Generator, s
     z = rng.standard_normal(len(space.groups))
     scales = {str(grp.id): float(state.scales.get(str(grp.id), 0.0) + state.spread * zg)
               for grp, zg in zip(space.groups, z)}
-    u_factorize = rng.random(len(space.factorizable))  # drawn last: older generators' streams stay the same
+    u_factorize = rng.random(len(space.factorizable))  # drawn after the rest: older generators' streams stay the same
+    u_stride = rng.random(len(space.stridable))  # likewise, after the factorizations
     dropped = [b for b, u in zip(space.blocks, u_blocks) if force_small or u >= state.blocks.get(b.id, 1.0)]
     g = apply_decisions(space.prototype, picks)
     if dropped:
         g = drop_blocks(g, dropped)
+    p_stride = [state.stride.get(name, 0.0) for name in space.stridable]
+    g, strided = stride_convs(g, [name for name, u, p in zip(space.stridable, u_stride, p_stride)
+                                  if p > 0 and (force_small or u < p)])
     p_factorize = [state.factorize.get(name, 0.0) for name in space.factorizable]
     factorized = tuple(name for name, u, p in zip(space.factorizable, u_factorize, p_factorize)
                        if name in g and p > 0 and (force_small or u < p))
@@ -267,7 +280,7 @@ def _draw(state: GeneratorState, space: SearchSpace, rng: np.random.Generator, s
         for member in plan.groups[gid].members:
             kept[member] = keep
     return (child, kept, named_widths, tuple(b.id for b in dropped), picks, report.macs, report.params,
-            report.peak_activation_bytes, meets, scales, factorized)
+            report.peak_activation_bytes, meets, scales, factorized, strided)
 
 
 def _rows_at(program, plan, columns: list, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

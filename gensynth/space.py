@@ -1,5 +1,5 @@
 """The search space of a prototype: what the generator may rewrite (channel groups, skippable blocks, factorizable
-convs, choices)."""
+and stridable convs, choices)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,13 @@ from compiler.factorize import factorizable_convs, factorize_convs
 from compiler.ir import copy_graph
 from compiler.residual import SkippableBlock, drop_blocks, skippable_blocks
 from compiler.shapes import infer_shapes
+from compiler.striding import stridable_convs, stride_convs
 
 
 @dataclass(frozen=True, eq=False)
 class SearchSpace:
     """Everything G(s; θ) decides about: free channel groups, optional blocks, convs it may factorize into
-    depthwise + 1 x 1, and declared choices."""
+    depthwise + 1 x 1 or give stride 2, and declared choices."""
 
     prototype: nx.DiGraph
     plan: ChannelPlan
@@ -28,6 +29,7 @@ class SearchSpace:
     blocks: tuple[SkippableBlock, ...]
     factorizable: tuple[str, ...]  # conv node names (compiler.factorize)
     decisions: dict[str, list]  # decision id -> options (first = prototype's)
+    stridable: tuple[str, ...] = ()  # conv node names (compiler.striding)
 
     def group(self, gid: int) -> ChannelGroup:
         return self.plan.groups[gid]
@@ -52,13 +54,15 @@ def search_space(g: nx.DiGraph) -> SearchSpace:
                     raise NetError(f"choice '{did}' of '{name}': synthesis narrows channels from the prototype's "
                                    f"count, so the first option must be the largest ({options})", d.get("span"))
     factorizable = tuple(factorizable_convs(g))
-    if not groups and not blocks and not decisions and not factorizable:
+    stridable = tuple(stridable_convs(g))
+    if not groups and not blocks and not decisions and not factorizable and not stridable:
         reasons = sorted({grp.reason for grp in plan.groups if grp.fixed})
         raise NetError(f"network '{g.graph['name']}' has nothing synthesis can rewrite: every channel group is fixed "
-                       "and there are no skippable residual blocks, factorizable convs or choice(...) "
+                       "and there are no skippable residual blocks, factorizable or stridable convs "
+                       "or choice(...) "
                        "declarations",
                        notes=reasons[:6])
-    return SearchSpace(g, plan, groups, blocks, factorizable, decisions)
+    return SearchSpace(g, plan, groups, blocks, factorizable, decisions, stridable)
 
 
 def apply_decisions(g: nx.DiGraph, picks: dict[str, int]) -> nx.DiGraph:
@@ -75,10 +79,13 @@ def apply_decisions(g: nx.DiGraph, picks: dict[str, int]) -> nx.DiGraph:
     return infer_shapes(new)
 
 
-def smallest_reachable(space: SearchSpace, min_fraction: float, factorize: bool = False) -> dict[str, float]:
+def smallest_reachable(space: SearchSpace, min_fraction: float, factorize: bool = False,
+                       stride: bool = False) -> dict[str, float]:
     """The MACs and parameters of the smallest network the generator can produce (every block dropped, and every
-    factorizable conv factorized when the generator may factorize)."""
+    factorizable conv factorized and stridable conv strided when the generator may do so)."""
     g = drop_blocks(space.prototype, list(space.blocks)) if space.blocks else space.prototype
+    if stride:
+        g, _ = stride_convs(g, list(space.stridable))
     if factorize:
         g = factorize_convs(g, [name for name in space.factorizable if name in g])
     program = compile_costs(g)

@@ -20,6 +20,7 @@ from gensynth.executor import run_tasks
 from gensynth.generator import (
     ALLOCATION_SPREAD,
     FACTORIZE,
+    STRIDE,
     GeneratorState,
     Sample,
     initial_state,
@@ -55,6 +56,7 @@ class SynthConfig:
     data_options: dict = field(default_factory=dict)
     allocation_spread: float = ALLOCATION_SPREAD  # per-sample sd of each group's log width factor (θG's exploration)
     factorize: float = FACTORIZE  # θG's initial probability of factorizing each factorizable conv (0: never)
+    stride: float = STRIDE  # θG's initial probability of giving each stridable conv stride 2 (0: never)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -143,7 +145,8 @@ class Run:
 
     def check_feasible(self) -> dict:
         """Structural requirements the smallest reachable network still breaks are an error before any training."""
-        smallest = smallest_reachable(self.space, self.cfg.min_fraction, factorize=self.cfg.factorize > 0)
+        smallest = smallest_reachable(self.space, self.cfg.min_fraction, factorize=self.cfg.factorize > 0,
+                                      stride=self.cfg.stride > 0)
         for r in self.reqs:
             if r.metric in smallest and not r.holds(smallest[r.metric]):
                 raise NetError(f"requirement '{r.text}' cannot be met: the smallest network the generator can "
@@ -197,7 +200,8 @@ class Run:
 
         prior = magnitude_prior(self.space, load_file(str(self.out / "prototype.safetensors")))
         state = initial_state(self.space, self.reqs, self.cfg.utility, self.cfg.min_fraction, prior,
-                              spread=self.cfg.allocation_spread, factorize=self.cfg.factorize)
+                              spread=self.cfg.allocation_spread, factorize=self.cfg.factorize,
+                              stride=self.cfg.stride)
         state.weights = "prototype.safetensors"
         self.journal.save_generator(0, state.to_json())
         return state

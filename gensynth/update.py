@@ -3,8 +3,8 @@
 Each cycle's candidates are weighted by utility (a softmax; candidates that miss a requirement are penalised by
 how far they miss). A channel's keep-probability moves toward the utility-weighted evidence that it matters:
 its first-order Taylor importance, normalised by the candidate's mean importance, mapped to [0, 1) by 1 - e^-s.
-Blocks, factorizations and choices move toward the utility-weighted frequency with which good candidates kept,
-factorized or picked them (a factorization at probability 0 is switched off and stays so),
+Blocks, factorizations, strides and choices move toward the utility-weighted frequency with which good candidates
+kept, factorized, strided or picked them (a rewrite at probability 0 is switched off and stays so),
 and each group's log width factor toward the utility-weighted mean of the factors the candidates drew.
 A pressure step then scales channel probabilities down until the expected network meets the MAC and parameter
 requirements, so the generator's typical sample needs little projection.
@@ -76,11 +76,12 @@ def update_generator(state: GeneratorState, space: SearchSpace, records: list[di
         kept = np.array([bid not in r.get("decisions", {}).get("dropped", []) for r in records], dtype=float)
         new.blocks[bid] = float(np.clip((1 - rate) * new.blocks[bid] + rate * (weights @ kept),
                                         PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR))
-    for name, q in new.factorize.items():
-        if q > 0:
-            done = np.array([name in r.get("decisions", {}).get("factorized", []) for r in records], dtype=float)
-            new.factorize[name] = float(np.clip((1 - rate) * q + rate * (weights @ done),
-                                                PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR))
+    for rewrite, probs in (("factorized", new.factorize), ("strided", new.stride)):
+        for name, q in probs.items():
+            if q > 0:
+                done = np.array([name in r.get("decisions", {}).get(rewrite, []) for r in records], dtype=float)
+                probs[name] = float(np.clip((1 - rate) * q + rate * (weights @ done),
+                                            PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR))
     new.scales = _updated_scales(new.scales, records, weights, rate)
     for did, probs in new.choices.items():
         picked = np.zeros(len(probs))

@@ -46,6 +46,9 @@ def register(sub) -> None:
     p.add_argument("--factorize", type=float, default=None, metavar="P",
                    help="the generator's starting probability of rewriting each k x k conv as depthwise k x k + "
                         "1 x 1 (learned from there; default 0: never; see docs/synthesis.md)")
+    p.add_argument("--stride", type=float, default=None, metavar="P",
+                   help="the generator's starting probability of giving each stride-1 conv stride 2, halving the "
+                        "resolution after it where the network allows (learned from there; default 0: never)")
     p.add_argument("--device", default="auto")
     p.add_argument("--limit-train", type=int, help="use only this many training images (quick runs)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -66,8 +69,9 @@ def config_from_args(args):
         raise NetError(f"--min-fraction must be in (0, 1], got {args.min_fraction}")
     if not 0 <= args.distill <= 1:
         raise NetError(f"--distill must be in [0, 1], got {args.distill}")
-    if args.factorize is not None and not 0 <= args.factorize <= 1:
-        raise NetError(f"--factorize must be in [0, 1], got {args.factorize}")
+    for name in ("factorize", "stride"):
+        if getattr(args, name) is not None and not 0 <= getattr(args, name) <= 1:
+            raise NetError(f"--{name} must be in [0, 1], got {getattr(args, name)}")
     budget = Budget(images=args.images, final_epochs=args.final_epochs, lr=args.lr, device=args.device,
                     distill=args.distill, final_init=args.final_from,
                     search_init=args.search_from)
@@ -75,7 +79,8 @@ def config_from_args(args):
                        budget=budget, workers=args.workers, utility=args.utility, seed=args.seed,
                        prototype_epochs=args.prototype_epochs, prototype_weights=args.weights,
                        finalists=args.finalists, min_fraction=args.min_fraction,
-                       **({} if args.factorize is None else {"factorize": args.factorize}),
+                       **{name: getattr(args, name) for name in ("factorize", "stride")
+                          if getattr(args, name) is not None},
                        data_options={"limit_train": args.limit_train} if args.limit_train else {})
 
 

@@ -203,7 +203,7 @@ def test_update_moves_scales_toward_what_good_candidates_drew_and_centres_them(f
 def test_a_generator_saved_before_scales_existed_still_loads(tmp_path, fashion):
     g, space = fashion
     data = initial_state(space, parse_requirements(["macs<=5M"])).to_json()
-    del data["scales"], data["spread"], data["factorize"]
+    del data["scales"], data["spread"], data["factorize"], data["stride"]
     (tmp_path / "old.json").write_text(json.dumps(data))
     old = GeneratorState.load(tmp_path / "old.json")
     assert old.scales == {} and sample(old, space, 0, parse_requirements(["macs<=5M"])).macs <= 5e6
@@ -252,3 +252,42 @@ def test_factorization_probability_follows_the_candidates_that_did_well(fashion)
 def test_factorizing_lowers_the_smallest_reachable_network(fashion):
     g, space = fashion
     assert smallest_reachable(space, 0.1, factorize=True)["macs"] < smallest_reachable(space, 0.1)["macs"]
+
+
+def test_the_generator_strides_convs_with_its_learned_probability(fashion):
+    g, space = fashion
+    reqs = parse_requirements(["macs<=2.7M"])
+    assert space.stridable == ("conv", "conv_2", "conv_4")
+    never = initial_state(space, reqs, utility="accuracy", stride=0.0)
+    always = initial_state(space, reqs, utility="accuracy", stride=1.0)
+    for seed in range(6):
+        plain, strided = sample(never, space, seed, reqs), sample(always, space, seed, reqs)
+        assert plain.strided == () and all(d["attrs"].get("stride", 1) == 1 for _, d in plain.graph.nodes(data=True)
+                                           if d["op"] == "conv")
+        assert strided.strided == space.stridable and strided.meets
+        assert strided.decisions()["strided"] == list(space.stridable)
+        out = g.graph["outputs"]["logits"]
+        assert strided.graph.nodes[out]["shape"] == plain.graph.nodes[out]["shape"] == (10,)
+        assert strided.graph.nodes["conv_4"]["shape"][1:] == (1, 1)  # 28 -s2-> 14 -pool-> 7 -s2-> 4 -pool-> 2 -s2-> 1
+        assert sum(strided.widths.values()) > 1.5 * sum(plain.widths.values())  # the budget buys wider layers
+    half = initial_state(space, reqs, stride=0.5)
+    counts = [len(sample(half, space, seed, reqs).strided) for seed in range(40)]
+    assert 0.8 < np.mean(counts) < 2.2
+    assert sample(half, space, 3, reqs).arch == sample(half, space, 3, reqs).arch
+
+
+def test_stride_probability_follows_the_candidates_that_did_well(fashion):
+    g, space = fashion
+    reqs = parse_requirements(["macs<=5M"])
+    records = [{"utility": 10.0, "decisions": {"strided": ["conv"]}},
+               {"utility": 0.0, "decisions": {"strided": ["conv_2"]}}]
+    new = update_generator(initial_state(space, reqs, stride=0.5), space, records, reqs)
+    assert new.stride["conv"] > 0.5 > new.stride["conv_2"]
+    assert new.stride["conv_4"] < 0.5  # no candidate strided it
+    off = update_generator(initial_state(space, reqs, stride=0.0), space, records, reqs)
+    assert set(off.stride.values()) == {0.0}  # switched off stays off
+
+
+def test_striding_lowers_the_smallest_reachable_network(fashion):
+    g, space = fashion
+    assert smallest_reachable(space, 0.1, stride=True)["macs"] < smallest_reachable(space, 0.1)["macs"] / 2

@@ -278,6 +278,10 @@ def test_cli_options_reach_the_budget(tmp_path):
     assert config_from_args(build_parser().parse_args(["synth", str(net)])).factorize == SynthConfig.factorize
     with pytest.raises(NetError, match="--factorize must be in"):
         config_from_args(build_parser().parse_args(["synth", str(net), "--factorize", "2"]))
+    assert config_from_args(build_parser().parse_args(["synth", str(net), "--stride", "0.5"])).stride == 0.5
+    assert config_from_args(build_parser().parse_args(["synth", str(net)])).stride == SynthConfig.stride
+    with pytest.raises(NetError, match="--stride must be in"):
+        config_from_args(build_parser().parse_args(["synth", str(net), "--stride", "-0.1"]))
 
 
 def test_allocation_spread_reaches_the_generator(tmp_path, data):
@@ -301,6 +305,19 @@ def test_factorized_candidates_inherit_weights_and_train(tmp_path, data):
     fermi = load_network(str(result.out / "fermi-1.net"))
     assert result.finals[0]["val_acc"] > 0.3 and result.finals[0]["macs"] <= 60e3  # four classes: chance 0.25
     assert sum(d["op"] == "dwconv" for _, d in fermi.nodes(data=True)) == 2  # every candidate was factorized
+
+
+def test_strided_candidates_inherit_weights_and_train(tmp_path, data):
+    """With --stride 1 every first-cycle candidate runs at lower resolution, and its inherited weights work."""
+    result = synthesize(tiny(), config(data, stride=1.0), tmp_path / "run")
+    first = [r for r in result.candidates if r["cycle"] == 0]
+    assert first and all(len(r["decisions"]["strided"]) == 2 for r in first)  # the stem and the stage-2 conv
+    assert GeneratorState.load(result.out / "generator.json").stride
+    from netdsl.loader import load_network
+
+    fermi = load_network(str(result.out / "fermi-1.net"))
+    assert result.finals[0]["val_acc"] > 0.3 and result.finals[0]["macs"] <= 60e3  # four classes: chance 0.25
+    assert any(d["op"] == "conv" and d["attrs"]["stride"] == 2 for _, d in fermi.nodes(data=True))
 
 
 def test_search_candidates_can_train_from_scratch_too(tmp_path, data, monkeypatch):
