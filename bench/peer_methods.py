@@ -28,7 +28,7 @@ from compiler.lower import lower_to_torch
 from compiler.printer import print_network
 from gensynth.checkpoint import atomic_write, load_weights, save_weights
 from gensynth.data import Dataset, load_dataset
-from gensynth.generator import ALLOCATION_SPREAD, FACTORIZE, Sample
+from gensynth.generator import ALLOCATION_SPREAD, FACTORIZE, STRIDE, Sample
 from gensynth.inquisitor import Budget, fine_tune_config, inquire
 from gensynth.journal import Journal
 from gensynth.space import search_space
@@ -62,6 +62,7 @@ class Bench:
     search_from: str = "inherit"  # synth and random: search candidates fine-tune inherited weights or train from scratch
     spread: float = ALLOCATION_SPREAD  # synth: the generator's per-sample spread of each group's log width factor
     factorize: float = FACTORIZE  # synth: the generator's starting probability of factorizing each conv
+    stride: float = STRIDE  # synth: the generator's starting probability of giving each conv stride 2
 
     @property
     def data_options(self) -> dict:
@@ -86,7 +87,8 @@ class Bench:
             return method
         spread = f"-a{self.spread:g}" if method == "synth" and self.spread != ALLOCATION_SPREAD else ""
         factorize = f"-f{self.factorize:g}" if method == "synth" and self.factorize != FACTORIZE else ""
-        return (method + (f"-d{self.distill:g}" if self.distill else "") + spread + factorize
+        stride = f"-st{self.stride:g}" if method == "synth" and self.stride else ""  # 0: the results before it
+        return (method + (f"-d{self.distill:g}" if self.distill else "") + spread + factorize + stride
                 + ("-ss" if self.search_from == "scratch" else "") + ("-scratch" if self.final_from == "scratch" else ""))
 
     def prototype_record(self, seed: int) -> Path:
@@ -294,7 +296,8 @@ def run_synthesis(b: Bench, proto: dict, target: int, k: int, seed: int) -> dict
     cfg = SynthConfig(data=b.data, requirements=[f"macs<={target}"], cycles=b.cycles, per_cycle=b.per_cycle,
                       budget=b.budget(), seed=seed, prototype_epochs=b.prototype_epochs, utility=b.synth_utility,
                       prototype_weights=proto["weights"], finalists=1, min_fraction=MIN_FRACTION,
-                      data_options=b.data_options, allocation_spread=b.spread, factorize=b.factorize)
+                      data_options=b.data_options, allocation_spread=b.spread, factorize=b.factorize,
+                      stride=b.stride)
 
     def event(kind: str, payload: dict) -> None:
         if kind in ("candidate", "final"):

@@ -71,7 +71,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from benchdoc import DOC, markers, write_section  # noqa: E402
 
-from gensynth.generator import ALLOCATION_SPREAD, FACTORIZE  # noqa: E402
+from gensynth.generator import ALLOCATION_SPREAD, FACTORIZE, STRIDE  # noqa: E402
 
 START, END = markers("peers")
 PLOT = ROOT / "docs" / "peers.png"
@@ -121,6 +121,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--factorize", type=float, default=FACTORIZE,
                     help="synthesis: the generator's starting probability of factorizing each conv (netdsl synth "
                          "--factorize)")
+    ap.add_argument("--stride", type=float, default=STRIDE,
+                    help="synthesis: the generator's starting probability of giving each conv stride 2 (netdsl synth "
+                         "--stride)")
     ap.add_argument("--per-cycle", type=int, help=f"synthesis candidates per cycle (full: {FULL['per_cycle']})")
     ap.add_argument("--images", type=int, help=f"fine-tune images per search candidate (full: {FULL['images']})")
     ap.add_argument("--methods", default=DEFAULT_METHODS,
@@ -149,24 +152,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 TAG = re.compile(r"(?P<method>.+?)(?:-d(?P<distill>[0-9.]+))?(?:-a(?P<spread>[0-9.]+))?(?:-f(?P<factorize>[0-9.]+))?"
-                 r"(?P<search>-ss)?(?P<scratch>-scratch)?")
+                 r"(?:-st(?P<stride>[0-9.]+))?(?P<search>-ss)?(?P<scratch>-scratch)?")
 
 
-def parse_tag(tag: str) -> tuple[str, str | None, str | None, str | None, bool, bool]:
-    """'synth-d0.5-a0.8-f0.5-ss-scratch' -> ('synth', '0.5', '0.8', '0.5', True, True): a result file's method and
-    variant (Bench.tag; -ss: search candidates trained from scratch)."""
+def parse_tag(tag: str) -> tuple[str, str | None, str | None, str | None, str | None, bool, bool]:
+    """'synth-d0.5-a0.8-f0.5-st0.5-ss-scratch' -> ('synth', '0.5', '0.8', '0.5', '0.5', True, True): a result
+    file's method and variant (Bench.tag; -st: striding convs; -ss: search candidates trained from scratch)."""
     m = TAG.fullmatch(tag)
-    return m["method"], m["distill"], m["spread"], m["factorize"], bool(m["search"]), bool(m["scratch"])
+    return (m["method"], m["distill"], m["spread"], m["factorize"], m["stride"], bool(m["search"]),
+            bool(m["scratch"]))
 
 
 def variant_label(tag: str) -> str:
     """'synth-d0.5-scratch' -> 'netdsl synthesis, distilled (0.5), finalist from scratch'."""
-    method, distill, spread, factorize, search_scratch, scratch = parse_tag(tag)
+    method, distill, spread, factorize, stride, search_scratch, scratch = parse_tag(tag)
     if method not in ("synth", "random"):
         return LABELS[method]
     return (LABELS[method] + (f", distilled ({distill})" if distill else "")
             + (f", allocation spread {spread}" if spread else "")
             + (f", factorizing convs (p0 = {factorize})" if factorize else "")
+            + (f", striding convs (p0 = {stride})" if stride else "")
             + (", search from scratch" if search_scratch else "")
             + (", finalist from scratch" if scratch else ", finalist fine-tuned"))
 
@@ -408,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
               per_cycle=args.per_cycle, images=args.images, device=args.device, root=ROOT / args.out,
               synth_utility=args.synth_utility, distill=args.distill,
               final_from=args.final_from, search_from=args.search_from, spread=args.allocation_spread,
-              factorize=args.factorize)
+              factorize=args.factorize, stride=args.stride)
     ds = b.dataset()
     n_train, n_val, n_test = len(ds.train_y), len(ds.val_y), len(ds.test_y)
     log(f"{ds}; results in {b.out}")

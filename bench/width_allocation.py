@@ -10,8 +10,10 @@ ranking and uniform scaling give), stage 3 kept whole (its MACs are the cheapest
 and 2 at one fraction, stage 1 at half the uniform fraction with stages 2 and 3 at one fraction, and the
 network without stage 1's residual conv (a skippable block: 7.2 M MACs, a third of the prototype's) at one
 fraction everywhere, the same with stage 3 kept whole, the network without both residual convs at one
-fraction, and the network whose four 3x3 convs after the stem are factorized into depthwise 3x3 + 1x1
-(compiler/factorize.py; synthesis with --factorize) at one fraction. `--recipe inherit` (the default) fine-tunes the highest-L2 channels of the prototype F epochs;
+fraction, the network whose four 3x3 convs after the stem are factorized into depthwise 3x3 + 1x1
+(compiler/factorize.py; synthesis with --factorize) at one fraction, and the networks with the stem at stride 2
+(every layer after it at half the resolution, a quarter of the MACs per channel) and with the stem and stage 2's
+first conv at stride 2 (compiler/striding.py; synthesis with --stride) at one fraction. `--recipe inherit` (the default) fine-tunes the highest-L2 channels of the prototype F epochs;
 `--recipe scratch` trains each network from scratch for P + F epochs (bench/peers.py's finalist recipe). If the
 allocations differ by more than the noise, a search over them has something to find. Choose on validation.
 """
@@ -58,13 +60,16 @@ def fit(g, groups, target: int, fractions) -> tuple[dict[int, int], object]:
 
 def allocations_at(f: float) -> dict[str, tuple]:
     """Allocation name -> (group fractions at scale t, how many of the prototype's skippable blocks to drop,
-    whether its 3x3 convs are factorized); f is uniform width's fraction at the target."""
-    return {"uniform": (lambda t: [t, t, t], 0, False), "stage 3 whole": (lambda t: [t, t, 1.0], 0, False),
-            "stage 1 at half": (lambda t: [f / 2, t, t], 0, False),
-            "stage 1 residual conv dropped, uniform": (lambda t: [t, t, t], 1, False),
-            "stage 1 residual conv dropped, stage 3 whole": (lambda t: [t, t, 1.0], 1, False),
-            "both residual convs dropped, uniform": (lambda t: [t, t, t], 2, False),
-            "every 3x3 conv factorized, uniform": (lambda t: [t, t, t], 0, True)}
+    whether its 3x3 convs are factorized, how many of its stridable convs to stride, in order); f is uniform
+    width's fraction at the target."""
+    return {"uniform": (lambda t: [t, t, t], 0, False, 0), "stage 3 whole": (lambda t: [t, t, 1.0], 0, False, 0),
+            "stage 1 at half": (lambda t: [f / 2, t, t], 0, False, 0),
+            "stage 1 residual conv dropped, uniform": (lambda t: [t, t, t], 1, False, 0),
+            "stage 1 residual conv dropped, stage 3 whole": (lambda t: [t, t, 1.0], 1, False, 0),
+            "both residual convs dropped, uniform": (lambda t: [t, t, t], 2, False, 0),
+            "every 3x3 conv factorized, uniform": (lambda t: [t, t, t], 0, True, 0),
+            "stem strided, uniform": (lambda t: [t, t, t], 0, False, 1),
+            "stem and stage 2 strided, uniform": (lambda t: [t, t, t], 0, False, 2)}
 
 
 def main() -> int:
@@ -98,6 +103,7 @@ def main() -> int:
     from compiler.factorize import factorizable_convs, factorize_convs
     from compiler.lower import lower_to_torch
     from compiler.residual import drop_blocks
+    from compiler.striding import stride_convs
     from compiler.transfer import transfer_weights
 
     b = fashion_bench(ROOT / args.out)
@@ -116,9 +122,10 @@ def main() -> int:
             target = b.prototype_cost.macs // k
             _, f = uniform_widths(b, target)
             allocations = {name: v for name, v in allocations_at(f).items() if name in chosen}
-            for name, (fractions, dropped, factorized) in allocations.items():
+            for name, (fractions, dropped, factorized, strided) in allocations.items():
                 g = drop_blocks(b.net, b.space.blocks[:dropped]) if dropped else b.net
                 g = factorize_convs(g, factorizable_convs(g)) if factorized else g
+                g = stride_convs(g, list(b.space.stridable[:strided]))[0] if strided else g
                 widths, plan = fit(g, b.space.groups, target, fractions)
                 widths_of[(k, name)] = [widths[gid] for gid in sorted(widths)]
                 path = out / f"{k}x-s{seed}-{name.replace(' ', '-')}.json"
