@@ -171,7 +171,7 @@ def variant_label(tag: str) -> str:
     return (LABELS[method] + (f", distilled ({distill})" if distill else "")
             + (f", allocation spread {spread}" if spread else "")
             + (f", factorizing convs (p0 = {factorize})" if factorize else "")
-            + (f", striding convs (p0 = {stride})" if stride else "")
+            + (f", striding convs (p0 = {stride})" if stride else ", no strides" if method == "synth" else "")
             + (", search from scratch" if search_scratch else "")
             + (", finalist from scratch" if scratch else ", finalist fine-tuned"))
 

@@ -65,6 +65,7 @@ class SynthConfig:
     def from_json(cls, data: dict) -> SynthConfig:
         data = dict(data)
         data["budget"] = Budget(**data["budget"])
+        data.setdefault("stride", 0.0)  # journals from before --stride never strided
         return cls(**data)
 
 

@@ -142,7 +142,7 @@ def test_accuracy_utility_fills_the_budget_where_netscore_keeps_thetas_size(fash
     reqs = parse_requirements(["macs<=12M"])
     macs = {}
     for utility in ("netscore", "accuracy"):
-        state = initial_state(space, reqs, utility=utility)
+        state = initial_state(space, reqs, utility=utility, stride=0.0)
         for grp in space.groups:  # θG that learnt to keep about a third of every group
             state.channels[str(grp.id)] = [0.3] * grp.channels
         macs[utility] = np.mean([sample(state, space, seed, reqs).macs for seed in range(8)])
@@ -214,7 +214,7 @@ def test_the_projection_fills_a_mac_budget_to_within_a_few_percent(fashion):
     g, space = fashion
     for target in (11e6, 5.5e6, 2.7e6):
         reqs = parse_requirements([f"macs<={target:.0f}"])
-        state = initial_state(space, reqs, utility="accuracy")
+        state = initial_state(space, reqs, utility="accuracy", stride=0.0)
         fill = np.array([sample(state, space, seed, reqs).macs / target for seed in range(64)])
         assert fill.max() <= 1.0
         assert np.median(fill) >= 0.95 and fill.min() >= 0.9
@@ -224,15 +224,15 @@ def test_the_generator_factorizes_convs_with_its_learned_probability(fashion):
     g, space = fashion
     reqs = parse_requirements(["macs<=2.7M"])
     assert space.factorizable == ("conv_1", "conv_2", "conv_3", "conv_4")
-    never = initial_state(space, reqs, utility="accuracy", factorize=0.0)
-    always = initial_state(space, reqs, utility="accuracy", factorize=1.0)
+    never = initial_state(space, reqs, utility="accuracy", factorize=0.0, stride=0.0)
+    always = initial_state(space, reqs, utility="accuracy", factorize=1.0, stride=0.0)
     for seed in range(6):
         plain, split = sample(never, space, seed, reqs), sample(always, space, seed, reqs)
         assert plain.factorized == () and all(d["op"] != "dwconv" for _, d in plain.graph.nodes(data=True))
         assert split.factorized == space.factorizable and split.meets
         assert split.decisions()["factorized"] == list(space.factorizable)
         assert sum(split.widths.values()) > 1.5 * sum(plain.widths.values())  # the budget buys wider layers
-    half = initial_state(space, reqs, factorize=0.5)
+    half = initial_state(space, reqs, factorize=0.5, stride=0.0)
     counts = [len(sample(half, space, seed, reqs).factorized) for seed in range(40)]
     assert 1 < np.mean(counts) < 3
 

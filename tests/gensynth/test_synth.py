@@ -284,6 +284,15 @@ def test_cli_options_reach_the_budget(tmp_path):
         config_from_args(build_parser().parse_args(["synth", str(net), "--stride", "-0.1"]))
 
 
+def test_a_journal_from_before_strides_resumes_without_them(tmp_path):
+    """A config saved before --stride existed keeps the behaviour it was run with: no strides."""
+    saved = SynthConfig(data="x.npz", requirements=["macs<=60K"]).to_json()
+    del saved["stride"]
+    assert SynthConfig.from_json(saved).stride == 0.0
+    assert SynthConfig.from_json(SynthConfig(data="x.npz", requirements=[], stride=0.25).to_json()).stride == 0.25
+    assert SynthConfig.stride == 0.5
+
+
 def test_allocation_spread_reaches_the_generator(tmp_path, data):
     """SynthConfig.allocation_spread is θG's exploration of budget splits: 0 draws every group at its learned scale."""
     result = synthesize(tiny(), config(data, allocation_spread=0.0), tmp_path / "run")
