@@ -1,4 +1,5 @@
-"""Strided convolutions: a stride-1 conv given stride 2, so that everything after it runs at half the resolution.
+"""Strided convolutions: a stride-1 conv (or depthwise conv) given stride 2, so that everything after it runs at half
+the resolution.
 
 Where a network spends its MACs depends on resolution as much as on width: a 3 x 3 conv costs H x W times its
 per-pixel MACs, so halving the resolution early cuts every later layer's MACs by four, and a MAC budget then
@@ -41,10 +42,11 @@ def _same_layout(before: nx.DiGraph, after: nx.DiGraph) -> bool:
 
 
 def can_stride(g: nx.DiGraph, name: str) -> bool:
-    """Whether conv `name` (stride 1, larger than 1 x 1, not fixed, no declared choice) may be given stride 2."""
+    """Whether conv or depthwise conv `name` (stride 1, larger than 1 x 1, not fixed, no declared choice) may be
+    given stride 2."""
     d = g.nodes[name]
     a = d["attrs"]
-    if d["op"] != "conv" or d.get("fixed") or d.get("choices") or a["stride"] != 1 or a["k"] < 2:
+    if d["op"] not in ("conv", "dwconv") or d.get("fixed") or d.get("choices") or a["stride"] != 1 or a["k"] < 2:
         return False
     try:
         return _same_layout(g, _strided(g, name))

@@ -58,8 +58,7 @@ def search_space(g: nx.DiGraph) -> SearchSpace:
     if not groups and not blocks and not decisions and not factorizable and not stridable:
         reasons = sorted({grp.reason for grp in plan.groups if grp.fixed})
         raise NetError(f"network '{g.graph['name']}' has nothing synthesis can rewrite: every channel group is fixed "
-                       "and there are no skippable residual blocks, factorizable or stridable convs "
-                       "or choice(...) "
+                       "and there are no skippable residual blocks, factorizable or stridable convs or choice(...) "
                        "declarations",
                        notes=reasons[:6])
     return SearchSpace(g, plan, groups, blocks, factorizable, decisions, stridable)

@@ -43,6 +43,17 @@ def test_which_convs_may_be_strided():
     assert stridable_convs(fashion) == ["conv", "conv_2", "conv_4"]  # the stem and each stage's first conv
 
 
+def test_depthwise_convs_outside_residual_blocks_may_be_strided():
+    g = load_network("examples/mobilenet_v2.net")
+    found = stridable_convs(g)
+    # the three stride-1 blocks that change width (32 -> 16, 64 -> 96, 160 -> 320) have no shortcut to break
+    assert len(found) == 3 and all(g.nodes[n]["op"] == "dwconv" for n in found)
+    assert sorted(g.nodes[n]["shape"][0] for n in found) == [32, 384, 960]  # their expanded inputs' widths
+    s, done = stride_convs(g, found[:1])
+    assert done == tuple(found[:1])
+    assert network_cost(s).params == network_cost(g).params and network_cost(s).macs < network_cost(g).macs
+
+
 def test_striding_halves_resolution_downstream_and_keeps_every_parameter():
     g = load_network("examples/fashion_cnn.net")
     s, done = stride_convs(g, ["conv"])
