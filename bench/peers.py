@@ -288,7 +288,9 @@ def plot(b, args, protos: dict, results: dict) -> None:
 
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=120)
     colours = plt.get_cmap("tab10")
-    for i, m in enumerate(row_order(b, args, results)):
+    main = [b.tag(m) for m in args.methods]  # each method as configured; the other variants in grey, unnamed
+    variant_named = False
+    for m in row_order(b, args, results):
         xs, ys, es = [], [], []
         for k in args.targets:
             rs = [results[(m, k, s)] for s in args.seeds if (m, k, s) in results]
@@ -297,9 +299,13 @@ def plot(b, args, protos: dict, results: dict) -> None:
                 xs.append(summarise(rs, "macs")[0] / 1e6)
                 ys.append(acc * 100)
                 es.append((sd or 0) * 100)
-        if xs:
-            ax.errorbar(xs, ys, yerr=es, fmt="o-", color=colours(i), capsize=3, lw=1, ms=5,
-                        label=variant_label(m))
+        if xs and m in main:
+            ax.errorbar(xs, ys, yerr=es, fmt="o-", color=colours(main.index(m)), capsize=3, lw=1.2, ms=5,
+                        label=variant_label(m), zorder=3)
+        elif xs:
+            ax.plot(xs, ys, "o-", color="0.75", lw=0.8, ms=3, zorder=1,
+                    label=None if variant_named else "other variants of synthesis and random search (table)")
+            variant_named = True
     acc, sd = summarise([protos[s] for s in args.seeds], "test_acc")
     ax.errorbar([b.prototype_cost.macs / 1e6], [acc * 100], yerr=[(sd or 0) * 100], fmt="*", ms=14, color="black",
                 capsize=3, label=f"prototype (P = {b.prototype_epochs} epochs)")
@@ -363,7 +369,7 @@ def section(b, args, command: str, lines: list[str], n_train: int, n_val: int, n
         "re-estimated on 1,024 of them, and scored on validation; "
         f"random search evaluates {b.candidates} random networks with exactly that fine-tune (the same seeds and "
         "image subsets) and fully trains the best on validation; synthesis fully trains its best candidate by "
-        f"utility ({b.synth_utility}; θG starts from the prototype's filter magnitudes; each sample draws a width factor per channel group), one finalist. Torch-Pruning prunes in 1% steps of each layer's channels "
+        f"utility ({b.synth_utility}; θG starts from the prototype's filter magnitudes; each sample draws a width factor per channel group and, unless `--stride 0`, gives each stridable conv stride 2 with a learned probability, starting at {b.stride:g}; here " + ", ".join(b.space.stridable) + "), one finalist. Torch-Pruning prunes in 1% steps of each layer's channels "
         "(local ranking, the library default; Taylor: one 128-image backward before each step) until netdsl's "
         "cost model puts the network at or under the target, keeping the classifier's outputs. Random search "
         "draws each free group's width fraction from U(0.1, 1), keeps samples with MACs in [0.9 T, T] and inherits "
