@@ -43,12 +43,15 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=20)
     ap.add_argument("--generate-epochs", type=int, default=2)
     ap.add_argument("--weights", help="trained prototype weights (e.g. from bench/train_fashion.py --full)")
+    ap.add_argument("--stride", type=float, help="netdsl synth --stride P (default: netdsl's, 0)")
+    ap.add_argument("--no-docs", action="store_true", help="print the table, leave docs/benchmarks.md alone")
     args = ap.parse_args()
     netdsl = str(Path(sys.executable).parent / "netdsl")
     out = ROOT / args.out
     reqs = ["--req", f"acc>={args.acc}", "--req", f"macs<={args.macs}"]
     synth = [netdsl, "synth", "examples/fashion_cnn.net", "--data", "fashion-mnist", *reqs, "--device", args.device]
     synth += ["--weights", args.weights] if args.weights else []
+    synth += ["--stride", f"{args.stride:g}"] if args.stride is not None else []
     synth += ["--resume", str(out)] if (out / "journal.sqlite").exists() else ["--out", str(out)]
     synth_s = run(synth)
     from gensynth.journal import Journal
@@ -78,10 +81,12 @@ def main() -> None:
         "## Generative synthesis on Fashion-MNIST (issue: synth and generate)",
         "",
         f"Command: `python bench/synth_fashion.py --out {args.out}"
+        + (f" --stride {args.stride:g}" if args.stride is not None else "")
         + (f" --weights {args.weights}` (the prototype trained by bench/train_fashion.py --full)" if args.weights
            else "`") + " — which runs "
         f"`netdsl synth examples/fashion_cnn.net --data fashion-mnist --req \"acc>={args.acc}\" "
-        f"--req \"macs<={args.macs}\"` (defaults: prototype 8 epochs, 4 cycles x 6 candidates, 12k-image "
+        f"--req \"macs<={args.macs}\"" + (f" --stride {args.stride:g}" if args.stride is not None else "")
+        + "` (defaults: prototype 8 epochs, 4 cycles x 6 candidates, 12k-image "
         f"fine-tunes, 2 finalists x 10 epochs) and `netdsl generate ... --seed 1000 --count {args.count} --train "
         f"--epochs {args.generate_epochs}`. Machine: {cores} CPU cores, device {args.device}. Accuracies: validation "
         "split chooses, test split is reported.",
@@ -110,7 +115,8 @@ def main() -> None:
     ]
     text = "\n".join(lines)
     print(text)
-    write_section(f"{START}\n{text}\n{END}")
+    if not args.no_docs:
+        write_section(f"{START}\n{text}\n{END}")
 
 
 if __name__ == "__main__":

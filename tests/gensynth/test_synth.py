@@ -290,7 +290,6 @@ def test_a_journal_from_before_strides_resumes_without_them(tmp_path):
     del saved["stride"]
     assert SynthConfig.from_json(saved).stride == 0.0
     assert SynthConfig.from_json(SynthConfig(data="x.npz", requirements=[], stride=0.25).to_json()).stride == 0.25
-    assert SynthConfig.stride == 0.5
 
 
 def test_allocation_spread_reaches_the_generator(tmp_path, data):
