@@ -237,16 +237,19 @@ def test_the_generator_factorizes_convs_with_its_learned_probability(fashion):
     assert 1 < np.mean(counts) < 3
 
 
-def test_factorization_probability_follows_the_candidates_that_did_well(fashion):
+@pytest.mark.parametrize("rewrite, decision, good, bad, untried", [
+    ("factorize", "factorized", "conv_1", "conv_2", "conv_3"),
+    ("stride", "strided", "conv", "conv_2", "conv_4"),
+])
+def test_a_rewrite_probability_follows_the_candidates_that_did_well(fashion, rewrite, decision, good, bad, untried):
     g, space = fashion
     reqs = parse_requirements(["macs<=5M"])
-    records = [{"utility": 10.0, "decisions": {"factorized": ["conv_1"]}},
-               {"utility": 0.0, "decisions": {"factorized": ["conv_2"]}}]
-    new = update_generator(initial_state(space, reqs, factorize=0.5), space, records, reqs)
-    assert new.factorize["conv_1"] > 0.5 > new.factorize["conv_2"]
-    assert new.factorize["conv_3"] < 0.5  # no candidate factorized it
-    off = update_generator(initial_state(space, reqs, factorize=0.0), space, records, reqs)
-    assert set(off.factorize.values()) == {0.0}  # switched off stays off
+    records = [{"utility": 10.0, "decisions": {decision: [good]}}, {"utility": 0.0, "decisions": {decision: [bad]}}]
+    new = getattr(update_generator(initial_state(space, reqs, **{rewrite: 0.5}), space, records, reqs), rewrite)
+    assert new[good] > 0.5 > new[bad]
+    assert new[untried] < 0.5  # no candidate rewrote it
+    off = update_generator(initial_state(space, reqs, **{rewrite: 0.0}), space, records, reqs)
+    assert set(getattr(off, rewrite).values()) == {0.0}  # switched off stays off
 
 
 def test_factorizing_lowers_the_smallest_reachable_network(fashion):
@@ -274,18 +277,6 @@ def test_the_generator_strides_convs_with_its_learned_probability(fashion):
     counts = [len(sample(half, space, seed, reqs).strided) for seed in range(40)]
     assert 0.8 < np.mean(counts) < 2.2
     assert sample(half, space, 3, reqs).arch == sample(half, space, 3, reqs).arch
-
-
-def test_stride_probability_follows_the_candidates_that_did_well(fashion):
-    g, space = fashion
-    reqs = parse_requirements(["macs<=5M"])
-    records = [{"utility": 10.0, "decisions": {"strided": ["conv"]}},
-               {"utility": 0.0, "decisions": {"strided": ["conv_2"]}}]
-    new = update_generator(initial_state(space, reqs, stride=0.5), space, records, reqs)
-    assert new.stride["conv"] > 0.5 > new.stride["conv_2"]
-    assert new.stride["conv_4"] < 0.5  # no candidate strided it
-    off = update_generator(initial_state(space, reqs, stride=0.0), space, records, reqs)
-    assert set(off.stride.values()) == {0.0}  # switched off stays off
 
 
 def test_striding_lowers_the_smallest_reachable_network(fashion):
