@@ -48,7 +48,8 @@ def register(sub) -> None:
                         "1 x 1 (learned from there; default 0: never; see docs/synthesis.md)")
     p.add_argument("--stride", type=float, default=None, metavar="P",
                    help="the generator's starting probability of giving each stride-1 conv stride 2, halving the "
-                        "resolution after it where the network allows (learned from there; default 0: never)")
+                        "resolution after it where the network allows (learned from there; default 0: never; "
+                        "0.5 with --utility accuracy is the advice for a MAC budget, see docs/synthesis.md)")
     p.add_argument("--device", default="auto")
     p.add_argument("--limit-train", type=int, help="use only this many training images (quick runs)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
