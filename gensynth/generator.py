@@ -53,7 +53,7 @@ FACTORIZE = 0.0  # θG's initial probability of factorizing each factorizable co
 # default NetScore utility a stride mostly buys smallness, and the learned generator's samples then spread far below
 # the MAC budget (docs/benchmarks.md, bench/synth_fashion.py: 9 of 20 generated networks reached the accuracy
 # requirement, against 20 of 20 without). For a fixed MAC budget (--utility accuracy, which fills it) 0.5 is the
-# better choice: on Fashion-MNIST (bench/peers.py) its finalists scored 0.2 / 0.9 / 1.1 points higher on validation
+# better choice: on Fashion-MNIST (bench/peers.py) its finalists scored 0.3 / 0.9 / 1.1 points higher on validation
 # than without strides at 2x / 4x / 8x fewer MACs, running at lower resolution with wider layers.
 STRIDE = 0.0
 
