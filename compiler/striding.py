@@ -41,17 +41,23 @@ def _same_layout(before: nx.DiGraph, after: nx.DiGraph) -> bool:
     return True
 
 
-def can_stride(g: nx.DiGraph, name: str) -> bool:
-    """Whether conv or depthwise conv `name` (stride 1, larger than 1 x 1, not fixed, no declared choice) may be
-    given stride 2."""
+def _try_stride(g: nx.DiGraph, name: str) -> nx.DiGraph | None:
+    """g with `name` strided, or None where that is not allowed."""
     d = g.nodes[name]
     a = d["attrs"]
     if d["op"] not in ("conv", "dwconv") or d.get("fixed") or d.get("choices") or a["stride"] != 1 or a["k"] < 2:
-        return False
+        return None
     try:
-        return _same_layout(g, _strided(g, name))
+        out = _strided(g, name)
     except NetError:
-        return False
+        return None
+    return out if _same_layout(g, out) else None
+
+
+def can_stride(g: nx.DiGraph, name: str) -> bool:
+    """Whether conv or depthwise conv `name` (stride 1, larger than 1 x 1, not fixed, no declared choice) may be
+    given stride 2."""
+    return _try_stride(g, name) is not None
 
 
 def stridable_convs(g: nx.DiGraph) -> list[str]:
@@ -65,7 +71,8 @@ def stride_convs(g: nx.DiGraph, names: list[str]) -> tuple[nx.DiGraph, tuple[str
     done = []
     order = {name: i for i, name in enumerate(topo_order(g))}
     for name in sorted((n for n in names if n in g), key=order.__getitem__):
-        if can_stride(g, name):
-            g = _strided(g, name)
+        strided = _try_stride(g, name)
+        if strided is not None:
+            g = strided
             done.append(name)
     return g, tuple(done)
