@@ -28,8 +28,8 @@ class SearchSpace:
     groups: tuple[ChannelGroup, ...]  # the free groups (keys of θ's channel probabilities, by str(id))
     blocks: tuple[SkippableBlock, ...]
     factorizable: tuple[str, ...]  # conv node names (compiler.factorize)
+    stridable: tuple[str, ...]  # conv and depthwise conv node names (compiler.striding)
     decisions: dict[str, list]  # decision id -> options (first = prototype's)
-    stridable: tuple[str, ...] = ()  # conv node names (compiler.striding)
 
     def group(self, gid: int) -> ChannelGroup:
         return self.plan.groups[gid]
@@ -61,7 +61,7 @@ def search_space(g: nx.DiGraph) -> SearchSpace:
                        "and there are no skippable residual blocks, factorizable or stridable convs or choice(...) "
                        "declarations",
                        notes=reasons[:6])
-    return SearchSpace(g, plan, groups, blocks, factorizable, decisions, stridable)
+    return SearchSpace(g, plan, groups, blocks, factorizable, stridable, decisions)
 
 
 def apply_decisions(g: nx.DiGraph, picks: dict[str, int]) -> nx.DiGraph:
