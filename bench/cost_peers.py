@@ -35,8 +35,8 @@ from benchdoc import DOC, write_section  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from compiler.backend.lower import lower_to_torch  # noqa: E402
 from compiler.cost import batched_costs, compile_costs, cost_of  # noqa: E402
-from compiler.lower import lower_to_torch  # noqa: E402
 from netdsl.loader import load_network  # noqa: E402
 
 NETWORKS = ["resnet18", "mobilenet_v2", "resnet50"]
@@ -222,7 +222,7 @@ def markdown(rows, summary, rate, columns, runs, command: str, where: str) -> st
                   "peer times, which are real forward passes, are inflated and vary from run to run; rerun on an "
                   "idle machine for clean figures.", ""]
     lines += ["Every counter sees the same network: ours reads the IR of `examples/NAME.net`; the peers count the "
-              "`nn.Module` that `compiler.lower.lower_to_torch` builds from it, on a 1x3x224x224 input. Times are "
+              "`nn.Module` that `compiler.backend.lower.lower_to_torch` builds from it, on a 1x3x224x224 input. Times are "
               "medians; a peer's time covers one full count (they run forward passes); the ratios divide it by our "
               "time on a prebuilt program and from the built IR (`compile_costs` + `cost_of`).", "",
               "| network | counter | MACs | MACs − ours | params | time | vs ours (prebuilt) | vs ours (from IR) "

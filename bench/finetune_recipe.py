@@ -52,12 +52,12 @@ def main() -> int:
     from peer_methods import fashion_bench, l2_kept, log, prototype, scores, uniform_widths, without_test, write_json
     from safetensors.torch import load_file
 
+    from compiler.backend.lower import lower_to_torch
     from compiler.cost import network_cost
-    from compiler.coupling import apply_widths
-    from compiler.lower import lower_to_torch
-    from compiler.transfer import transfer_weights
+    from compiler.rewrite.coupling import apply_widths
+    from compiler.rewrite.transfer import transfer_weights
     from gensynth.inquisitor import Budget, fine_tune_config
-    from gensynth.train import train
+    from gensynth.training.train import train
 
     b = fashion_bench(ROOT / args.out, args.limit_train, args.epochs_prototype, args.epochs_final)
     ds = b.dataset()

@@ -10,7 +10,7 @@ def latency_side_by_side(texts: list[str], runs: int = 200) -> list[float]:
     """Median batch-1 latency (s) of each network (.net source text), the models interleaved run by run."""
     import torch
 
-    from compiler.lower import lower_to_torch
+    from compiler.backend.lower import lower_to_torch
     from netdsl.loader import load_network_text
 
     models = []

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/lowering_latency.py [--reps N] [--no-compile] [--no-docs]
 
-ResNet-18 and MobileNetV2 from examples/ are lowered with compiler.lower.lower_to_torch and timed side by side
+ResNet-18 and MobileNetV2 from examples/ are lowered with compiler.backend.lower.lower_to_torch and timed side by side
 with torchvision-style modules written below (weights copied across and outputs checked equal first), in eval
 mode under torch.inference_mode, at batch 1 and 32, in interleaved repetitions (the order alternates each
 round); medians are reported. With torch.compile both get the same treatment. Prints a rich table and rewrites
@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchdoc import DOC, write_section  # noqa: E402
 
-from compiler.lower import lower_to_torch  # noqa: E402
+from compiler.backend.lower import lower_to_torch  # noqa: E402
 from netdsl.loader import load_network  # noqa: E402
 
 START, END = "<!-- bench:lowering:start -->", "<!-- bench:lowering:end -->"

@@ -21,19 +21,19 @@ import numpy as np
 import torch
 from torch.nn import functional
 
+from compiler.backend.lower import lower_to_torch
 from compiler.cost import batched_costs, compile_costs, network_cost
-from compiler.coupling import apply_widths
 from compiler.ir import architecture_hash
-from compiler.lower import lower_to_torch
 from compiler.printer import print_network
-from gensynth.checkpoint import atomic_write, load_weights, save_weights
+from compiler.rewrite.coupling import apply_widths
 from gensynth.data import Dataset, load_dataset
 from gensynth.generator import ALLOCATION_SPREAD, FACTORIZE, STRIDE, Sample
 from gensynth.inquisitor import Budget, fine_tune_config, inquire
 from gensynth.journal import Journal
+from gensynth.loop import JOURNAL, SynthConfig, candidate_seed, make_task, synthesize
 from gensynth.space import search_space
-from gensynth.synth import JOURNAL, SynthConfig, candidate_seed, make_task, synthesize
-from gensynth.train import TrainConfig, evaluate, train
+from gensynth.training.checkpoint import atomic_write, load_weights, save_weights
+from gensynth.training.train import TrainConfig, evaluate, train
 
 INQUIRING = ("synth", "random")  # the methods whose fine-tunes run in gensynth's inquisitor
 MIN_FRACTION = 0.1  # the narrowest a channel group may get, for every method (SynthConfig's default)

@@ -10,7 +10,7 @@ Prototype: examples/fashion_cnn.net (21.9 M MACs). Data: Fashion-MNIST (--data),
 
 Methods, for each MAC target T = prototype MACs / k (k in --targets) and each seed:
 
-  synth       netdsl generative synthesis (gensynth.synth.synthesize, --req macs<=T, --utility accuracy:
+  synth       netdsl generative synthesis (gensynth.loop.synthesize, --req macs<=T, --utility accuracy:
               the best validation accuracy under the budget, which is what the peers are asked for), one finalist
   tp-l2       Torch-Pruning (DepGraph) on the lowered prototype, L2 magnitude importance, then fine-tuned
   tp-taylor   Torch-Pruning, first-order Taylor importance (a backward on a 128-image training batch before each step)
@@ -333,7 +333,7 @@ def section(b, args, command: str, lines: list[str], n_train: int, n_val: int, n
             protos: dict, results: dict, full_estimate: float) -> str:
     import torch
 
-    from gensynth.train import resolve_device
+    from gensynth.training.train import resolve_device
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     tp = next((r.get("torch_pruning") for r in results.values() if r.get("torch_pruning")), None)

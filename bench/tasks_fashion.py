@@ -29,16 +29,16 @@ from benchdoc import markers, write_section  # noqa: E402
 from latency import latency_side_by_side  # noqa: E402
 from peer_methods import Bench, log, uniform_widths, without_test, write_json  # noqa: E402
 
+from compiler.backend.lower import lower_to_torch  # noqa: E402
 from compiler.cost import network_cost  # noqa: E402
-from compiler.coupling import apply_widths  # noqa: E402
-from compiler.lower import lower_to_torch  # noqa: E402
 from compiler.printer import print_network  # noqa: E402
-from gensynth.checkpoint import save_weights  # noqa: E402
-from gensynth.evaluate import evaluate  # noqa: E402
+from compiler.rewrite.coupling import apply_widths  # noqa: E402
 from gensynth.inquisitor import Budget  # noqa: E402
-from gensynth.objectives import objective_for  # noqa: E402
-from gensynth.synth import JOURNAL, SynthConfig, synthesize  # noqa: E402
-from gensynth.train import TrainConfig, train  # noqa: E402
+from gensynth.loop import JOURNAL, SynthConfig, synthesize  # noqa: E402
+from gensynth.tasks.objectives import objective_for  # noqa: E402
+from gensynth.training.checkpoint import save_weights  # noqa: E402
+from gensynth.training.evaluate import evaluate  # noqa: E402
+from gensynth.training.train import TrainConfig, train  # noqa: E402
 from netdsl.loader import load_network  # noqa: E402
 
 START, END = markers("tasks")

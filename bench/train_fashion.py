@@ -1,4 +1,4 @@
-"""Benchmark gensynth.train on Fashion-MNIST: loop overhead against a hand-written loop, and a full run.
+"""Benchmark gensynth.training.train on Fashion-MNIST: loop overhead against a hand-written loop, and a full run.
 
     python bench/train_fashion.py            # throughput: train() vs a minimal PyTorch loop
     python bench/train_fashion.py --full     # ... plus a default training run, test accuracy, wall time
@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 from benchdoc import DOC, write_section  # noqa: E402
 
 from gensynth.data import Dataset, load_dataset  # noqa: E402
-from gensynth.train import EpochStats, TrainConfig, resolve_device, train  # noqa: E402
+from gensynth.training.train import EpochStats, TrainConfig, resolve_device, train  # noqa: E402
 
 # The stopwatch for throughput runs: wall clock, or this process's CPU time (--clock cpu), which other
 # load on a shared machine barely disturbs; with OMP_NUM_THREADS=1 it is exactly the compute time.
@@ -45,7 +45,7 @@ START, END = "<!-- bench:train_fashion:start -->", "<!-- bench:train_fashion:end
 
 def build_model() -> nn.Module:
     """examples/fashion_cnn.net lowered by the project's own backend."""
-    from compiler.lower import lower_to_torch
+    from compiler.backend.lower import lower_to_torch
     from netdsl.loader import load_network
 
     return lower_to_torch(load_network(str(ROOT / "examples" / "fashion_cnn.net")))
@@ -86,7 +86,7 @@ def subset(ds: Dataset, n: int) -> Dataset:
 
 
 def library_loop(model: nn.Module, ds: Dataset, steps: int, warmup: int, bs: int, device: str) -> float:
-    """gensynth.train over exactly `steps` batches, after a warm-up call; wall-clock images/s of the call."""
+    """gensynth.training.train over exactly `steps` batches, after a warm-up call; wall-clock images/s of the call."""
     cfg = TrainConfig(epochs=1, batch_size=bs, device=device)
     train(model, subset(ds, warmup * bs), cfg)
     _sync(resolve_device(device))

@@ -98,13 +98,13 @@ def main() -> int:
     )
     from safetensors.torch import load_file
 
+    from compiler.backend.lower import lower_to_torch
     from compiler.cost import network_cost
-    from compiler.coupling import apply_widths
-    from compiler.factorize import factorizable_convs, factorize_convs
-    from compiler.lower import lower_to_torch
-    from compiler.residual import drop_blocks
-    from compiler.striding import stride_convs
-    from compiler.transfer import transfer_weights
+    from compiler.rewrite.coupling import apply_widths
+    from compiler.rewrite.factorize import factorizable_convs, factorize_convs
+    from compiler.rewrite.residual import drop_blocks
+    from compiler.rewrite.striding import stride_convs
+    from compiler.rewrite.transfer import transfer_weights
 
     b = fashion_bench(ROOT / args.out)
     seeds = [int(s) for s in args.seeds.split(",")]

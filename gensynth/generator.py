@@ -2,7 +2,7 @@
 
 θG holds, per free channel group, a keep-probability for each of the prototype's channels; per skippable
 residual block, a keep-probability; per factorizable conv, the probability of rewriting it as depthwise + 1 x 1
-(compiler.factorize); per stridable conv, the probability of giving it stride 2 (compiler.striding); per declared
+(compiler.rewrite.factorize); per stridable conv, the probability of giving it stride 2 (compiler.rewrite.striding); per declared
 choice, probabilities over its options. A seed s draws one
 uniform number per decision; a channel is kept when u/p is below a threshold λ, which is lowered (one batched
 cost-model call over a grid of λ) until the MAC and parameter requirements hold. So every sample meets the
@@ -20,13 +20,13 @@ import networkx as nx
 import numpy as np
 
 from compiler.cost import batched_costs, compile_costs, network_cost
-from compiler.coupling import apply_widths, channel_plan
 from compiler.diagnostics import NetError
-from compiler.factorize import factorize_convs
 from compiler.ir import architecture_hash, to_dict
 from compiler.printer import print_network
-from compiler.residual import drop_blocks
-from compiler.striding import stride_convs
+from compiler.rewrite.coupling import apply_widths, channel_plan
+from compiler.rewrite.factorize import factorize_convs
+from compiler.rewrite.residual import drop_blocks
+from compiler.rewrite.striding import stride_convs
 from gensynth.requirements import Requirement
 from gensynth.space import SearchSpace, apply_decisions
 

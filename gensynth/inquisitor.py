@@ -15,19 +15,19 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from compiler.backend.lower import lower_to_torch
 from compiler.cost import network_cost
 from compiler.ir import architecture_hash, from_dict
-from compiler.lower import lower_to_torch
-from compiler.transfer import transfer_weights
-from gensynth.checkpoint import save_weights
+from compiler.rewrite.transfer import transfer_weights
 from gensynth.data import Dataset, load_dataset
-from gensynth.device import resolve_device
-from gensynth.evaluate import evaluate
-from gensynth.objectives import objective_for
-from gensynth.probe import probe
-from gensynth.recalibrate import recalibrate_batchnorm
 from gensynth.requirements import parse_requirements
-from gensynth.train import FINE_TUNE_LR, OPTIMIZER_DEFAULTS, TASK_OPTIMIZER, TrainConfig, train
+from gensynth.tasks.objectives import objective_for
+from gensynth.training.checkpoint import save_weights
+from gensynth.training.device import resolve_device
+from gensynth.training.evaluate import evaluate
+from gensynth.training.probe import probe
+from gensynth.training.recalibrate import recalibrate_batchnorm
+from gensynth.training.train import FINE_TUNE_LR, OPTIMIZER_DEFAULTS, TASK_OPTIMIZER, TrainConfig, train
 from gensynth.utility import UTILITIES, information_density, netscore
 
 

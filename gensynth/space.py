@@ -9,13 +9,13 @@ import networkx as nx
 import numpy as np
 
 from compiler.cost import batched_costs, compile_costs, network_cost
-from compiler.coupling import ChannelGroup, ChannelPlan, channel_plan
 from compiler.diagnostics import NetError
-from compiler.factorize import factorizable_convs, factorize_convs
 from compiler.ir import copy_graph
-from compiler.residual import SkippableBlock, drop_blocks, skippable_blocks
+from compiler.rewrite.coupling import ChannelGroup, ChannelPlan, channel_plan
+from compiler.rewrite.factorize import factorizable_convs, factorize_convs
+from compiler.rewrite.residual import SkippableBlock, drop_blocks, skippable_blocks
+from compiler.rewrite.striding import stridable_convs, stride_convs
 from compiler.shapes import infer_shapes
-from compiler.striding import stridable_convs, stride_convs
 
 
 @dataclass(frozen=True, eq=False)
@@ -27,8 +27,8 @@ class SearchSpace:
     plan: ChannelPlan
     groups: tuple[ChannelGroup, ...]  # the free groups (keys of θ's channel probabilities, by str(id))
     blocks: tuple[SkippableBlock, ...]
-    factorizable: tuple[str, ...]  # conv node names (compiler.factorize)
-    stridable: tuple[str, ...]  # conv and depthwise conv node names (compiler.striding)
+    factorizable: tuple[str, ...]  # conv node names (compiler.rewrite.factorize)
+    stridable: tuple[str, ...]  # conv and depthwise conv node names (compiler.rewrite.striding)
     decisions: dict[str, list]  # decision id -> options (first = prototype's)
 
     def group(self, gid: int) -> ChannelGroup:

@@ -114,7 +114,7 @@ network Frozen {
 
 
 def test_magnitude_prior_makes_the_first_cycle_keep_strong_channels(fashion):
-    from compiler.lower import lower_to_torch
+    from compiler.backend.lower import lower_to_torch
     from gensynth.generator import PRIOR_FLOOR, magnitude_prior
 
     g, space = fashion

@@ -1,0 +1,45 @@
+"""In-memory image arrays as every reader returns them, and the checks that all of them share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from compiler.diagnostics import NetError
+
+
+@dataclass(frozen=True)
+class SplitArrays:
+    """What a reader returns: train and test images (uint8 or float, N,C,H,W) and targets, class names, notes."""
+
+    x: np.ndarray
+    y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    class_names: tuple[str, ...] | None
+    notes: tuple[str, ...] = ()
+
+
+def check_pair(where: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate one images/labels pair and bring images to N,C,H,W."""
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise NetError(f"{where}: images must have shape (N, H, W) or (N, C, H, W), got {x.shape}")
+    if x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+        raise NetError(f"{where}: images have shape {x.shape}, which looks channels-last",
+                       notes=["store them as (N, C, H, W), e.g. x.transpose(0, 3, 1, 2)"])
+    if y.ndim != 1:
+        raise NetError(f"{where}: labels must be one-dimensional, got shape {y.shape}")
+    if len(x) != len(y):
+        raise NetError(f"{where}: {len(x)} images but {len(y)} labels")
+    if not np.issubdtype(y.dtype, np.integer):
+        if not (np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0)):
+            raise NetError(f"{where}: labels must be integer class indices, got dtype {y.dtype}")
+        y = y.astype(np.int64)
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise NetError(f"{where}: images must be numeric, got dtype {x.dtype}")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise NetError(f"{where}: images contain NaN or infinite values")
+    return x, y

@@ -1,0 +1,328 @@
+"""The synthesis loop: train the prototype, then cycles of (sample seeds, inquire, update θG), then final training.
+
+Every evaluated candidate is journaled at once, and θG after every cycle, so `resume` continues a killed run
+without redoing or losing a finished candidate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from compiler.diagnostics import NetError
+from compiler.ir import to_dict
+from compiler.printer import print_network
+from gensynth.executor import run_tasks
+from gensynth.generator import (
+    ALLOCATION_SPREAD,
+    FACTORIZE,
+    STRIDE,
+    GeneratorState,
+    Sample,
+    initial_state,
+    magnitude_prior,
+    prototype_hash,
+    sample,
+)
+from gensynth.inquisitor import Budget, Task, inquire
+from gensynth.journal import Journal
+from gensynth.requirements import parse_requirement, parse_requirements
+from gensynth.space import SearchSpace, search_space, smallest_reachable
+from gensynth.update import update_generator
+
+JOURNAL = "journal.sqlite"
+
+
+@dataclass
+class SynthConfig:
+    """A synthesis run; saved in the journal so --resume needs nothing else."""
+
+    data: str
+    requirements: list[str]
+    cycles: int = 4
+    per_cycle: int = 6
+    budget: Budget = field(default_factory=Budget)
+    workers: int = 1
+    utility: str = "netscore"
+    seed: int = 0
+    prototype_epochs: int = 8
+    prototype_weights: str | None = None
+    finalists: int = 2
+    min_fraction: float = 0.1
+    data_options: dict = field(default_factory=dict)
+    allocation_spread: float = ALLOCATION_SPREAD  # per-sample sd of each group's log width factor (θG's exploration)
+    factorize: float = FACTORIZE  # θG's initial probability of factorizing each factorizable conv (0: never)
+    stride: float = STRIDE  # θG's initial probability of giving each stridable conv stride 2 (0: never)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> SynthConfig:
+        data = dict(data)
+        data["budget"] = Budget(**data["budget"])
+        data.setdefault("stride", 0.0)  # journals from before --stride never strided
+        return cls(**data)
+
+
+def candidate_seed(run_seed: int, cycle: int, index: int) -> int:
+    """A seed per candidate, derived from its position alone (never from a shared stream)."""
+    digest = hashlib.sha256(f"{run_seed}:{cycle}:{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def pareto_front(records: list[dict], x: str = "macs", y: str = "score") -> list[dict]:
+    """Records not dominated by another (fewer or equal x and higher or equal y, one strictly)."""
+    front = []
+    for r in sorted(records, key=lambda r: (r[x], -r[y])):
+        if not front or r[y] > front[-1][y]:
+            front.append(r)
+    return front
+
+
+def make_task(key: str, cycle: int, s: Sample, space: SearchSpace, cfg: SynthConfig, weights: Path,
+              final: bool = False, save_to: str | None = None) -> Task:
+    groups = {}
+    for grp in space.groups:
+        members = [m for m in grp.members if m in s.graph]
+        if members:
+            groups[str(grp.id)] = members
+    return Task(key=key, cycle=cycle, seed=s.seed, child=to_dict(s.graph), kept=s.kept, groups=groups,
+                parent=to_dict(space.prototype), parent_weights=str(weights), data=cfg.data,
+                data_options=cfg.data_options, budget=cfg.budget, requirements=tuple(cfg.requirements),
+                utility=cfg.utility, final=final, save_to=save_to, decisions=s.decisions())
+
+
+class Run:
+    """One run directory: journal, generator.json, prototype weights, FermiNets, report."""
+
+    def __init__(self, out: Path, prototype, cfg: SynthConfig, resume: bool,
+                 on_event: Callable[[str, dict], None] | None = None):
+        self.out = Path(out)
+        self.cfg = cfg
+        self.on_event = on_event or (lambda kind, payload: None)
+        self.reqs = parse_requirements(cfg.requirements)
+        self.space = search_space(prototype)
+        self.text = print_network(prototype)
+        exists = (self.out / JOURNAL).exists()
+        if exists and not resume:
+            raise NetError(f"{self.out} already holds a synthesis run; continue it with --resume {self.out}, "
+                           "or choose another --out")
+        if resume and not exists:
+            raise NetError(f"nothing to resume in {self.out}: it has no {JOURNAL}")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.journal = Journal(self.out / JOURNAL)
+        stored = self.journal.get_meta("prototype_hash")
+        if stored is not None and stored != prototype_hash(self.text):
+            raise NetError(f"{self.out} holds a run of another prototype ({self.journal.get_meta('network')}); "
+                           "resume it with the same prototype, or choose another --out")
+        if stored is None:
+            self.journal.set_meta("prototype_hash", prototype_hash(self.text))
+            self.journal.set_meta("prototype", self.text)
+            self.journal.set_meta("network", prototype.graph["name"])
+            self.journal.set_meta("config", cfg.to_json())
+
+    def check_data(self) -> None:
+        """The prototype must fit the data's task, and every trained requirement must be a metric of that task."""
+        from gensynth.data import load_dataset
+        from gensynth.tasks.objectives import METRICS, TASK_WORDS, check_fits
+
+        data = load_dataset(self.cfg.data, **self.cfg.data_options)
+        g = self.space.prototype
+        outputs = {name: tuple(g.nodes[node]["shape"]) for name, node in g.graph["outputs"].items()}
+        check_fits(tuple(g.nodes[g.graph["inputs"][0]]["shape"]), outputs, data)
+        for r in self.reqs:
+            if r.stage == "trained" and r.metric != "netscore" and r.metric not in METRICS[data.task]:
+                raise NetError(f"requirement '{r.text}' asks for {r.metric}, which {TASK_WORDS[data.task]} on "
+                               f"{data.name} does not measure", notes=[
+                                   f"{TASK_WORDS[data.task]} measures: {', '.join(METRICS[data.task])}"])
+        if self.cfg.budget.distill > 0 and data.task != "classify":
+            raise NetError(f"distillation is for classification only; {data.name} is {TASK_WORDS[data.task]}",
+                           notes=["leave out --distill"])
+
+    def check_feasible(self) -> dict:
+        """Structural requirements the smallest reachable network still breaks are an error before any training."""
+        smallest = smallest_reachable(self.space, self.cfg.min_fraction, factorize=self.cfg.factorize > 0,
+                                      stride=self.cfg.stride > 0)
+        for r in self.reqs:
+            if r.metric in smallest and not r.holds(smallest[r.metric]):
+                raise NetError(f"requirement '{r.text}' cannot be met: the smallest network the generator can "
+                               f"reach from this prototype has {r.metric} = {smallest[r.metric]:,.0f}",
+                               notes=["relax the requirement, lower --min-fraction, or start from a smaller prototype"])
+        return smallest
+
+    def prototype_weights(self) -> tuple[Path, dict]:
+        """Train the prototype (or take --weights) once; its record is journaled."""
+        path = self.out / "prototype.safetensors"
+        record = self.journal.candidate("prototype")
+        if record is not None and path.exists():
+            return path, record
+        space, cfg = self.space, self.cfg
+        full = Sample(seed=cfg.seed, graph=space.prototype, kept={}, widths={}, dropped=(), picks={}, macs=0,
+                      params=0, memory=0, meets=True, arch="")
+        if cfg.prototype_weights:
+            from compiler.backend.lower import lower_to_torch
+            from gensynth.training.checkpoint import load_weights, save_weights
+
+            model = lower_to_torch(space.prototype)
+            load_weights(model, cfg.prototype_weights)
+            save_weights(model, path)
+        else:
+            from compiler.backend.lower import lower_to_torch
+            from gensynth.data import load_dataset
+            from gensynth.training.checkpoint import save_weights
+            from gensynth.training.train import TrainConfig, train
+
+            self.on_event("prototype_training", {"epochs": cfg.prototype_epochs})
+            import torch
+
+            data = load_dataset(cfg.data, **cfg.data_options)
+            torch.manual_seed(cfg.seed)  # initial weights from the run's seed, not from what ran before
+            model = lower_to_torch(space.prototype)
+            no_test = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
+            train(model, no_test, TrainConfig(epochs=cfg.prototype_epochs, seed=cfg.seed, device=cfg.budget.device),
+                  on_epoch=lambda stats: self.on_event("prototype_epoch", {"stats": stats}))
+            save_weights(model, path)
+        # measured exactly as the finalists are, with its own weights
+        task = make_task("prototype", -1, full, space, cfg, path)
+        record = inquire_without_training(task)
+        self.journal.add_candidate("prototype", -1, cfg.seed, record["arch"], record)
+        return path, record
+
+    def generator(self) -> GeneratorState:
+        latest = self.journal.latest_generator()
+        if latest is not None:
+            return GeneratorState.from_json(latest[1], f"{self.out / JOURNAL} (generator)")
+        from safetensors.numpy import load_file
+
+        prior = magnitude_prior(self.space, load_file(str(self.out / "prototype.safetensors")))
+        state = initial_state(self.space, self.reqs, self.cfg.utility, self.cfg.min_fraction, prior,
+                              spread=self.cfg.allocation_spread, factorize=self.cfg.factorize,
+                              stride=self.cfg.stride)
+        state.weights = "prototype.safetensors"
+        self.journal.save_generator(0, state.to_json())
+        return state
+
+    def search(self, state: GeneratorState, weights: Path) -> GeneratorState:
+        cfg = self.cfg
+        while state.cycle < cfg.cycles:
+            cycle = state.cycle
+            done = {r["key"]: r for r in self.journal.candidates(cycle)}
+            tasks = []
+            for i in range(cfg.per_cycle):
+                key = f"{cycle}:{i}"
+                if key in done:
+                    continue
+                s = sample(state, self.space, candidate_seed(cfg.seed, cycle, i), self.reqs)
+                tasks.append(make_task(key, cycle, s, self.space, cfg, weights))
+            self.on_event("cycle_start", {"cycle": cycle, "todo": len(tasks), "done": len(done)})
+
+            def finished(task: Task, record: dict) -> None:
+                self.journal.add_candidate(task.key, task.cycle, task.seed, record["arch"], record)
+                self.on_event("candidate", record)
+
+            run_tasks(tasks, cfg.workers, finished)
+            records = self.journal.candidates(cycle)
+            state = update_generator(state, self.space, records, self.reqs)
+            self.journal.save_generator(state.cycle, state.to_json())
+            state.save(self.out / "generator.json")
+            self.on_event("cycle_end", {"cycle": cycle, "records": records, "state": state})
+        state.save(self.out / "generator.json")
+        return state
+
+    def finals(self, state: GeneratorState, weights: Path) -> list[dict]:
+        """Fully train the best distinct candidates (by utility among those meeting the structural requirements)."""
+        cfg = self.cfg
+        searched = [r for r in self.journal.candidates() if r.get("cycle", -1) >= 0 and not r.get("final")]
+        structural = [r for r in searched
+                      if not any(parse_requirement(m).stage != "trained" for m in r.get("missed", []))]
+        pool = structural or searched
+        chosen, seen = [], set()
+        for r in sorted(pool, key=lambda r: -r["utility"]):
+            if r["arch"] not in seen:
+                seen.add(r["arch"])
+                chosen.append(r)
+            if len(chosen) == cfg.finalists:
+                break
+        results = []
+        for rank, r in enumerate(chosen):
+            key = f"final:{r['arch']}"
+            done = self.journal.candidate(key)
+            if done is not None:
+                results.append(done)
+                continue
+            s = sample(state_for_record(self.journal, r), self.space, r["seed"], self.reqs)
+            name = f"fermi-{rank + 1}"
+            task = make_task(key, r["cycle"], s, self.space, cfg, weights, final=True,
+                             save_to=str(self.out / f"{name}.safetensors"))
+            self.on_event("final_start", {"name": name, "arch": r["arch"]})
+            record = inquire(task)
+            record["name"] = name
+            (self.out / f"{name}.net").write_text(print_network(renamed(s.graph, name)))
+            self.journal.add_candidate(key, r["cycle"], r["seed"], record["arch"], record)
+            self.on_event("final", record)
+            results.append(record)
+        return results
+
+
+def renamed(g, name: str):
+    """The network with a new name (for fermi-N.net files)."""
+    from compiler.ir import copy_graph
+
+    out = copy_graph(g)
+    out.graph["name"] = "".join(part.capitalize() for part in name.replace("-", "_").split("_"))
+    return out
+
+
+def state_for_record(journal: Journal, record: dict) -> GeneratorState:
+    """θG as it was when the record's candidate was sampled (so its seed regenerates the same network)."""
+    row = journal.db.execute("SELECT state FROM generator WHERE cycle=?", (record["cycle"],)).fetchone()
+    return GeneratorState.from_json(json.loads(row[0]))
+
+
+def inquire_without_training(task: Task) -> dict:
+    """Measure a network with the weights it has (the prototype): accuracy, cost, latency, utility."""
+    return inquire(dataclasses.replace(task, final=True, budget=dataclasses.replace(task.budget, final_epochs=0)))
+
+
+@dataclass
+class SynthResult:
+    out: Path
+    prototype: dict
+    finals: list[dict]
+    candidates: list[dict]
+    front: list[dict]
+    state: GeneratorState
+    report: Path
+
+
+def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
+               on_event: Callable[[str, dict], None] | None = None) -> SynthResult:
+    """Run (or continue) generative synthesis from a prototype IR; everything lands in `out`."""
+    import time
+
+    from gensynth.report import write_report
+
+    run = Run(out, prototype, cfg, resume, on_event)
+    started = run.journal.get_meta("wall_s") or 0.0
+    t0 = time.perf_counter()
+    try:
+        run.check_data()
+        run.check_feasible()
+        weights, proto_record = run.prototype_weights()
+        run.on_event("prototype", proto_record)
+        state = run.search(run.generator(), weights)
+        finals = run.finals(state, weights)
+        candidates = [r for r in run.journal.candidates() if r.get("cycle", -1) >= 0 and not r.get("final")]
+        front = pareto_front(candidates)
+        wall = started + time.perf_counter() - t0
+        report = write_report(run.out, prototype.graph["name"], cfg.requirements, proto_record, finals, candidates,
+                              front, wall)
+        return SynthResult(run.out, proto_record, finals, candidates, front, state, report)
+    finally:
+        run.journal.set_meta("wall_s", started + time.perf_counter() - t0)
+        run.journal.close()

@@ -1,0 +1,159 @@
+"""netdsl cost: MACs, parameters and activation memory per layer (or per block) and in total."""
+
+from __future__ import annotations
+
+import re
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from compiler.diagnostics import NetError
+from netdsl.cli.arguments import add_network_arguments, load_from_args, print_json
+
+BAR_WIDTH = 6
+
+
+def register(sub) -> None:
+    p = sub.add_parser("cost", help="count MACs, parameters and activation memory", description=__doc__)
+    add_network_arguments(p)
+    p.add_argument("--input", action="append", default=[], metavar="[NAME=]NxCxHxW",
+                   help="cost at another input size, e.g. 1x3x160x160 (name the input when there are several; "
+                        "N scales MACs, other ops and activations)")
+    p.add_argument("--depth", type=int, metavar="N", help="one row per block: group layers by their first N name parts")
+    p.add_argument("--dtype-bytes", type=int, default=4, metavar="B", help="bytes per activation element (default 4)")
+    p.add_argument("--json", action="store_true", help="per-node and total figures as JSON")
+    p.set_defaults(run=run)
+
+
+def human(n: int, unit: str = "") -> str:
+    """3 significant digits with k/M/G/T: (1814073344, "MACs") -> '1.81 G MACs'."""
+    text = str(n)
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            text = f"{n / scale:.3g} {prefix}"
+            break
+    return f"{text} {unit}".strip()
+
+
+def human_bytes(n: int) -> str:
+    """Decimal units: 1 MB = 10**6 bytes."""
+    for scale, prefix in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+        if n >= scale:
+            return f"{n / scale:.3g} {prefix}"
+    return f"{n} B"
+
+
+def parse_input(text: str, inputs: list[str], shapes: dict[str, list[int]]) -> tuple[str, int, tuple[int, ...]]:
+    """'[NAME=]NxCxHxW' -> (input name, batch, per-sample shape); NetError for a bad size."""
+    name, _, dims = text.rpartition("=")
+    if not name:
+        if len(inputs) != 1:
+            raise NetError(f"--input {text}: the network has {len(inputs)} inputs ({', '.join(inputs)}); "
+                           "name one: --input NAME=NxCxHxW")
+        name = inputs[0]
+    if name not in inputs:
+        raise NetError(f"--input {text}: the network has no input '{name}' (inputs: {', '.join(inputs)})")
+    want = "NxCxHxW" if len(shapes[name]) == 3 else "Nx" + "x".join(f"D{i + 1}" for i in range(len(shapes[name])))
+    if not re.fullmatch(r"-?\d+(x-?\d+)*", dims.strip()):
+        raise NetError(f"--input {text}: expected {want}, e.g. 1x3x224x224")
+    sizes = [int(s) for s in dims.strip().split("x")]
+    if len(sizes) != len(shapes[name]) + 1:
+        raise NetError(f"--input {text}: expected {want} ({len(shapes[name]) + 1} sizes) for input '{name}' "
+                       f"{shapes[name]}, got {len(sizes)} sizes")
+    if any(s <= 0 for s in sizes):
+        raise NetError(f"--input {text}: sizes must be positive")
+    return name, sizes[0], tuple(sizes[1:])
+
+
+def resize(g, specs: list[str]):
+    """The network at the --input sizes, and the batch size (1 unless given)."""
+    from compiler.cost import with_input_shapes
+
+    shapes = {n: g.nodes[n]["attrs"]["shape"] for n in g.graph["inputs"]}
+    parsed = [parse_input(s, list(g.graph["inputs"]), shapes) for s in specs]
+    batches = {b for _, b, _ in parsed}
+    if len(batches) > 1:
+        raise NetError(f"--input: every input needs the same batch size, got {sorted(batches)}")
+    if not parsed:
+        return g, 1
+    return with_input_shapes(g, {name: shape for name, _, shape in parsed}), batches.pop()
+
+
+def block_rows(g, report, depth: int | None, batch: int) -> list[dict]:
+    """Per-node figures, or summed per name prefix of `depth` parts; MACs/other ops/activations times batch."""
+    rows: dict[str, dict] = {}
+    for node in report.nodes():
+        name = node["name"]
+        key = ".".join(name.split(".")[:depth]) if depth else name
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = {"name": key, "op": node["op"], "layers": 0, "macs": 0, "params": 0,
+                               "buffers": 0, "other_ops": 0, "activation_elements": 0, "activation_bytes": 0}
+        row["layers"] += 1
+        if key != name:
+            row["op"] = g.graph.get("scopes", {}).get(key) or f"{row['layers']} layers"
+        row["shape"] = list(g.nodes[name]["shape"])
+        for f in ("macs", "other_ops", "activation_elements", "activation_bytes"):
+            row[f] += node[f] * batch
+        row["params"] += node["params"]
+        row["buffers"] += node["buffers"]
+    return list(rows.values())
+
+
+def totals(report, batch: int) -> dict:
+    t = report.totals()
+    for f in ("macs", "other_ops", "activation_elements", "activation_bytes", "peak_activation_elements",
+              "peak_activation_bytes"):
+        t[f] *= batch
+    return t
+
+
+def render(g, rows: list[dict], total: dict, label: str) -> Table:
+    table = Table(title=g.graph["name"], show_footer=True, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column(label, footer="total", overflow="fold", min_width=10)
+    table.add_column("op", overflow="ellipsis", no_wrap=True, max_width=10)
+    table.add_column("shape", no_wrap=True)
+    table.add_column("MACs", justify="right", footer=human(total["macs"]), no_wrap=True)
+    table.add_column("params", justify="right", footer=human(total["params"]), no_wrap=True)
+    table.add_column("output", justify="right", footer=human_bytes(total["activation_bytes"]), no_wrap=True)
+    table.add_column("MACs share", footer="100%", no_wrap=True, min_width=BAR_WIDTH + 6)
+    for row in rows:
+        share = row["macs"] / total["macs"] if total["macs"] else 0.0
+        bar = "█" * round(share * BAR_WIDTH)
+        table.add_row(row["name"], row["op"], "x".join(map(str, row["shape"])),
+                      human(row["macs"]) if row["macs"] else "", human(row["params"]) if row["params"] else "",
+                      human_bytes(row["activation_bytes"]), f"[magenta]{bar:<{BAR_WIDTH}}[/magenta]{share:6.1%}")
+    return table
+
+
+def summary(g, total: dict, inputs: str, dtype_bytes: int) -> str:
+    return (f"{g.graph['name']}: {human(total['macs'], 'MACs')}, {human(total['params'], 'params')} "
+            f"(+{human(total['buffers'], 'buffer elements')}), {human(total['other_ops'], 'other ops')}; "
+            f"peak activations {human_bytes(total['peak_activation_bytes'])} ({dtype_bytes} B/element); "
+            f"input {inputs}")
+
+
+def run(args) -> int:
+    if args.dtype_bytes <= 0:
+        raise NetError(f"--dtype-bytes must be positive, got {args.dtype_bytes}")
+    if args.depth is not None and args.depth <= 0:
+        raise NetError(f"--depth must be positive, got {args.depth}")
+    from compiler.cost import compile_costs, cost_of  # numba loads only for the commands that count
+
+    g, batch = resize(load_from_args(args), args.input)
+    report = cost_of(compile_costs(g), args.dtype_bytes)
+    total = totals(report, batch)
+    inputs = ", ".join(f"{n} " + "x".join(map(str, (batch, *g.nodes[n]["shape"]))) for n in g.graph["inputs"])
+    if args.json:
+        data = {"network": g.graph["name"], "inputs": {n: [batch, *g.nodes[n]["shape"]] for n in g.graph["inputs"]},
+                "dtype_bytes": args.dtype_bytes, "totals": total, "nodes": block_rows(g, report, None, batch)}
+        if args.depth:
+            data["blocks"] = block_rows(g, report, args.depth, batch)
+        print_json(data)
+        return 0
+    console = Console(highlight=False)
+    rows = block_rows(g, report, args.depth, batch)
+    console.print(render(g, rows, total, "block" if args.depth else "layer"))
+    console.print(summary(g, total, inputs, args.dtype_bytes))
+    return 0

@@ -1,0 +1,55 @@
+"""netdsl generate: write networks from a learned generator; a seed gives the same network every time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from netdsl.cli.arguments import print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("generate", help="generate networks from a learned generator.json", description=__doc__)
+    p.add_argument("generator", help="generator.json written by netdsl synth")
+    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--count", type=int, default=1, help="how many networks (seeds seed, seed+1, ...)")
+    p.add_argument("-o", "--out", required=True, help="output directory")
+    p.add_argument("--train", action="store_true", help="fine-tune each network and check the accuracy requirement")
+    p.add_argument("--data", default="fashion-mnist", help="dataset spec for --train")
+    p.add_argument("--epochs", type=int, default=3, help="fine-tune epochs with --train (default 3)")
+    p.add_argument("--lr", type=float, help="fine-tuning learning rate (default 0.02 with sgd, 0.001 with adamw)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--limit-train", type=int)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from compiler.diagnostics import NetError
+    from gensynth.generate import generate_networks
+
+    if args.count < 1:
+        raise NetError(f"--count must be at least 1, got {args.count}")
+    console = Console(stderr=True, highlight=False)
+    records = generate_networks(
+        Path(args.generator), range(args.seed, args.seed + args.count), Path(args.out),
+        train_data=args.data if args.train else None, epochs=args.epochs, lr=args.lr, device=args.device,
+        limit_train=args.limit_train,
+        on_network=None if args.json else lambda r: console.print(
+            f"seed {r['seed']}: {r['file']} ({r['macs'] / 1e6:.2f} M MACs, {r['params'] / 1e3:.1f} K params"
+            + (f", val {r['metric']} {r['score']:.2%}" if "score" in r else "") + ")"))
+    if args.json:
+        print_json(records)
+        return 0
+    table = Table(title=f"{len(records)} networks from {args.generator}")
+    for col in ("seed", "file", "MACs", "params", "arch", "meets requirements"):
+        table.add_column(col)
+    for r in records:
+        table.add_row(str(r["seed"]), r["file"], f"{r['macs'] / 1e6:.2f} M", f"{r['params'] / 1e3:.1f} K", r["arch"],
+                      "yes" if r["meets"] else "no: " + ", ".join(r["missed"]))
+    Console(highlight=False).print(table)
+    distinct = len({r["arch"] for r in records})
+    Console(highlight=False).print(f"{distinct} distinct architectures out of {len(records)}")
+    return 0

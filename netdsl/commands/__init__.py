@@ -1,1 +1,0 @@
-"""One module per CLI subcommand: register(subparsers) adds its arguments, args.run(args) does the work."""

@@ -1,0 +1,40 @@
+import json
+
+from netdsl.cli.main import main
+from tests.gensynth.synth_fixtures import TINY_NET, write_npz
+
+
+def test_train_then_eval_on_the_command_line(tmp_path, capsys):
+    data = write_npz(tmp_path / "d.npz")
+    net = tmp_path / "tiny.net"
+    net.write_text(TINY_NET)
+    out = tmp_path / "run"
+    assert main(["train", str(net), "--data", data, "--epochs", "2", "--batch-size", "32", "--device", "cpu",
+                 "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["epochs"] == 2 and 0 <= summary["test_acc"] <= 1
+    for name in ("weights.safetensors", "metrics.json", "model.net", "canonical.net"):
+        assert (out / name).exists(), name
+    assert main(["eval", str(net), "--weights", str(out / "weights.safetensors"), "--data", data, "--device", "cpu",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    confusion = result["confusion"]
+    assert len(confusion) == 4 and all(len(row) == 4 for row in confusion)
+    assert sum(map(sum, confusion)) == result["count"]
+    assert abs(result["accuracy"] - summary["test_acc"]) < 1e-9  # the same weights on the same test split
+
+
+def test_training_input_errors_exit_2(tmp_path, capsys):
+    data = write_npz(tmp_path / "d.npz")
+    net = tmp_path / "tiny.net"
+    net.write_text(TINY_NET.replace("classes=4", "classes=10"))
+    assert main(["train", str(net), "--data", data, "--epochs", "1", "--out", str(tmp_path / "r")]) == 2
+    assert "10 output classes" in capsys.readouterr().err
+    assert main(["train", str(net), "--data", "mnist-ish", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "fashion-mnist" in err and "npz:" in err and "Traceback" not in err
+    assert main(["train", str(net), "--data", f"idx:{tmp_path / 'nowhere'}", "--out", str(tmp_path / "r")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    net.write_text(TINY_NET)
+    assert main(["eval", str(net), "--weights", str(tmp_path / "missing.safetensors"), "--data", data]) == 2
+    assert "weights file not found" in capsys.readouterr().err
