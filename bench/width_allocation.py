@@ -11,9 +11,9 @@ and 2 at one fraction, stage 1 at half the uniform fraction with stages 2 and 3 
 network without stage 1's residual conv (a skippable block: 7.2 M MACs, a third of the prototype's) at one
 fraction everywhere, the same with stage 3 kept whole, the network without both residual convs at one
 fraction, the network whose four 3x3 convs after the stem are factorized into depthwise 3x3 + 1x1
-(compiler/factorize.py; synthesis with --factorize) at one fraction, and the networks with the stem at stride 2
+(compiler/rewrite/factorize.py; synthesis with --factorize) at one fraction, and the networks with the stem at stride 2
 (every layer after it at half the resolution, a quarter of the MACs per channel) and with the stem and stage 2's
-first conv at stride 2 (compiler/striding.py; synthesis with --stride) at one fraction. `--recipe inherit` (the default) fine-tunes the highest-L2 channels of the prototype F epochs;
+first conv at stride 2 (compiler/rewrite/striding.py; synthesis with --stride) at one fraction. `--recipe inherit` (the default) fine-tunes the highest-L2 channels of the prototype F epochs;
 `--recipe scratch` trains each network from scratch for P + F epochs (bench/peers.py's finalist recipe). If the
 allocations differ by more than the noise, a search over them has something to find. Choose on validation.
 """
