@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import NamedTuple
 
 
@@ -33,6 +35,12 @@ def source_line(span: Span) -> str | None:
     if 1 <= span.line <= len(lines):
         return lines[span.line - 1]
     return None
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> list[str]:
+    """A 'did you mean' note for a misspelt name (the closest known names), or none."""
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    return [f"did you mean {' or '.join(repr(c) for c in close)}?"] if close else []
 
 
 class NetError(Exception):

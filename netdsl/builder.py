@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from compiler.diagnostics import NetError, Span
+from compiler.diagnostics import NetError, Span, did_you_mean
 from compiler.ir import add_node, new_graph
 from compiler.ops import OPS, REQUIRED, VARIADIC, check_value
 from compiler.shapes import infer_node_shape, split_sizes
 from netdsl import syntax as ast
-from netdsl.values import ARITH, FUNCTIONS, Choice, Value, describe, did_you_mean, is_number
+from netdsl.values import ARITH, FUNCTIONS, Choice, Value, describe, is_number
 
 MAX_NODES = 100_000  # a guard against runaway repeat counts: real networks have a few thousand at most
 

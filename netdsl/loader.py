@@ -7,12 +7,11 @@ from pathlib import Path
 
 import networkx as nx
 
-from compiler.diagnostics import NetError
+from compiler.diagnostics import NetError, did_you_mean
 from compiler.validate import validate
 from netdsl import syntax as ast
 from netdsl.builder import Builder
 from netdsl.parser import parse_text
-from netdsl.values import did_you_mean
 
 STDLIB_PACKAGE = "netdsl.stdlib"
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from functools import cache
-from importlib import resources
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.lexer import PatternStr
 
 from compiler.diagnostics import NetError, Span, register_source
+from grammars import grammar_text
 from netdsl import syntax as ast
 
 # Words for the terminals a user may be told were expected.
@@ -29,12 +29,6 @@ OPERATOR_WORDS = frozenset({"'+'", "'-'", "'*'", "'/'", "'//'", "'%'"})
 WORD_RANK = {w: i for i, w in enumerate(
     ["'}'", "')'", "']'", "'->'", "','", "'='", "':'", "'{'", "'('", "a name", "a number", "a string", "'['"]
 )}
-
-
-@cache
-def grammar_text(name: str) -> str:
-    """The text of a grammar shipped in the `grammars` package."""
-    return resources.files("grammars").joinpath(name).read_text(encoding="utf-8")
 
 
 @cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 
@@ -45,12 +44,6 @@ ARITH = {
     "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
     "/": lambda a, b: a / b, "//": lambda a, b: a // b, "%": lambda a, b: a % b,
 }
-
-
-def did_you_mean(name: str, candidates) -> list[str]:
-    """A 'did you mean' note, or none."""
-    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
-    return [f"did you mean {' or '.join(repr(c) for c in close)}?"] if close else []
 
 
 def describe(v) -> str:
