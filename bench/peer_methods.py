@@ -21,7 +21,9 @@ import numpy as np
 import torch
 from torch.nn import functional
 
+from compiler.backend.atomic import atomic_write
 from compiler.backend.lower import lower_to_torch
+from compiler.backend.weights import load_weights_file, save_weights
 from compiler.cost import batched_costs, compile_costs, network_cost
 from compiler.ir import architecture_hash
 from compiler.printer import print_network
@@ -32,7 +34,6 @@ from gensynth.inquisitor import Budget, fine_tune_config, inquire
 from gensynth.journal import Journal
 from gensynth.loop import JOURNAL, SynthConfig, candidate_seed, make_task, synthesize
 from gensynth.space import search_space
-from gensynth.training.checkpoint import atomic_write, load_weights, save_weights
 from gensynth.training.train import TrainConfig, evaluate, train
 
 INQUIRING = ("synth", "random")  # the methods whose fine-tunes run in gensynth's inquisitor
@@ -255,7 +256,7 @@ def train_from_scratch(b: Bench, model: torch.nn.Module, seed: int) -> tuple[flo
 def write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, indent=1)
-    atomic_write(path, lambda p: p.write_text(text))
+    atomic_write(path, text)
 
 
 def log(msg: str) -> None:
@@ -301,7 +302,7 @@ def run_synthesis(b: Bench, proto: dict, target: int, k: int, seed: int) -> dict
 
     def event(kind: str, payload: dict) -> None:
         if kind in ("candidate", "final"):
-            log(f"  {kind} {payload['key']}: {payload['macs'] / 1e6:.2f} M MACs, val {payload['val_acc']:.2%}")
+            log(f"  {kind} {payload.key}: {payload.macs / 1e6:.2f} M MACs, val {payload.val['acc']:.2%}")
 
     result = synthesize(b.net, cfg, out, resume=(out / JOURNAL).exists(), on_event=event)
     final = result.finals[0]
@@ -310,8 +311,8 @@ def run_synthesis(b: Bench, proto: dict, target: int, k: int, seed: int) -> dict
     journal.close()
     from netdsl.loader import load_network
 
-    g = load_network(str(out / f"{final['name']}.net"))
-    return record("synth", g, final["val_acc"], final["test_acc"], wall, search_candidates=len(result.candidates),
+    g = load_network(str(out / f"{final.name}.net"))
+    return record("synth", g, final.val["acc"], final.test["acc"], wall, search_candidates=len(result.candidates),
                   run=str(out))
 
 
@@ -347,7 +348,7 @@ def run_random(b: Bench, proto: dict, target: int, k: int, seed: int) -> dict:
         key = f"random:{i}"
         if key in done:
             continue
-        rec = inquire(make_task(key, 0, sample(i, widths), b.space, cfg, weights))
+        rec = inquire(make_task(key, 0, sample(i, widths), b.space, cfg, weights)).to_json()
         rec.pop("importance", None)
         rec["index"] = i
         done[key] = rec
@@ -357,7 +358,7 @@ def run_random(b: Bench, proto: dict, target: int, k: int, seed: int) -> dict:
     best = max((done[f"random:{i}"] for i in range(len(all_widths))), key=lambda r: r["val_acc"])
     s = sample(best["index"], all_widths[best["index"]])
     final = inquire(make_task("final", 0, s, b.space, cfg, weights, final=True,
-                              save_to=str(out / "final.safetensors")))
+                              save_to=str(out / "final.safetensors"))).to_json()
     log(f"  final: {final['macs'] / 1e6:.2f} M MACs, val {final['val_acc']:.2%}, test {final['test_acc']:.2%}")
     wall = sum(done[f"random:{i}"]["wall_s"] for i in range(len(all_widths))) + final["wall_s"]
     return record("random", s.graph, final["val_acc"], final["test_acc"], wall, search_candidates=len(all_widths),
@@ -381,7 +382,7 @@ def run_torch_pruning(b: Bench, proto: dict, target: int, k: int, seed: int, imp
     t0 = time.perf_counter()
     ds = b.dataset()
     model = lower_to_torch(b.net)
-    load_weights(model, proto["weights"])
+    load_weights_file(model, proto["weights"])
     model.eval()
     example = torch.randn(1, *b.input_shape())
     # keep what netdsl keeps fixed (the classifier: its outputs are the classes)

@@ -30,13 +30,13 @@ from latency import latency_side_by_side  # noqa: E402
 from peer_methods import Bench, log, uniform_widths, without_test, write_json  # noqa: E402
 
 from compiler.backend.lower import lower_to_torch  # noqa: E402
+from compiler.backend.weights import save_weights  # noqa: E402
 from compiler.cost import network_cost  # noqa: E402
 from compiler.printer import print_network  # noqa: E402
 from compiler.rewrite.coupling import apply_widths  # noqa: E402
 from gensynth.inquisitor import Budget  # noqa: E402
 from gensynth.loop import JOURNAL, SynthConfig, synthesize  # noqa: E402
 from gensynth.tasks.objectives import objective_for  # noqa: E402
-from gensynth.training.checkpoint import save_weights  # noqa: E402
 from gensynth.training.evaluate import evaluate  # noqa: E402
 from gensynth.training.train import TrainConfig, train  # noqa: E402
 from netdsl.loader import load_network  # noqa: E402
@@ -107,9 +107,9 @@ def run_task(task: str, args) -> dict:
         run = out / "synth"
         t0 = time.perf_counter()
         result = synthesize(net, cfg, run, resume=(run / JOURNAL).exists(), on_event=lambda kind, r: log(
-            f"  {kind} {r.get('key', '')}: {r['macs'] / 1e6:.1f} M MACs, val {metric} {r['score']:.2%}")
+            f"  {kind} {r.key}: {r.macs / 1e6:.1f} M MACs, val {metric} {r.score:.2%}")
             if kind in ("candidate", "final") else None)
-        final = result.finals[0]
+        final = result.finals[0].to_json()
         return {"net": (run / f"{final['name']}.net").read_text(), "macs": final["macs"], "params": final["params"],
                 "wall_s": time.perf_counter() - t0, "candidates": len(result.candidates), "meets": final["meets"],
                 **{k: v for k, v in final.items() if k.startswith(("val_", "test_"))}}

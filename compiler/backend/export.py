@@ -11,7 +11,7 @@ import torch
 
 from compiler.backend.codegen import module_source
 from compiler.backend.lower import LoweredNetwork, lower_to_torch
-from compiler.backend.weights import load_weights, read_weights
+from compiler.backend.weights import load_weights_file
 from compiler.diagnostics import NetError
 
 TARGETS = ("onnx", "torchscript", "pytorch")
@@ -73,7 +73,7 @@ def export_network(graph: nx.DiGraph, target: str, out: str | Path, weights: str
     check_target(target)
     module = lower_to_torch(graph)
     if weights is not None:
-        load_weights(module, read_weights(weights), str(weights))
+        load_weights_file(module, weights)
     try:
         if target == "onnx":
             export_onnx(module, out)

@@ -1,5 +1,5 @@
-"""Weights on disk into a module: safetensors or a torch state dict, read without running code, with every
-mismatch named. One implementation for export (compiler) and training, eval and synthesis (gensynth)."""
+"""Weights on disk: saved atomically as safetensors; read from safetensors or a torch state dict without running
+code, with every mismatch named. One implementation for export (compiler) and training, eval and synthesis."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
+from compiler.backend.atomic import atomic_write
 from compiler.diagnostics import NetError
 
 
@@ -41,7 +42,8 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def load_weights(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str = "the weights") -> None:
+def load_state_dict_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor],
+                           source: str = "the weights") -> None:
     """Load a state dict strictly; a NetError counts and names every shape mismatch, missing and unexpected key."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
@@ -60,5 +62,12 @@ def load_weights(module: torch.nn.Module, state: Mapping[str, torch.Tensor], sou
 
 
 def load_weights_file(module: torch.nn.Module, path: str | Path) -> None:
-    """read_weights + load_weights."""
-    load_weights(module, read_weights(path), str(path))
+    """Load a weights file (safetensors or a torch state dict) into the module, naming every mismatch."""
+    load_state_dict_strict(module, read_weights(path), str(path))
+
+
+def save_weights(module: torch.nn.Module, path: str | Path) -> None:
+    """Atomically save the state dict as safetensors (contiguous CPU copies, so tied weights work)."""
+    state = {k: v.detach().to("cpu", copy=True).contiguous()
+             for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)}
+    atomic_write(path, safetensors.torch.save(state))  # bytes, so the file gets the usual umask permissions

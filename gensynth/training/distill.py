@@ -12,21 +12,19 @@ from torch import nn
 from torch.nn import functional
 
 from gensynth.tasks.objectives import select_output
-from gensynth.training.device import autocast
+from gensynth.training.device import autocast, training_mode
 
 
 @torch.no_grad()
 def teacher_logits(teacher: nn.Module, x: torch.Tensor, device: torch.device, output: str | None = None,
                    batch_size: int = 512, amp: torch.dtype | None = None) -> torch.Tensor:
     """The teacher's logits for every image of x (float32, on x's device), in eval mode."""
-    was_training = teacher.training
-    teacher.eval()
     chunks = []
-    for i in range(0, len(x), batch_size):
-        with autocast(amp, device):
-            out = select_output(teacher(x[i:i + batch_size].to(device)), output)
-        chunks.append(out.float().to(x.device))
-    teacher.train(was_training)
+    with training_mode(teacher, False):
+        for i in range(0, len(x), batch_size):
+            with autocast(amp, device):
+                out = select_output(teacher(x[i:i + batch_size].to(device)), output)
+            chunks.append(out.float().to(x.device))
     return torch.cat(chunks) if chunks else x.new_zeros((0,))
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gensynth.training.device import autocast
+from gensynth.training.device import autocast, training_mode
 
 
 @torch.no_grad()
@@ -22,19 +22,17 @@ def recalibrate_batchnorm(model: nn.Module, x: torch.Tensor, device: torch.devic
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not norms or len(x) < 2:
         return 0
-    was_training = model.training
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative average: every batch counts the same
-    model.train()
-    for i in range(0, len(x) - 1, batch_size):  # a trailing batch of one image has no variance: skip it
-        chunk = x[i:i + batch_size]
-        if len(chunk) < 2:
-            break
-        with autocast(amp, device):
-            model(chunk.to(device))
+    with training_mode(model, True):
+        for i in range(0, len(x) - 1, batch_size):  # a trailing batch of one image has no variance: skip it
+            chunk = x[i:i + batch_size]
+            if len(chunk) < 2:
+                break
+            with autocast(amp, device):
+                model(chunk.to(device))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
-    model.train(was_training)
     return len(norms)

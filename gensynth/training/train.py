@@ -17,11 +17,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from compiler.backend.atomic import atomic_write
+from compiler.backend.weights import save_weights
 from compiler.diagnostics import NetError
 from gensynth.data import Dataset
 from gensynth.tasks.objectives import objective_for, select_output
 from gensynth.training.augment import random_crop_flip
-from gensynth.training.checkpoint import atomic_write, save_weights
 from gensynth.training.device import amp_dtype, autocast, place_data, resolve_device, training_mode
 from gensynth.training.distill import distillation_loss, teacher_logits
 from gensynth.training.evaluate import EvalResult, evaluate
@@ -198,7 +199,7 @@ def _metrics(result: TrainResult, dataset: Dataset, config: TrainConfig, model: 
 def _write_metrics(out_dir: Path, doc: dict) -> None:
     """Atomically write metrics.json."""
     text = json.dumps(doc, indent=1, allow_nan=False, default=str)
-    atomic_write(out_dir / "metrics.json", lambda p: p.write_text(text))
+    atomic_write(out_dir / "metrics.json", text)
 
 
 class _Epochs:
@@ -226,7 +227,8 @@ class _Epochs:
             if config.schedule == "cosine" else None)
         self.scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
         self.objective = objective_for(dataset, config.output, config.label_smoothing)
-        self.objective.prepare(model, self.x[:2].to(device))
+        with training_mode(model, False):
+            self.objective.prepare(model, self.x[:2].to(device))
         if config.augment and self.objective.task != "classify":
             raise NetError("augment (random crop and flip) is for classification only: it would move the image "
                            "away from its mask or boxes")

@@ -13,7 +13,7 @@ import torch
 from compiler.backend.codegen import module_source
 from compiler.backend.export import export_network, export_onnx
 from compiler.backend.lower import lower_to_torch
-from compiler.backend.weights import load_weights, read_weights
+from compiler.backend.weights import load_state_dict_strict, read_weights
 from compiler.diagnostics import NetError
 from netdsl.cli.main import main
 from netdsl.loader import load_network, load_network_text
@@ -116,12 +116,12 @@ def test_weights_that_do_not_fit_are_named(tmp_path):
     key = next(k for k in state if k.endswith("weight") and state[k].dim() == 4)
     wrong[key] = torch.zeros(3, *state[key].shape[1:])
     with pytest.raises(NetError, match="1 shape mismatch") as err:
-        load_weights(module, wrong)
+        load_state_dict_strict(module, wrong)
     assert f"{key}: the file has shape (3, " in err.value.notes[0]
     partial = {k: v for k, v in state.items() if k != key}
     partial["extra.weight"] = torch.zeros(1)
     with pytest.raises(NetError) as err:
-        load_weights(module, partial)
+        load_state_dict_strict(module, partial)
     assert any(key in n for n in err.value.notes) and any("extra.weight" in n for n in err.value.notes)
 
 

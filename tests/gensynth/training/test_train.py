@@ -11,10 +11,10 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from compiler.backend.weights import load_weights_file
 from compiler.diagnostics import NetError
 from gensynth.data import Dataset
 from gensynth.training.augment import random_crop_flip
-from gensynth.training.checkpoint import load_weights
 from gensynth.training.train import (
     EpochStats,
     TrainConfig,
@@ -76,7 +76,7 @@ def test_train_learns_checkpoints_and_reports_test(tmp_path: Path) -> None:
     assert len(metrics["loss_curve"]["train_batch_loss"]) == 24 and metrics["wall_s"] > 0
     assert np.array(metrics["test_confusion"]).sum() == 64
     fresh = tiny_net(seed=5)
-    load_weights(fresh, tmp_path / "run" / "weights.safetensors")
+    load_weights_file(fresh, tmp_path / "run" / "weights.safetensors")
     for k, v in model.state_dict().items():
         assert torch.equal(fresh.state_dict()[k], v), k
     assert not list((tmp_path / "run").glob(".*tmp")), "temporary files must not be left behind"
@@ -117,7 +117,7 @@ def test_interrupt_keeps_last_completed_epoch(tmp_path: Path) -> None:
     assert all(torch.equal(saved[k], after_epoch_1[k]) for k in saved)
     assert not torch.equal(model[0].weight.detach(), after_epoch_1["0.weight"]), "epoch 2 had started"
     fresh = tiny_net(seed=1)
-    load_weights(fresh, tmp_path / "weights.safetensors")
+    load_weights_file(fresh, tmp_path / "weights.safetensors")
     assert torch.equal(fresh[0].weight, after_epoch_1["0.weight"])
 
 
@@ -272,26 +272,26 @@ def save_state(path: Path, sd: dict[str, torch.Tensor]) -> Path:
 def test_load_weights_names_every_mismatch(tmp_path: Path) -> None:
     model = tiny_net()
     sd = state(model)
-    load_weights(tiny_net(3), save_state(tmp_path / "ok.pt", sd))
-    load_weights(tiny_net(3), save_state(tmp_path / "ckpt.pt", {"state_dict": sd, "epoch": 3}))
+    load_weights_file(tiny_net(3), save_state(tmp_path / "ok.pt", sd))
+    load_weights_file(tiny_net(3), save_state(tmp_path / "ckpt.pt", {"state_dict": sd, "epoch": 3}))
     bad = dict(sd)
     bad["0.weight"] = torch.zeros(6, 1, 5, 5)
     del bad["9.bias"]
     bad["extra.weight"] = torch.zeros(2)
     safetensors.torch.save_file(bad, str(tmp_path / "bad.safetensors"))
     with pytest.raises(NetError, match="1 shape mismatch.*1 missing.*1 unexpected") as err:
-        load_weights(model, tmp_path / "bad.safetensors")
+        load_weights_file(model, tmp_path / "bad.safetensors")
     notes = "\n".join(err.value.notes)
     assert "0.weight: the file has shape (6, 1, 5, 5), the model (6, 1, 3, 3)" in notes
     assert "missing in the file: 9.bias" in notes and "not in the model: extra.weight" in notes
     (tmp_path / "junk.pt").write_bytes(b"\x00garbage" * 10)
     with pytest.raises(NetError, match="cannot read weights"):
-        load_weights(model, tmp_path / "junk.pt")
+        load_weights_file(model, tmp_path / "junk.pt")
     with pytest.raises(NetError, match="weights file not found"):
-        load_weights(model, tmp_path / "none.safetensors")
+        load_weights_file(model, tmp_path / "none.safetensors")
     torch.save({"a": 1}, tmp_path / "notstate.pt")
     with pytest.raises(NetError, match="not a state dict of tensors"):
-        load_weights(model, tmp_path / "notstate.pt")
+        load_weights_file(model, tmp_path / "notstate.pt")
 
 
 def test_resolve_device_and_config_errors() -> None:
