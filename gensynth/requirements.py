@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-import difflib
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 
 from lark import Lark, Token
 from lark.exceptions import UnexpectedInput
 
-from compiler.diagnostics import NetError, Span, register_source
+from compiler.diagnostics import NetError, Span, did_you_mean, register_source
+from gensynth.tasks.metrics import METRICS, UNITS
+from grammars import grammar_text
 
-# metric -> (what it is, unit family, when it is known)
-#   structural: from the IR alone, before any training; measured: needs the built network;
-#   trained: needs a trained network and validation data.
-METRICS: dict[str, tuple[str, str, str]] = {
-    "macs": ("multiply-accumulates per image", "count", "structural"),
-    "params": ("parameters", "count", "structural"),
-    "memory": ("peak activation memory", "bytes", "structural"),
-    "latency": ("median batch-1 latency on this machine's device", "time", "measured"),
-    "acc": ("validation accuracy", "fraction", "trained"),
-    "netscore": ("NetScore", "score", "trained"),
-    "miou": ("validation mean IoU", "fraction", "trained"),
-    "pixel_acc": ("validation pixel accuracy", "fraction", "trained"),
-    "map50": ("validation mAP at IoU 0.5", "fraction", "trained"),
-    "map": ("validation mAP at IoU 0.5:0.95", "fraction", "trained"),
-}
-UNITS: dict[str, dict[str, float]] = {
-    "count": {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "k": 1e3},
-    "bytes": {"": 1, "B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "K": 1024, "M": 1024**2, "G": 1024**3},
-    "time": {"s": 1.0, "ms": 1e-3, "us": 1e-6},
-    "fraction": {"": 1, "%": 0.01},
-    "score": {"": 1},
-}
 COMPARE = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt}
 
 
@@ -49,7 +28,8 @@ class Requirement:
 
     @property
     def stage(self) -> str:
-        return METRICS[self.metric][2]
+        """When the metric is known: structural, measured or trained (gensynth.tasks.metrics)."""
+        return METRICS[self.metric].stage
 
     def holds(self, measured: float) -> bool:
         return COMPARE[self.comparison](measured, self.value)
@@ -63,8 +43,7 @@ class Requirement:
 
 @cache
 def _parser() -> Lark:
-    text = resources.files("grammars").joinpath("requirements.lark").read_text(encoding="utf-8")
-    return Lark(text, parser="lalr")
+    return Lark(grammar_text("requirements.lark"), parser="lalr")
 
 
 def parse_requirement(text: str, index: int = 1) -> Requirement:
@@ -85,15 +64,14 @@ def parse_requirement(text: str, index: int = 1) -> Requirement:
     metric, comparison, number, unit = tree.children
     name = str(metric)
     if name not in METRICS:
-        close = difflib.get_close_matches(name, list(METRICS), n=2, cutoff=0.5)
-        notes = [f"known metrics: {', '.join(METRICS)}"] + ([f"did you mean {close[0]!r}?"] if close else [])
+        notes = [f"known metrics: {', '.join(METRICS)}"] + did_you_mean(name, METRICS)
         raise NetError(f"unknown metric '{name}'", span(metric.column, len(name)), notes)
-    family = METRICS[name][1]
+    family = METRICS[name].unit
     unit_text = str(unit) if isinstance(unit, Token) else ""
     if unit_text not in UNITS[family]:
         units = ", ".join(u or "(none)" for u in UNITS[family])
         where = span(unit.column, len(unit_text)) if isinstance(unit, Token) else span(len(text) + 1)
-        raise NetError(f"'{unit_text or 'no unit'}' is not a unit for {name} ({METRICS[name][0]}); use one of: {units}",
+        raise NetError(f"'{unit_text or 'no unit'}' is not a unit for {name} ({METRICS[name].description}); use one of: {units}",
                        where)
     value = float(number) * UNITS[family][unit_text]
     if family == "fraction" and not 0 <= value <= 1:
@@ -113,3 +91,23 @@ def parse_requirements(texts: list[str]) -> list[Requirement]:
                            Span(f"--req[{i + 1}]", 1, 1, 1, len(r.text) + 1))
         seen[key] = i
     return reqs
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Which requirements a network meets: the texts it misses and the summed relative violation."""
+
+    meets: bool
+    missed: tuple[str, ...] = ()
+    violation: float = 0.0
+
+
+def judge(requirements: list[Requirement], value: Callable[[str], float | None]) -> Verdict:
+    """Check each requirement against value(metric); a metric not measured (None) is not judged."""
+    missed, violation = [], 0.0
+    for r in requirements:
+        measured = value(r.metric)
+        if measured is not None and not r.holds(measured):
+            missed.append(r.text)
+            violation += r.violation(measured)
+    return Verdict(not missed, tuple(missed), violation)

@@ -18,20 +18,13 @@ from torch.nn import functional
 
 from compiler.diagnostics import NetError
 from gensynth.data.targets import IGNORE_LABEL, TASK_WORDS
+from gensynth.tasks.metrics import primary_metric, task_metrics
 
-# Metrics each task reports (on validation while searching, on test for the report); the first is primary:
-# it is the "accuracy" of NetScore and information density, and what synthesis maximises.
-METRICS = {"classify": ("acc",), "segment": ("miou", "pixel_acc"), "detect": ("map50", "map")}
 DETECTION_OUTPUTS = ("heatmap", "boxes")
 
 # CenterNet starts the heatmap at a centre probability of 0.1 (bias -2.19, small weights): with the default
 # init the focal loss of the first batches is ~100x larger and SGD kills the heads' ReLUs before anything is learnt.
 HEATMAP_PRIOR = 0.1
-
-
-def primary_metric(task: str) -> str:
-    """The metric that stands for "accuracy" in utilities and requirements of this task."""
-    return METRICS[task][0]
 
 
 def select_output(out: object, output: str | None = None) -> torch.Tensor:
@@ -73,7 +66,8 @@ class Objective:
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        return METRICS[self.task]
+        """The task's metrics (gensynth.tasks.metrics), the primary one first."""
+        return task_metrics(self.task)
 
     @property
     def primary(self) -> str:
@@ -125,7 +119,9 @@ class Objective:
                            f"{self.num_classes} classes needs (batch, {self.num_classes}, H, W)")
 
     def prepare(self, model: torch.nn.Module, sample: torch.Tensor) -> None:
-        """Detection: give a fresh heatmap conv (bias exactly 0) CenterNet's prior; trained weights are left alone."""
+        """Detection: give a fresh heatmap conv (bias exactly 0) CenterNet's prior; trained weights are left alone.
+
+        Runs one forward pass of `sample`: call it with the model in eval mode (training.device.training_mode)."""
         if self.task != "detect":
             return
         convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None]
@@ -133,10 +129,7 @@ class Objective:
         hooks = [m.register_forward_hook(lambda m, _i, out: seen.__setitem__(id(out), m)) for m in convs]
         try:
             with torch.no_grad():
-                was_training = model.training
-                model.eval()
                 heatmap, _ = _detection_outputs(model(sample))
-                model.train(was_training)
         finally:
             for h in hooks:
                 h.remove()
@@ -205,6 +198,15 @@ def objective_for(dataset, output: str | None = None, label_smoothing: float = 0
     """The objective of a Dataset (its task, classes and image size)."""
     return Objective(task=getattr(dataset, "task", "classify"), num_classes=dataset.num_classes,
                      input_hw=tuple(dataset.input_shape[-2:]), output=output, label_smoothing=label_smoothing)
+
+
+def check_network_fits(g, dataset) -> None:
+    """Raise NetError unless the network (compiler IR) has one image input and outputs that fit the data's task."""
+    if len(g.graph["inputs"]) != 1:
+        raise NetError(f"training needs a network with one image input; {g.graph['name']} has "
+                       f"{len(g.graph['inputs'])}")
+    outputs = {name: tuple(g.nodes[node]["shape"]) for name, node in g.graph["outputs"].items()}
+    check_fits(tuple(g.nodes[g.graph["inputs"][0]]["shape"]), outputs, dataset)
 
 
 def check_fits(input_shape: tuple, outputs: Mapping[str, tuple], dataset) -> None:

@@ -72,17 +72,21 @@ def _check_confusion(confusion: torch.Tensor) -> torch.Tensor:
     return counts
 
 
+def iou_per_class(confusion: torch.Tensor) -> torch.Tensor:
+    """TP / (TP + FP + FN) per class (float64), NaN for a class absent from both target and prediction."""
+    counts = _check_confusion(confusion)
+    tp = counts.diagonal()
+    union = counts.sum(dim=0) + counts.sum(dim=1) - tp
+    return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
+
+
 def mean_iou(confusion: torch.Tensor) -> float:
     """Mean over classes of TP / (TP + FP + FN), over the classes that occur in the target or prediction.
 
     A class absent from both (union 0) has no defined IoU and is left out of the mean rather than
     counted as 0 or 1. A matrix with no pixels at all raises NetError.
     """
-    counts = _check_confusion(confusion)
-    tp = counts.diagonal()
-    union = counts.sum(dim=0) + counts.sum(dim=1) - tp
-    present = union > 0
-    return float((tp[present] / union[present]).mean())
+    return float(iou_per_class(confusion).nanmean())
 
 
 def pixel_accuracy(confusion: torch.Tensor) -> float:

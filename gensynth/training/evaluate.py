@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from compiler.diagnostics import NetError
-from gensynth.tasks.objectives import Objective, primary_metric, select_output
+from gensynth.tasks.metrics import primary_metric
+from gensynth.tasks.objectives import Objective, select_output
 from gensynth.training.device import amp_dtype, autocast, model_device, resolve_device, training_mode
 
 
@@ -32,6 +33,12 @@ class EvalResult:
     def score(self) -> float:
         """The task's primary metric: accuracy, mean IoU or mAP@0.5."""
         return self.metrics[primary_metric(self.task)]
+
+    def per_class_iou(self) -> np.ndarray:
+        """Segmentation: IoU per class (NaN for a class neither in the targets nor predicted)."""
+        from gensynth.tasks.segmentation import iou_per_class
+
+        return iou_per_class(torch.from_numpy(self.confusion)).numpy()
 
     def per_class_accuracy(self) -> np.ndarray:
         """Recall per true class (NaN for a class with no examples)."""

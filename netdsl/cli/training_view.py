@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from gensynth.tasks.metrics import label
+
 
 @contextmanager
 def training_progress(epochs: int, console: Console | None = None, enabled: bool = True):
@@ -40,10 +42,7 @@ def training_progress(epochs: int, console: Console | None = None, enabled: bool
         yield on_batch, on_epoch
 
 
-# Display names of the task metrics (gensynth.tasks.objectives.METRICS), kept here so rendering needs no torch import.
-METRIC_LABELS = {"acc": "acc", "miou": "mIoU", "pixel_acc": "pixel acc", "map50": "mAP@.5", "map": "mAP@[.5:.95]"}
-
-
 def metrics_text(metrics: dict) -> str:
-    """"acc 91.2%" / "mIoU 70.1%, pixel acc 96.0%" / "mAP@.5 80.0%, mAP@[.5:.95] 51.0%"."""
-    return ", ".join(f"{METRIC_LABELS.get(k, k)} {v:.2%}" for k, v in metrics.items() if v is not None)
+    """"acc 91.20%" / "mIoU 70.10%, pixel acc 96.00%" / "mAP@.5 80.00%, mAP@[.5:.95] 51.00%" (labels from the
+    metric registry, which imports no torch)."""
+    return ", ".join(f"{label(k)} {v:.2%}" for k, v in metrics.items() if v is not None)

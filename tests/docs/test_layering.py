@@ -36,8 +36,8 @@ MAY_IMPORT = {
     "gensynth.data": {"compiler core"},
     "gensynth.tasks": {"compiler core", "gensynth.data"},
     "gensynth.training": {"compiler core", "compiler.backend", "gensynth.data", "gensynth.tasks"},
-    "synthesis": {"compiler core", "compiler.rewrite", "compiler.cost", "compiler.backend", "gensynth.data",
-                  "gensynth.tasks", "gensynth.training"},
+    "synthesis": {"compiler core", "compiler.rewrite", "compiler.cost", "compiler.backend", "grammars",
+                  "gensynth.data", "gensynth.tasks", "gensynth.training"},
     "cli": set(FLOORS),
 }
 
