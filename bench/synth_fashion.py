@@ -57,9 +57,9 @@ def main() -> None:
     from gensynth.journal import Journal
 
     journal = Journal(out / "journal.sqlite")
-    prototype = journal.candidate("prototype")
-    finals = [r for r in journal.candidates() if r.get("final") and r["key"].startswith("final:")]
-    searched = [r for r in journal.candidates() if r.get("cycle", -1) >= 0 and not r.get("final")]
+    prototype = journal.candidate("prototype").to_json()
+    finals = [r.to_json() for r in journal.candidates() if r.final and r.key.startswith("final:")]
+    searched = journal.searched()
     wall = journal.get_meta("wall_s")
     journal.close()
     gen_dir = ROOT / (args.out + "-generated")

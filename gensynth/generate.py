@@ -2,18 +2,53 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from compiler.cost import network_cost
 from compiler.diagnostics import NetError
-from compiler.ir import from_dict, to_dict
+from compiler.ir import from_dict
 from compiler.printer import print_network
 from gensynth.generator import GeneratorState, sample
-from gensynth.inquisitor import Budget, Task, inquire, requirement_status
-from gensynth.requirements import parse_requirements
+from gensynth.inquisitor import Budget, candidate_task, inquire
+from gensynth.records import Candidate, Decisions
+from gensynth.requirements import Verdict, judge, parse_requirements
 from gensynth.space import search_space
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One network from a learned generator: its file, cost and decisions, and with --train what it scored."""
+
+    seed: int
+    file: str
+    arch: str
+    macs: int
+    params: int
+    memory: int
+    decisions: Decisions = field(default_factory=Decisions)
+    trained: Candidate | None = None  # the fine-tuned network's record (generate --train)
+    verdict: Verdict = Verdict(True)
+
+    def value(self, metric: str) -> float | None:
+        """A requirement metric's value: the trained record's, else the structural ones (None for the rest)."""
+        if self.trained is not None:
+            return self.trained.value(metric)
+        return getattr(self, metric) if metric in ("macs", "params", "memory") else None
+
+    def to_json(self) -> dict:
+        """The entry of generated.json (and of `netdsl generate --json`)."""
+        out = {"seed": self.seed, "file": self.file, "arch": self.arch, "macs": self.macs, "params": self.params,
+               "memory": self.memory, "decisions": self.decisions.to_json()}
+        if self.trained is not None:
+            out.update({k: v for k, v in self.trained.to_json().items()
+                        if k.startswith(("val_", "test_")) or k in ("task", "metric", "score", "test_score",
+                                                                   "latency", "netscore", "utility")})
+        return {**out, "meets": self.verdict.meets, "missed": list(self.verdict.missed),
+                "violation": self.verdict.violation}
 
 
 def prototype_graph(state: GeneratorState, path: Path):
@@ -29,7 +64,7 @@ def prototype_graph(state: GeneratorState, path: Path):
 
 def generate_networks(path: Path, seeds: Iterable[int], out: Path, *, train_data: str | None = None,
                       epochs: int = 3, lr: float | None = None, device: str = "auto", limit_train: int | None = None,
-                      on_network: Callable[[dict], None] | None = None) -> list[dict]:
+                      on_network: Callable[[Generated], None] | None = None) -> list[Generated]:
     """Write fermi-<seed>.net for every seed (and weights with train_data); return one record per network."""
     state = GeneratorState.load(path)
     prototype = prototype_graph(state, path)
@@ -48,23 +83,18 @@ def generate_networks(path: Path, seeds: Iterable[int], out: Path, *, train_data
         g.graph = dict(s.graph.graph, name=f"Fermi{seed}")
         (out / f"{name}.net").write_text(print_network(g))
         cost = network_cost(s.graph)
-        record = {"seed": seed, "file": str(out / f"{name}.net"), "arch": s.arch, "macs": cost.macs,
-                  "params": cost.params, "memory": cost.peak_activation_bytes, "decisions": s.decisions()}
+        trained = None
         if train_data is not None:
-            groups = {str(grp.id): [m for m in grp.members if m in s.graph] for grp in space.groups}
-            task = Task(key=name, cycle=-1, seed=seed, child=to_dict(s.graph), kept=s.kept, groups=groups,
-                        parent=to_dict(prototype), parent_weights=str(weights), data=train_data,
-                        data_options={"limit_train": limit_train} if limit_train else {},
-                        budget=Budget(final_epochs=epochs, final_lr=lr, device=device),
-                        requirements=tuple(state.requirements), utility=state.utility, final=True,
-                        save_to=str(out / f"{name}.safetensors"), decisions=s.decisions())
-            trained = inquire(task)
-            record.update({k: v for k, v in trained.items()
-                           if k.startswith(("val_", "test_")) or k in ("task", "metric", "score", "test_score",
-                                                                      "latency", "netscore", "utility")})
-        record.update(requirement_status(record, state.requirements))
+            trained = inquire(candidate_task(
+                name, -1, s, space, train_data, weights, budget=Budget(final_epochs=epochs, final_lr=lr, device=device),
+                requirements=state.requirements, utility=state.utility,
+                data_options={"limit_train": limit_train} if limit_train else {}, final=True,
+                save_to=str(out / f"{name}.safetensors")))
+        record = Generated(seed=seed, file=str(out / f"{name}.net"), arch=s.arch, macs=cost.macs, params=cost.params,
+                           memory=cost.peak_activation_bytes, decisions=s.decisions(), trained=trained)
+        record = dataclasses.replace(record, verdict=judge(reqs, record.value))
         records.append(record)
         if on_network:
             on_network(record)
-    (out / "generated.json").write_text(json.dumps(records, indent=1))
+    (out / "generated.json").write_text(json.dumps([r.to_json() for r in records], indent=1))
     return records

@@ -19,6 +19,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
+from compiler.backend.atomic import atomic_write
 from compiler.cost import batched_costs, compile_costs, network_cost
 from compiler.diagnostics import NetError
 from compiler.ir import architecture_hash, to_dict
@@ -27,6 +28,7 @@ from compiler.rewrite.coupling import apply_widths, channel_plan
 from compiler.rewrite.factorize import factorize_convs
 from compiler.rewrite.residual import drop_blocks
 from compiler.rewrite.striding import stride_convs
+from gensynth.records import Decisions
 from gensynth.requirements import Requirement
 from gensynth.space import SearchSpace, apply_decisions
 
@@ -83,9 +85,7 @@ class GeneratorState:
 
     def save(self, path: Path) -> None:
         """Write atomically, so a killed run never leaves half a generator."""
-        tmp = Path(path).with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1))
-        tmp.replace(path)
+        atomic_write(path, json.dumps(self.to_json(), indent=1))
 
     @classmethod
     def from_json(cls, data: dict, where: str = "generator") -> GeneratorState:
@@ -183,9 +183,10 @@ class Sample:
     factorized: tuple[str, ...] = ()  # convs rewritten as depthwise + 1 x 1
     strided: tuple[str, ...] = ()  # convs given stride 2
 
-    def decisions(self) -> dict:
-        return {"widths": self.widths, "dropped": list(self.dropped), "picks": self.picks, "scales": self.scales,
-                "factorized": list(self.factorized), "strided": list(self.strided)}
+    def decisions(self) -> Decisions:
+        """What was decided, as the candidate's record keeps it."""
+        return Decisions(widths=self.widths, dropped=self.dropped, picks=self.picks, scales=self.scales,
+                         factorized=self.factorized, strided=self.strided)
 
 
 def _structural_ok(reqs: list[Requirement], macs: float, params: float, memory: float | None = None) -> bool:
@@ -203,10 +204,7 @@ def sample(state: GeneratorState, space: SearchSpace, seed: int, reqs: list[Requ
     structural = [r for r in reqs if r.stage == "structural"]
     best = None
     for attempt in range(MAX_ATTEMPTS):
-        *drawn, scales, factorized, strided = _draw(state, space, rng, structural,
-                                                    force_small=attempt == MAX_ATTEMPTS - 1)
-        candidate = Sample(seed, *drawn, arch=architecture_hash(drawn[0]), scales=scales, factorized=factorized,
-                           strided=strided)
+        candidate = _draw(state, space, seed, rng, structural, force_small=attempt == MAX_ATTEMPTS - 1)
         if candidate.meets:
             return candidate
         values = {"macs": candidate.macs, "params": candidate.params, "memory": candidate.memory}
@@ -215,7 +213,9 @@ def sample(state: GeneratorState, space: SearchSpace, seed: int, reqs: list[Requ
     return best[1]
 
 
-def _draw(state: GeneratorState, space: SearchSpace, rng: np.random.Generator, structural, force_small: bool):
+def _draw(state: GeneratorState, space: SearchSpace, seed: int, rng: np.random.Generator, structural,
+          force_small: bool) -> Sample:
+    """One draw of every decision from rng, then the widths projected onto the structural requirements."""
     u_channels = {str(grp.id): rng.random(grp.channels) for grp in space.groups}
     u_blocks = rng.random(len(space.blocks))
     picks = {}
@@ -285,8 +285,10 @@ def _draw(state: GeneratorState, space: SearchSpace, rng: np.random.Generator, s
         named_widths[col[3]] = w
         for member in plan.groups[gid].members:
             kept[member] = keep
-    return (child, kept, named_widths, tuple(b.id for b in dropped), picks, report.macs, report.params,
-            report.peak_activation_bytes, meets, scales, factorized, strided)
+    return Sample(seed=seed, graph=child, kept=kept, widths=named_widths, dropped=tuple(b.id for b in dropped),
+                  picks=picks, macs=report.macs, params=report.params, memory=report.peak_activation_bytes,
+                  meets=meets, arch=architecture_hash(child), scales=scales, factorized=factorized,
+                  strided=strided)
 
 
 def _rows_at(program, plan, columns: list, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 """The inquisitor: build a generated network, inherit weights, fine-tune, probe it and measure every metric.
 
 `inquire(task)` is a pure function of (candidate IR, inherited weights, data spec, budget, seed) and returns a
-JSON-ready record, so it can run in this process, in a worker pool, or on another machine.
+typed record (gensynth.records.Candidate), so it can run in this process, in a worker pool, or on another machine.
 """
 
 from __future__ import annotations
@@ -11,18 +11,20 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from compiler.backend.lower import lower_to_torch
+from compiler.backend.weights import save_weights
 from compiler.cost import network_cost
-from compiler.ir import architecture_hash, from_dict
+from compiler.ir import architecture_hash, from_dict, to_dict
 from compiler.rewrite.transfer import transfer_weights
 from gensynth.data import Dataset, load_dataset
-from gensynth.requirements import parse_requirements
+from gensynth.records import Candidate, Decisions
+from gensynth.requirements import judge, parse_requirements
 from gensynth.tasks.objectives import objective_for
-from gensynth.training.checkpoint import save_weights
 from gensynth.training.device import resolve_device
 from gensynth.training.evaluate import evaluate
 from gensynth.training.probe import probe
@@ -71,7 +73,22 @@ class Task:
     utility: str = "netscore"
     final: bool = False
     save_to: str | None = None  # where a final candidate's weights go
-    decisions: dict = field(default_factory=dict)
+    decisions: Decisions = field(default_factory=Decisions)
+
+
+def candidate_task(key: str, cycle: int, s, space, data: str, parent_weights: str | Path, *, budget: Budget,
+                   requirements=(), utility: str = "netscore", data_options: dict | None = None,
+                   final: bool = False, save_to: str | None = None) -> Task:
+    """The task that evaluates a generated sample (gensynth.generator.Sample) of a search space's prototype."""
+    groups = {}
+    for grp in space.groups:
+        members = [m for m in grp.members if m in s.graph]
+        if members:
+            groups[str(grp.id)] = members
+    return Task(key=key, cycle=cycle, seed=s.seed, child=to_dict(s.graph), kept=s.kept, groups=groups,
+                parent=to_dict(space.prototype), parent_weights=str(parent_weights), data=data,
+                data_options=dict(data_options or {}), budget=budget, requirements=tuple(requirements),
+                utility=utility, final=final, save_to=save_to, decisions=s.decisions())
 
 
 def fine_tune_config(budget: Budget, task: str, seed: int, final: bool) -> TrainConfig:
@@ -144,7 +161,7 @@ def group_importance(stats: dict, groups: dict, kept: dict, prototype_channels: 
     return out
 
 
-def inquire(task: Task) -> dict:
+def inquire(task: Task) -> Candidate:
     """Evaluate one candidate: inherit, fine-tune, measure accuracy and cost, probe channel importance."""
     start = time.perf_counter()
     child, parent = from_dict(task.child), from_dict(task.parent)
@@ -174,12 +191,9 @@ def inquire(task: Task) -> dict:
         recalibrate_batchnorm(model, subset.train_x[: b.bn_images], device)
     objective = objective_for(data)
     val = evaluate(model, data.val_x, data.val_y, device=device, objective=objective)
-    record = {"key": task.key, "cycle": task.cycle, "seed": task.seed, "arch": architecture_hash(child),
-              "decisions": task.decisions, "final": task.final, "task": data.task, "metric": objective.primary,
-              "score": val.score, **{f"val_{m}": v for m, v in val.metrics.items()}, "device": str(device)}
+    test, importance = {}, {}
     if task.final:  # the test split is reported only, never used to choose
-        test = evaluate(model, data.test_x, data.test_y, device=device, objective=objective)
-        record.update({f"test_{m}": v for m, v in test.metrics.items()}, test_score=test.score)
+        test = evaluate(model, data.test_x, data.test_y, device=device, objective=objective).metrics
         if task.save_to:
             save_weights(model, task.save_to)
     else:
@@ -190,35 +204,19 @@ def inquire(task: Task) -> dict:
 
         stats = probe(model, data.val_x[:n].to(device), data.val_y[:n].to(device), loss_fn=loss_sum)
         channels = {gid: parent.nodes[members[0]]["shape"][0] for gid, members in task.groups.items() if members}
-        record["importance"] = group_importance(stats, task.groups, task.kept, channels)
+        importance = group_importance(stats, task.groups, task.kept, channels)
     cost = network_cost(child)
-    record.update(macs=cost.macs, params=cost.params, memory=cost.peak_activation_bytes)
     model.to("cpu")
-    record["latency"] = measure_latency(model, child.nodes[child.graph["inputs"][0]]["shape"], b.latency_runs,
-                                        torch.device("cpu"))
-    record["accuracy"] = val.score  # the task's primary metric stands for accuracy in the utilities
-    record["netscore"] = netscore(val.score, cost.params, cost.macs)
-    record["density"] = information_density(val.score, cost.params)
-    record["utility"] = UTILITIES[task.utility](record)
-    record.update(requirement_status(record, task.requirements))
-    record["wall_s"] = time.perf_counter() - start
-    return record
-
-
-METRIC_OF_RECORD = {"acc": "val_acc", "miou": "val_miou", "pixel_acc": "val_pixel_acc", "map50": "val_map50",
-                    "map": "val_map", "macs": "macs", "params": "params", "memory": "memory",
-                    "latency": "latency", "netscore": "netscore"}
-
-
-def requirement_status(record: dict, requirements) -> dict:
-    """Which requirements a record meets (decided on validation accuracy), and by how much it misses."""
-    reqs = parse_requirements(list(requirements))
-    missed, violation = [], 0.0
-    for r in reqs:
-        value = record.get(METRIC_OF_RECORD.get(r.metric, r.metric))
-        if value is None:
-            continue
-        if not r.holds(value):
-            missed.append(r.text)
-            violation += r.violation(value)
-    return {"meets": not missed, "missed": missed, "violation": violation}
+    latency = measure_latency(model, child.nodes[child.graph["inputs"][0]]["shape"], b.latency_runs,
+                              torch.device("cpu"))
+    # the task's primary metric stands for accuracy in the utilities
+    measured = {"accuracy": val.score, "params": cost.params, "macs": cost.macs}
+    record = Candidate(key=task.key, cycle=task.cycle, seed=task.seed, arch=architecture_hash(child),
+                       decisions=task.decisions, final=task.final, task=data.task, metric=objective.primary,
+                       val=dict(val.metrics), test=dict(test), device=str(device), macs=cost.macs,
+                       params=cost.params, memory=cost.peak_activation_bytes, latency=latency,
+                       netscore=netscore(val.score, cost.params, cost.macs),
+                       density=information_density(val.score, cost.params),
+                       utility=UTILITIES[task.utility](measured), importance=importance)
+    record = record.with_verdict(judge(parse_requirements(list(task.requirements)), record.value))
+    return dataclasses.replace(record, wall_s=time.perf_counter() - start)

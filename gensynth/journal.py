@@ -1,6 +1,7 @@
 """The run journal: an embedded SQLite file that records every candidate as soon as it is evaluated.
 
 A synthesis run can be killed at any moment (kill -9 included); what was committed here is never redone.
+Candidates are stored as the flat JSON of gensynth.records.Candidate and read back as Candidate.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+
+from gensynth.records import Candidate
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,23 +45,33 @@ class Journal:
     def set_meta(self, key: str, value) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
-    def add_candidate(self, key: str, cycle: int, seed: int, arch: str, record: dict) -> None:
+    def add_candidate(self, record: Candidate) -> None:
         self.db.execute("INSERT OR REPLACE INTO candidates VALUES (?, ?, ?, ?, ?)",
-                        (key, cycle, seed, arch, json.dumps(record)))
+                        (record.key, record.cycle, record.seed, record.arch, json.dumps(record.to_json())))
 
-    def candidate(self, key: str) -> dict | None:
+    def candidate(self, key: str) -> Candidate | None:
         row = self.db.execute("SELECT record FROM candidates WHERE key=?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return Candidate.from_json(json.loads(row[0])) if row else None
 
-    def candidates(self, cycle: int | None = None) -> list[dict]:
+    def candidates(self, cycle: int | None = None) -> list[Candidate]:
+        """Every record in the order it was written (or those of one cycle)."""
         if cycle is None:
             rows = self.db.execute("SELECT record FROM candidates ORDER BY rowid").fetchall()
         else:
             rows = self.db.execute("SELECT record FROM candidates WHERE cycle=? ORDER BY rowid", (cycle,)).fetchall()
-        return [json.loads(r[0]) for r in rows]
+        return [Candidate.from_json(json.loads(r[0])) for r in rows]
+
+    def searched(self) -> list[Candidate]:
+        """The search candidates: neither the prototype nor a finalist."""
+        return [r for r in self.candidates() if r.searched]
 
     def save_generator(self, cycle: int, state: dict) -> None:
         self.db.execute("INSERT OR REPLACE INTO generator VALUES (?, ?)", (cycle, json.dumps(state)))
+
+    def generator_at(self, cycle: int) -> dict:
+        """θG as saved at the start of a cycle (what that cycle's candidates were sampled from)."""
+        row = self.db.execute("SELECT state FROM generator WHERE cycle=?", (cycle,)).fetchone()
+        return json.loads(row[0])
 
     def latest_generator(self) -> tuple[int, dict] | None:
         row = self.db.execute("SELECT cycle, state FROM generator ORDER BY cycle DESC LIMIT 1").fetchone()

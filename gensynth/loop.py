@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from compiler.diagnostics import NetError
-from compiler.ir import to_dict
 from compiler.printer import print_network
 from gensynth.executor import run_tasks
 from gensynth.generator import (
@@ -28,8 +26,9 @@ from gensynth.generator import (
     prototype_hash,
     sample,
 )
-from gensynth.inquisitor import Budget, Task, inquire
+from gensynth.inquisitor import Budget, Task, candidate_task, inquire
 from gensynth.journal import Journal
+from gensynth.records import FINAL_PREFIX, PROTOTYPE, Candidate
 from gensynth.requirements import parse_requirement, parse_requirements
 from gensynth.space import SearchSpace, search_space, smallest_reachable
 from gensynth.update import update_generator
@@ -61,6 +60,21 @@ class SynthConfig:
     def to_json(self) -> dict:
         return asdict(self)
 
+    def validate(self) -> None:
+        """Raise NetError on a setting out of range, before any work (named as its `netdsl synth` flag)."""
+        b = self.budget
+        counts = {"cycles": self.cycles, "per_cycle": self.per_cycle, "workers": self.workers,
+                  "prototype_epochs": self.prototype_epochs, "images": b.images, "finalists": self.finalists,
+                  "final_epochs": b.final_epochs}
+        for name, value in counts.items():
+            if value < 1:
+                raise NetError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if not 0 < self.min_fraction <= 1:
+            raise NetError(f"--min-fraction must be in (0, 1], got {self.min_fraction}")
+        for name, value in (("distill", b.distill), ("factorize", self.factorize), ("stride", self.stride)):
+            if not 0 <= value <= 1:
+                raise NetError(f"--{name} must be in [0, 1], got {value}")
+
     @classmethod
     def from_json(cls, data: dict) -> SynthConfig:
         data = dict(data)
@@ -75,33 +89,39 @@ def candidate_seed(run_seed: int, cycle: int, index: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def pareto_front(records: list[dict], x: str = "macs", y: str = "score") -> list[dict]:
-    """Records not dominated by another (fewer or equal x and higher or equal y, one strictly)."""
+def pareto_front(records: list[Candidate]) -> list[Candidate]:
+    """Records not dominated by another (fewer or equal MACs and higher or equal score, one strictly)."""
     front = []
-    for r in sorted(records, key=lambda r: (r[x], -r[y])):
-        if not front or r[y] > front[-1][y]:
+    for r in sorted(records, key=lambda r: (r.macs, -r.score)):
+        if not front or r.score > front[-1].score:
             front.append(r)
     return front
 
 
 def make_task(key: str, cycle: int, s: Sample, space: SearchSpace, cfg: SynthConfig, weights: Path,
               final: bool = False, save_to: str | None = None) -> Task:
-    groups = {}
-    for grp in space.groups:
-        members = [m for m in grp.members if m in s.graph]
-        if members:
-            groups[str(grp.id)] = members
-    return Task(key=key, cycle=cycle, seed=s.seed, child=to_dict(s.graph), kept=s.kept, groups=groups,
-                parent=to_dict(space.prototype), parent_weights=str(weights), data=cfg.data,
-                data_options=cfg.data_options, budget=cfg.budget, requirements=tuple(cfg.requirements),
-                utility=cfg.utility, final=final, save_to=save_to, decisions=s.decisions())
+    """The inquisitor's task for a sample of this run."""
+    return candidate_task(key, cycle, s, space, cfg.data, weights, budget=cfg.budget, requirements=cfg.requirements,
+                          utility=cfg.utility, data_options=cfg.data_options, final=final, save_to=save_to)
+
+
+def run_config(out: Path, cfg: SynthConfig) -> SynthConfig:
+    """The settings a resumed run continues with: its own, as journaled; only the worker count may change."""
+    if not (Path(out) / JOURNAL).exists():
+        return cfg
+    journal = Journal(Path(out) / JOURNAL)
+    try:
+        stored = journal.get_meta("config")
+    finally:
+        journal.close()
+    return dataclasses.replace(SynthConfig.from_json(stored), workers=cfg.workers) if stored else cfg
 
 
 class Run:
     """One run directory: journal, generator.json, prototype weights, FermiNets, report."""
 
     def __init__(self, out: Path, prototype, cfg: SynthConfig, resume: bool,
-                 on_event: Callable[[str, dict], None] | None = None):
+                 on_event: Callable[[str, object], None] | None = None):
         self.out = Path(out)
         self.cfg = cfg
         self.on_event = on_event or (lambda kind, payload: None)
@@ -129,17 +149,16 @@ class Run:
     def check_data(self) -> None:
         """The prototype must fit the data's task, and every trained requirement must be a metric of that task."""
         from gensynth.data import load_dataset
-        from gensynth.tasks.objectives import METRICS, TASK_WORDS, check_fits
+        from gensynth.tasks.metrics import METRICS, task_metrics
+        from gensynth.tasks.objectives import TASK_WORDS, check_network_fits
 
         data = load_dataset(self.cfg.data, **self.cfg.data_options)
-        g = self.space.prototype
-        outputs = {name: tuple(g.nodes[node]["shape"]) for name, node in g.graph["outputs"].items()}
-        check_fits(tuple(g.nodes[g.graph["inputs"][0]]["shape"]), outputs, data)
+        check_network_fits(self.space.prototype, data)
         for r in self.reqs:
-            if r.stage == "trained" and r.metric != "netscore" and r.metric not in METRICS[data.task]:
+            if METRICS[r.metric].per_task and data.task not in METRICS[r.metric].tasks:
                 raise NetError(f"requirement '{r.text}' asks for {r.metric}, which {TASK_WORDS[data.task]} on "
                                f"{data.name} does not measure", notes=[
-                                   f"{TASK_WORDS[data.task]} measures: {', '.join(METRICS[data.task])}"])
+                                   f"{TASK_WORDS[data.task]} measures: {', '.join(task_metrics(data.task))}"])
         if self.cfg.budget.distill > 0 and data.task != "classify":
             raise NetError(f"distillation is for classification only; {data.name} is {TASK_WORDS[data.task]}",
                            notes=["leave out --distill"])
@@ -155,26 +174,24 @@ class Run:
                                notes=["relax the requirement, lower --min-fraction, or start from a smaller prototype"])
         return smallest
 
-    def prototype_weights(self) -> tuple[Path, dict]:
+    def prototype_weights(self) -> tuple[Path, Candidate]:
         """Train the prototype (or take --weights) once; its record is journaled."""
         path = self.out / "prototype.safetensors"
-        record = self.journal.candidate("prototype")
+        record = self.journal.candidate(PROTOTYPE)
         if record is not None and path.exists():
             return path, record
         space, cfg = self.space, self.cfg
         full = Sample(seed=cfg.seed, graph=space.prototype, kept={}, widths={}, dropped=(), picks={}, macs=0,
                       params=0, memory=0, meets=True, arch="")
-        if cfg.prototype_weights:
-            from compiler.backend.lower import lower_to_torch
-            from gensynth.training.checkpoint import load_weights, save_weights
+        from compiler.backend.lower import lower_to_torch
+        from compiler.backend.weights import load_weights_file, save_weights
 
+        if cfg.prototype_weights:
             model = lower_to_torch(space.prototype)
-            load_weights(model, cfg.prototype_weights)
+            load_weights_file(model, cfg.prototype_weights)
             save_weights(model, path)
         else:
-            from compiler.backend.lower import lower_to_torch
             from gensynth.data import load_dataset
-            from gensynth.training.checkpoint import save_weights
             from gensynth.training.train import TrainConfig, train
 
             self.on_event("prototype_training", {"epochs": cfg.prototype_epochs})
@@ -188,9 +205,9 @@ class Run:
                   on_epoch=lambda stats: self.on_event("prototype_epoch", {"stats": stats}))
             save_weights(model, path)
         # measured exactly as the finalists are, with its own weights
-        task = make_task("prototype", -1, full, space, cfg, path)
+        task = make_task(PROTOTYPE, -1, full, space, cfg, path)
         record = inquire_without_training(task)
-        self.journal.add_candidate("prototype", -1, cfg.seed, record["arch"], record)
+        self.journal.add_candidate(record)
         return path, record
 
     def generator(self) -> GeneratorState:
@@ -211,7 +228,7 @@ class Run:
         cfg = self.cfg
         while state.cycle < cfg.cycles:
             cycle = state.cycle
-            done = {r["key"]: r for r in self.journal.candidates(cycle)}
+            done = {r.key for r in self.journal.candidates(cycle)}
             tasks = []
             for i in range(cfg.per_cycle):
                 key = f"{cycle}:{i}"
@@ -219,10 +236,10 @@ class Run:
                     continue
                 s = sample(state, self.space, candidate_seed(cfg.seed, cycle, i), self.reqs)
                 tasks.append(make_task(key, cycle, s, self.space, cfg, weights))
-            self.on_event("cycle_start", {"cycle": cycle, "todo": len(tasks), "done": len(done)})
+            self.on_event("cycle_start", {"cycle": cycle, "cycles": cfg.cycles, "todo": len(tasks), "done": len(done)})
 
-            def finished(task: Task, record: dict) -> None:
-                self.journal.add_candidate(task.key, task.cycle, task.seed, record["arch"], record)
+            def finished(task: Task, record: Candidate) -> None:
+                self.journal.add_candidate(record)
                 self.on_event("candidate", record)
 
             run_tasks(tasks, cfg.workers, finished)
@@ -234,36 +251,35 @@ class Run:
         state.save(self.out / "generator.json")
         return state
 
-    def finals(self, state: GeneratorState, weights: Path) -> list[dict]:
+    def finals(self, state: GeneratorState, weights: Path) -> list[Candidate]:
         """Fully train the best distinct candidates (by utility among those meeting the structural requirements)."""
         cfg = self.cfg
-        searched = [r for r in self.journal.candidates() if r.get("cycle", -1) >= 0 and not r.get("final")]
-        structural = [r for r in searched
-                      if not any(parse_requirement(m).stage != "trained" for m in r.get("missed", []))]
+        searched = self.journal.searched()
+        structural = [r for r in searched if not any(parse_requirement(m).stage != "trained" for m in r.missed)]
         pool = structural or searched
         chosen, seen = [], set()
-        for r in sorted(pool, key=lambda r: -r["utility"]):
-            if r["arch"] not in seen:
-                seen.add(r["arch"])
+        for r in sorted(pool, key=lambda r: -r.utility):
+            if r.arch not in seen:
+                seen.add(r.arch)
                 chosen.append(r)
             if len(chosen) == cfg.finalists:
                 break
         results = []
         for rank, r in enumerate(chosen):
-            key = f"final:{r['arch']}"
+            key = f"{FINAL_PREFIX}{r.arch}"
             done = self.journal.candidate(key)
             if done is not None:
                 results.append(done)
                 continue
-            s = sample(state_for_record(self.journal, r), self.space, r["seed"], self.reqs)
+            # θG as it was when the candidate was sampled, so its seed regenerates the same network
+            s = sample(GeneratorState.from_json(self.journal.generator_at(r.cycle)), self.space, r.seed, self.reqs)
             name = f"fermi-{rank + 1}"
-            task = make_task(key, r["cycle"], s, self.space, cfg, weights, final=True,
+            task = make_task(key, r.cycle, s, self.space, cfg, weights, final=True,
                              save_to=str(self.out / f"{name}.safetensors"))
-            self.on_event("final_start", {"name": name, "arch": r["arch"]})
-            record = inquire(task)
-            record["name"] = name
+            self.on_event("final_start", {"name": name, "arch": r.arch})
+            record = dataclasses.replace(inquire(task), name=name)
             (self.out / f"{name}.net").write_text(print_network(renamed(s.graph, name)))
-            self.journal.add_candidate(key, r["cycle"], r["seed"], record["arch"], record)
+            self.journal.add_candidate(record)
             self.on_event("final", record)
             results.append(record)
         return results
@@ -278,36 +294,41 @@ def renamed(g, name: str):
     return out
 
 
-def state_for_record(journal: Journal, record: dict) -> GeneratorState:
-    """θG as it was when the record's candidate was sampled (so its seed regenerates the same network)."""
-    row = journal.db.execute("SELECT state FROM generator WHERE cycle=?", (record["cycle"],)).fetchone()
-    return GeneratorState.from_json(json.loads(row[0]))
-
-
-def inquire_without_training(task: Task) -> dict:
+def inquire_without_training(task: Task) -> Candidate:
     """Measure a network with the weights it has (the prototype): accuracy, cost, latency, utility."""
     return inquire(dataclasses.replace(task, final=True, budget=dataclasses.replace(task.budget, final_epochs=0)))
 
 
 @dataclass
 class SynthResult:
+    """A finished run: its directory, the records of the prototype, finalists and search, and θG."""
+
     out: Path
-    prototype: dict
-    finals: list[dict]
-    candidates: list[dict]
-    front: list[dict]
+    prototype: Candidate
+    finals: list[Candidate]
+    candidates: list[Candidate]
+    front: list[Candidate]
     state: GeneratorState
     report: Path
 
 
 def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
-               on_event: Callable[[str, dict], None] | None = None) -> SynthResult:
-    """Run (or continue) generative synthesis from a prototype IR; everything lands in `out`."""
+               on_event: Callable[[str, object], None] | None = None) -> SynthResult:
+    """Run (or continue) generative synthesis from a prototype IR; everything lands in `out`.
+
+    A resumed run continues with its own journaled settings (only `workers` may change). on_event(kind, payload)
+    hears "start" ({"total", "done"} search candidates), "prototype_training", "prototype_epoch", "prototype",
+    "cycle_start", "candidate", "cycle_end", "final_start" and "final"; records come as Candidate."""
     import time
 
     from gensynth.report import write_report
 
+    if resume:
+        cfg = run_config(out, cfg)
+    cfg.validate()
     run = Run(out, prototype, cfg, resume, on_event)
+    run.on_event("start", {"total": cfg.cycles * cfg.per_cycle,
+                           "done": min(len(run.journal.searched()), cfg.cycles * cfg.per_cycle)})
     started = run.journal.get_meta("wall_s") or 0.0
     t0 = time.perf_counter()
     try:
@@ -317,7 +338,7 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
         run.on_event("prototype", proto_record)
         state = run.search(run.generator(), weights)
         finals = run.finals(state, weights)
-        candidates = [r for r in run.journal.candidates() if r.get("cycle", -1) >= 0 and not r.get("final")]
+        candidates = run.journal.searched()
         front = pareto_front(candidates)
         wall = started + time.perf_counter() - t0
         report = write_report(run.out, prototype.graph["name"], cfg.requirements, proto_record, finals, candidates,

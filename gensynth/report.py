@@ -4,32 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# How the primary metric of each task is named in the report (records carry "metric" and "score").
-METRIC_NAMES = {"acc": "accuracy", "miou": "mean IoU", "map50": "mAP@0.5"}
+from gensynth.records import Candidate
+from gensynth.tasks.metrics import METRICS
 
 
-def metric_name(r: dict) -> str:
-    """The record's primary metric in words ("accuracy" for runs journaled before tasks existed)."""
-    return METRIC_NAMES.get(r.get("metric", "acc"), r.get("metric", "acc"))
+def _cells(r: Candidate, *metrics: str) -> str:
+    """Table cells of the record's values, as the metric registry writes them."""
+    return " | ".join(METRICS[m].format(r.value(m)) for m in metrics)
 
 
-def score(r: dict) -> float:
-    """The validation value of the record's primary metric."""
-    return r["score"] if "score" in r else r["val_acc"]
+def _row(name: str, r: Candidate) -> str:
+    test = METRICS[r.metric].format(r.test_score) if r.test_score is not None else "-"
+    return (f"| {name} | {METRICS[r.metric].format(r.score)} | {test} | {_cells(r, 'macs', 'params')} | "
+            f"{_cells(r, 'netscore')} | {r.density:.1f} | {_cells(r, 'latency')} | "
+            f"{'yes' if r.meets else 'no: ' + ', '.join(r.missed)} |")
 
 
-def _row(name: str, r: dict) -> str:
-    test = r.get("test_score", r.get("test_acc"))
-    test = f"{test:.2%}" if test is not None else "-"
-    return (f"| {name} | {score(r):.2%} | {test} | {r['macs'] / 1e6:.2f} M | {r['params'] / 1e3:.1f} K | "
-            f"{r['netscore']:.1f} | {r['density']:.1f} | {r['latency'] * 1e3:.3f} ms | "
-            f"{'yes' if r.get('meets') else 'no: ' + ', '.join(r.get('missed', []))} |")
-
-
-def write_report(out: Path, network: str, requirements: list[str], prototype: dict, finals: list[dict],
-                 candidates: list[dict], front: list[dict], wall_s: float) -> Path:
+def write_report(out: Path, network: str, requirements: list[str], prototype: Candidate, finals: list[Candidate],
+                 candidates: list[Candidate], front: list[Candidate], wall_s: float) -> Path:
     """Write report.md (and pareto.png beside it); return the report's path."""
-    what = metric_name(prototype)
+    what = METRICS[prototype.metric].words
     lines = [
         f"# Generative synthesis of {network}",
         "",
@@ -44,14 +38,14 @@ def write_report(out: Path, network: str, requirements: list[str], prototype: di
         f"| network | val {what} | test {what} | MACs | params | NetScore | density | latency | meets requirements |",
         "|---|---|---|---|---|---|---|---|---|",
         _row("prototype", prototype),
-        *(_row(r.get("name", r["arch"]), r) for r in finals),
+        *(_row(r.name or r.arch, r) for r in finals),
         "",
         f"## Pareto front of the search (short fine-tune; {what} on the validation split)",
         "",
         f"| cycle | seed | val {what} | MACs | params | arch |",
         "|---|---|---|---|---|---|",
-        *(f"| {r['cycle']} | {r['seed']} | {score(r):.2%} | {r['macs'] / 1e6:.2f} M | {r['params'] / 1e3:.1f} K "
-          f"| {r['arch']} |" for r in front),
+        *(f"| {r.cycle} | {r.seed} | {METRICS[r.metric].format(r.score)} | {_cells(r, 'macs', 'params')} "
+          f"| {r.arch} |" for r in front),
         "",
         f"![{what} against MACs](pareto.png)",
         "",
@@ -62,25 +56,27 @@ def write_report(out: Path, network: str, requirements: list[str], prototype: di
     return path
 
 
-def plot_front(path: Path, prototype: dict, finals: list[dict], candidates: list[dict], front: list[dict]) -> None:
+def plot_front(path: Path, prototype: Candidate, finals: list[Candidate], candidates: list[Candidate],
+               front: list[Candidate]) -> None:
+    """pareto.png: every candidate's validation score against its MACs, the front, prototype and FermiNets."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    cycles = [r["cycle"] for r in candidates]
-    sc = ax.scatter([r["macs"] / 1e6 for r in candidates], [score(r) * 100 for r in candidates], c=cycles,
+    cycles = [r.cycle for r in candidates]
+    sc = ax.scatter([r.macs / 1e6 for r in candidates], [r.score * 100 for r in candidates], c=cycles,
                     cmap="viridis", s=18, alpha=0.8, label="candidates (short fine-tune)")
     if candidates:
         fig.colorbar(sc, ax=ax, label="cycle")
-    ax.plot([r["macs"] / 1e6 for r in front], [score(r) * 100 for r in front], "k--", lw=1, label="front")
-    ax.scatter([prototype["macs"] / 1e6], [score(prototype) * 100], marker="*", s=160, c="red", label="prototype")
+    ax.plot([r.macs / 1e6 for r in front], [r.score * 100 for r in front], "k--", lw=1, label="front")
+    ax.scatter([prototype.macs / 1e6], [prototype.score * 100], marker="*", s=160, c="red", label="prototype")
     if finals:
-        ax.scatter([r["macs"] / 1e6 for r in finals], [score(r) * 100 for r in finals], marker="D", s=50,
+        ax.scatter([r.macs / 1e6 for r in finals], [r.score * 100 for r in finals], marker="D", s=50,
                    c="orange", label="FermiNets (fully trained)")
     ax.set_xlabel("MACs (millions)")
-    ax.set_ylabel(f"validation {metric_name(prototype)} (%)")
+    ax.set_ylabel(f"validation {METRICS[prototype.metric].words} (%)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()

@@ -18,6 +18,7 @@ import numpy as np
 
 from compiler.cost import batched_costs, compile_costs
 from gensynth.generator import GeneratorState
+from gensynth.records import Candidate
 from gensynth.requirements import Requirement
 from gensynth.space import SearchSpace
 
@@ -25,9 +26,9 @@ PROBABILITY_FLOOR = 0.02  # never rule a channel or block out completely: keep e
 VIOLATION_PENALTY = 50.0  # utility points lost per unit of relative requirement violation
 
 
-def candidate_weights(records: list[dict], temperature: float | None = None) -> np.ndarray:
+def candidate_weights(records: list[Candidate], temperature: float | None = None) -> np.ndarray:
     """Softmax of penalised utilities; the temperature defaults to their spread."""
-    scores = np.array([r["utility"] - VIOLATION_PENALTY * r.get("violation", 0.0) for r in records], dtype=float)
+    scores = np.array([r.utility - VIOLATION_PENALTY * r.violation for r in records], dtype=float)
     if temperature is None:
         temperature = max(float(np.std(scores)), 1e-3)
     z = (scores - scores.max()) / temperature
@@ -35,12 +36,12 @@ def candidate_weights(records: list[dict], temperature: float | None = None) -> 
     return w / w.sum()
 
 
-def _channel_targets(records: list[dict], weights: np.ndarray, gid: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+def _channel_targets(records: list[Candidate], weights: np.ndarray, gid: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Utility-weighted mean of 1 - exp(-importance / candidate mean) per channel, and the weight behind it."""
     total = np.zeros(n)
     mass = np.zeros(n)
     for rec, w in zip(records, weights):
-        imp = rec.get("importance", {})
+        imp = rec.importance
         if gid not in imp:
             continue
         values = np.asarray(imp[gid], dtype=float)[:n]
@@ -56,12 +57,11 @@ def _channel_targets(records: list[dict], weights: np.ndarray, gid: str, n: int)
         return np.where(mass > 0, total / np.maximum(mass, 1e-12), np.nan), mass
 
 
-def update_generator(state: GeneratorState, space: SearchSpace, records: list[dict], reqs: list[Requirement],
-                     rate: float = 0.5) -> GeneratorState:
+def update_generator(state: GeneratorState, space: SearchSpace, records: list[Candidate],
+                     reqs: list[Requirement], rate: float = 0.5) -> GeneratorState:
     """θG after one cycle of observations (a new state; the old one is untouched)."""
     new = copy.deepcopy(state)
     new.cycle = state.cycle + 1
-    records = [r for r in records if "utility" in r]
     if not records:
         return new
     weights = candidate_weights(records)
@@ -73,20 +73,20 @@ def update_generator(state: GeneratorState, space: SearchSpace, records: list[di
             rate * np.minimum(mass[seen] * len(records), 1.0) * target[seen]
         new.channels[gid] = np.clip(p, PROBABILITY_FLOOR, 1.0).tolist()
     for bid in new.blocks:
-        kept = np.array([bid not in r.get("decisions", {}).get("dropped", []) for r in records], dtype=float)
+        kept = np.array([bid not in r.decisions.dropped for r in records], dtype=float)
         new.blocks[bid] = float(np.clip((1 - rate) * new.blocks[bid] + rate * (weights @ kept),
                                         PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR))
     for rewrite, probs in (("factorized", new.factorize), ("strided", new.stride)):
         for name, q in probs.items():
             if q > 0:
-                done = np.array([name in r.get("decisions", {}).get(rewrite, []) for r in records], dtype=float)
+                done = np.array([name in getattr(r.decisions, rewrite) for r in records], dtype=float)
                 probs[name] = float(np.clip((1 - rate) * q + rate * (weights @ done),
                                             PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR))
     new.scales = _updated_scales(new.scales, records, weights, rate)
     for did, probs in new.choices.items():
         picked = np.zeros(len(probs))
         for r, w in zip(records, weights):
-            pick = r.get("decisions", {}).get("picks", {}).get(did)
+            pick = r.decisions.picks.get(did)
             if pick is not None:
                 picked[pick] += w
         q = (1 - rate) * np.asarray(probs) + rate * picked
@@ -95,15 +95,14 @@ def update_generator(state: GeneratorState, space: SearchSpace, records: list[di
     return apply_pressure(new, space, reqs)
 
 
-def _updated_scales(scales: dict[str, float], records: list[dict], weights: np.ndarray,
+def _updated_scales(scales: dict[str, float], records: list[Candidate], weights: np.ndarray,
                     rate: float) -> dict[str, float]:
     """Move each group's log factor toward the utility-weighted mean of what the candidates drew (a
     cross-entropy-method step), then centre them: only the split between groups is theirs to learn, the
     overall width is the threshold's."""
     out = dict(scales)
     for gid in scales:
-        drawn = [(w, r["decisions"]["scales"][gid]) for r, w in zip(records, weights)
-                 if gid in r.get("decisions", {}).get("scales", {})]
+        drawn = [(w, r.decisions.scales[gid]) for r, w in zip(records, weights) if gid in r.decisions.scales]
         if drawn:
             mass = sum(w for w, _ in drawn)
             if mass > 0:

@@ -1,4 +1,4 @@
-"""Arguments and loading shared by the subcommands that read a .net file."""
+"""Arguments shared by the subcommands, each declared once here, and loading the network they name."""
 
 from __future__ import annotations
 
@@ -16,6 +16,42 @@ def add_network_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--network", help="which network of the file (default: the last one)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="set a network parameter, e.g. --param width=0.5 (repeatable)")
+
+
+DATA_SPECS = ("classification: fashion-mnist[:DIR], idx:DIR, cifar10:DIR, npz:FILE; segmentation: fashion-seg[:DIR], "
+              "masks:DIR; detection: fashion-det[:DIR], coco:FILE.json")
+
+
+def add_data_arguments(p: argparse.ArgumentParser, *, task: bool = True, limit_train: bool = True,
+                       purpose: str = "") -> None:
+    """--data (the spec, and with it the task), --task, --limit-train."""
+    p.add_argument("--data", default="fashion-mnist",
+                   help=f"dataset{purpose}: {DATA_SPECS} (default: fashion-mnist); the task comes from it")
+    if task:
+        p.add_argument("--task", choices=["classify", "segment", "detect"],
+                       help="the task (default: the one the data holds; a mismatch is an error)")
+    if limit_train:
+        p.add_argument("--limit-train", type=int, help="use only this many training images (quick runs)")
+
+
+def add_device_argument(p: argparse.ArgumentParser) -> None:
+    """--device."""
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto, cuda when available)")
+
+
+def add_seed_argument(p: argparse.ArgumentParser, help: str = "seed of the initial weights and the data order") -> None:
+    """--seed."""
+    p.add_argument("--seed", type=int, default=0, help=f"{help} (default 0)")
+
+
+def add_lr_argument(p: argparse.ArgumentParser, what: str, defaults: str) -> None:
+    """--lr: what it sets, and its defaults per optimizer."""
+    p.add_argument("--lr", type=float, help=f"{what} learning rate (default {defaults})")
+
+
+def add_json_argument(p: argparse.ArgumentParser, what: str = "the result") -> None:
+    """--json: one JSON document on stdout for scripts."""
+    p.add_argument("--json", action="store_true", help=f"print {what} as JSON")
 
 
 def parse_param(text: str):

@@ -6,39 +6,45 @@ detection: mAP@0.5 and mAP@[.5:.95] of the decoded CenterNet heads.
 
 from __future__ import annotations
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from netdsl.cli.arguments import add_network_arguments, load_from_args, print_json
+from netdsl.cli.arguments import (
+    add_data_arguments,
+    add_device_argument,
+    add_json_argument,
+    add_network_arguments,
+    load_from_args,
+    print_json,
+)
 
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate trained weights", description=__doc__)
     add_network_arguments(p)
     p.add_argument("--weights", required=True, help="weights.safetensors or a state dict (loaded weights-only)")
-    p.add_argument("--data", default="fashion-mnist", help="dataset spec (see netdsl train --help)")
-    p.add_argument("--task", choices=["classify", "segment", "detect"], help="the task (default: the data's)")
-    p.add_argument("--split", choices=["test", "val"], default="test")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", action="store_true")
+    add_data_arguments(p, limit_train=False)
+    p.add_argument("--split", choices=["test", "val"], default="test", help="default: test")
+    add_device_argument(p)
+    add_json_argument(p, "the metrics and the confusion matrix")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from compiler.backend.lower import lower_to_torch
+    from compiler.backend.weights import load_weights_file
     from gensynth.data import load_dataset
-    from gensynth.tasks.objectives import objective_for
-    from gensynth.training.checkpoint import load_weights
+    from gensynth.tasks.objectives import check_network_fits, objective_for
     from gensynth.training.device import resolve_device
     from gensynth.training.evaluate import evaluate
-    from netdsl.cli.train import check_network_fits
     from netdsl.cli.training_view import metrics_text
 
     g = load_from_args(args)
     data = load_dataset(args.data, task=args.task)
     check_network_fits(g, data)
     model = lower_to_torch(g)
-    load_weights(model, args.weights)
+    load_weights_file(model, args.weights)
     device = resolve_device(args.device)
     model.to(device)
     x, y = (data.test_x, data.test_y) if args.split == "test" else (data.val_x, data.val_y)
@@ -55,14 +61,12 @@ def run(args) -> int:
         console.print(f"loss {result.loss:.4f} over {result.count} images")
         return 0
     if data.task == "segment":
-        conf = result.confusion
-        union = conf.sum(0) + conf.sum(1) - conf.diagonal()
         table = Table(title=title)
         table.add_column("class")
         table.add_column("IoU", justify="right")
         table.add_column("pixels", justify="right")
-        for name, tp, u, n in zip(data.class_names, conf.diagonal(), union, conf.sum(1)):
-            table.add_row(name, f"{tp / u:.2%}" if u else "-", str(int(n)))
+        for name, iou, n in zip(data.class_names, result.per_class_iou(), result.confusion.sum(1)):
+            table.add_row(name, "-" if np.isnan(iou) else f"{iou:.2%}", str(int(n)))
         console.print(table)
         console.print(f"loss {result.loss:.4f} over {result.count} images")
         return 0

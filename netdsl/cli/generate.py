@@ -38,18 +38,18 @@ def run(args) -> int:
         train_data=args.data if args.train else None, epochs=args.epochs, lr=args.lr, device=args.device,
         limit_train=args.limit_train,
         on_network=None if args.json else lambda r: console.print(
-            f"seed {r['seed']}: {r['file']} ({r['macs'] / 1e6:.2f} M MACs, {r['params'] / 1e3:.1f} K params"
-            + (f", val {r['metric']} {r['score']:.2%}" if "score" in r else "") + ")"))
+            f"seed {r.seed}: {r.file} ({r.macs / 1e6:.2f} M MACs, {r.params / 1e3:.1f} K params"
+            + (f", val {r.trained.metric} {r.trained.score:.2%}" if r.trained else "") + ")"))
     if args.json:
-        print_json(records)
+        print_json([r.to_json() for r in records])
         return 0
     table = Table(title=f"{len(records)} networks from {args.generator}")
     for col in ("seed", "file", "MACs", "params", "arch", "meets requirements"):
         table.add_column(col)
     for r in records:
-        table.add_row(str(r["seed"]), r["file"], f"{r['macs'] / 1e6:.2f} M", f"{r['params'] / 1e3:.1f} K", r["arch"],
-                      "yes" if r["meets"] else "no: " + ", ".join(r["missed"]))
+        table.add_row(str(r.seed), r.file, f"{r.macs / 1e6:.2f} M", f"{r.params / 1e3:.1f} K", r.arch,
+                      "yes" if r.verdict.meets else "no: " + ", ".join(r.verdict.missed))
     Console(highlight=False).print(table)
-    distinct = len({r["arch"] for r in records})
+    distinct = len({r.arch for r in records})
     Console(highlight=False).print(f"{distinct} distinct architectures out of {len(records)}")
     return 0

@@ -7,14 +7,22 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from netdsl.cli.arguments import add_network_arguments, load_from_args, print_json
+from netdsl.cli.arguments import (
+    add_data_arguments,
+    add_device_argument,
+    add_json_argument,
+    add_lr_argument,
+    add_network_arguments,
+    add_seed_argument,
+    load_from_args,
+    print_json,
+)
 
 
 def register(sub) -> None:
     p = sub.add_parser("synth", help="generative synthesis from a prototype", description=__doc__)
     add_network_arguments(p)
-    p.add_argument("--data", default="fashion-mnist", help="dataset spec (see netdsl train --help); the task "
-                   "(classification, segmentation, detection) comes from it")
+    add_data_arguments(p, task=False, limit_train=False)
     p.add_argument("--req", action="append", default=[], metavar="REQ",
                    help='a requirement such as "acc>=0.9", "macs<=2M", "params<200K", "latency<=1.5ms" (repeatable)')
     p.add_argument("--out", help="run directory (default runs/<network>-synth)")
@@ -25,11 +33,11 @@ def register(sub) -> None:
     p.add_argument("--utility", choices=["netscore", "density", "accuracy"], default="netscore",
                    help="what synthesis maximises under the requirements: NetScore (default), information "
                         "density, or the accuracy (mIoU, mAP@0.5) itself")
-    p.add_argument("--seed", type=int, default=0)
+    add_seed_argument(p, "the run's seed: the prototype's initial weights and every candidate's seed")
     p.add_argument("--weights", help="trained prototype weights (skips training the prototype)")
     p.add_argument("--prototype-epochs", type=int, default=8)
     p.add_argument("--images", type=int, default=12000, help="fine-tune images per search candidate")
-    p.add_argument("--lr", type=float, help="fine-tuning learning rate (default 0.02 with sgd, 0.001 with adamw)")
+    add_lr_argument(p, "fine-tuning", "0.02 with sgd, 0.001 with adamw")
     p.add_argument("--distill", type=float, default=0.0, metavar="A",
                    help="classification: weight in [0, 1] of learning the trained prototype's soft outputs in every "
                         "fine-tune (knowledge distillation, temperature 4; default 0: labels only)")
@@ -50,125 +58,98 @@ def register(sub) -> None:
                    help="the generator's starting probability of giving each stride-1 conv stride 2, halving the "
                         "resolution after it where the network allows (learned from there; default 0: never; "
                         "0.5 with --utility accuracy is the advice for a MAC budget, see docs/synthesis.md)")
-    p.add_argument("--device", default="auto")
+    add_device_argument(p)
     p.add_argument("--limit-train", type=int, help="use only this many training images (quick runs)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_json_argument(p)
     p.set_defaults(run=run)
 
 
 def config_from_args(args):
-    from compiler.diagnostics import NetError
+    """The SynthConfig the arguments ask for; NetError (located for --req) on anything out of range."""
     from gensynth.inquisitor import Budget
     from gensynth.loop import SynthConfig
     from gensynth.requirements import parse_requirements
 
     parse_requirements(args.req)  # located errors before anything else
-    for name in ("cycles", "per_cycle", "workers", "prototype_epochs", "images", "finalists", "final_epochs"):
-        if getattr(args, name) < 1:
-            raise NetError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if not 0 < args.min_fraction <= 1:
-        raise NetError(f"--min-fraction must be in (0, 1], got {args.min_fraction}")
-    if not 0 <= args.distill <= 1:
-        raise NetError(f"--distill must be in [0, 1], got {args.distill}")
-    for name in ("factorize", "stride"):
-        if getattr(args, name) is not None and not 0 <= getattr(args, name) <= 1:
-            raise NetError(f"--{name} must be in [0, 1], got {getattr(args, name)}")
     budget = Budget(images=args.images, final_epochs=args.final_epochs, lr=args.lr, device=args.device,
-                    distill=args.distill, final_init=args.final_from,
-                    search_init=args.search_from)
-    return SynthConfig(data=args.data, requirements=list(args.req), cycles=args.cycles, per_cycle=args.per_cycle,
-                       budget=budget, workers=args.workers, utility=args.utility, seed=args.seed,
-                       prototype_epochs=args.prototype_epochs, prototype_weights=args.weights,
-                       finalists=args.finalists, min_fraction=args.min_fraction,
-                       **{name: getattr(args, name) for name in ("factorize", "stride")
-                          if getattr(args, name) is not None},
-                       data_options={"limit_train": args.limit_train} if args.limit_train else {})
+                    distill=args.distill, final_init=args.final_from, search_init=args.search_from)
+    cfg = SynthConfig(data=args.data, requirements=list(args.req), cycles=args.cycles, per_cycle=args.per_cycle,
+                      budget=budget, workers=args.workers, utility=args.utility, seed=args.seed,
+                      prototype_epochs=args.prototype_epochs, prototype_weights=args.weights,
+                      finalists=args.finalists, min_fraction=args.min_fraction,
+                      **{name: getattr(args, name) for name in ("factorize", "stride")
+                         if getattr(args, name) is not None},
+                      data_options={"limit_train": args.limit_train} if args.limit_train else {})
+    cfg.validate()
+    return cfg
 
 
 def run(args) -> int:
-    import dataclasses
-
-    from gensynth.journal import Journal
-    from gensynth.loop import JOURNAL, SynthConfig, synthesize
-    from netdsl.cli.training_view import metrics_text
+    from gensynth.loop import synthesize
 
     g = load_from_args(args)
     cfg = config_from_args(args)
     out = Path(args.resume or args.out or f"runs/{g.graph['name']}-synth")
-    if args.resume and (out / JOURNAL).exists():
-        journal = Journal(out / JOURNAL)
-        stored = journal.get_meta("config")
-        journal.close()
-        if stored:  # the run's own settings; only where and how fast it runs may change
-            cfg = dataclasses.replace(SynthConfig.from_json(stored), workers=cfg.workers)
     console = Console(stderr=True, highlight=False)
-    quiet = args.json
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("{task.fields[best]}"), console=console, disable=quiet)
-    task = progress.add_task("synthesis", total=cfg.cycles * cfg.per_cycle, best="")
-    best = {}
+                        TextColumn("{task.fields[best]}"), console=console, disable=args.json)
+    task = progress.add_task("synthesis", total=None, best="")
+    with progress:
+        result = synthesize(g, cfg, out, resume=bool(args.resume),
+                            on_event=None if args.json else _progress_view(console, progress, task))
+    if args.json:
+        print_json({"out": str(result.out), "prototype": result.prototype.summary(),
+                    "fermi_nets": [r.summary() for r in result.finals], "candidates": len(result.candidates),
+                    "generator": str(result.out / "generator.json"), "report": str(result.report)})
+        return 0
+    out_console = Console(highlight=False)
+    meeting = [r for r in result.finals if r.meets]
+    if meeting:
+        out_console.print(f"[green]{len(meeting)} FermiNet(s) meet every requirement[/green]; see {result.report}")
+    else:
+        out_console.print("[red]no network met every requirement[/red]; the least-violating ones are in "
+                          f"{result.report}")
+        for r in sorted(result.finals, key=lambda r: r.violation)[:3]:
+            out_console.print(f"  {r.name}: missed {', '.join(r.missed)}")
+    return 0
+
+
+def _progress_view(console: Console, progress: Progress, task):
+    """on_event for synthesize: a progress bar over the search candidates and one line per finished network."""
+    from netdsl.cli.training_view import metrics_text
+
+    best = []
 
     def on_event(kind: str, payload) -> None:
-        if quiet:
-            return
-        if kind == "prototype_training":
+        if kind == "start":
+            progress.update(task, total=payload["total"], completed=payload["done"])
+        elif kind == "prototype_training":
             progress.update(task, description=f"training the prototype ({payload['epochs']} epochs)")
         elif kind == "prototype_epoch":
             st = payload["stats"]
             console.print(f"prototype epoch {st.epoch}: val {metrics_text(st.val_metrics or {})}, "
                           f"{st.images_per_s:,.0f} img/s")
         elif kind == "prototype":
-            console.print(f"prototype: val {payload['metric']} {payload['score']:.2%}, "
-                          f"{payload['macs'] / 1e6:.2f} M MACs, "
-                          f"{payload['params'] / 1e3:.1f} K params, NetScore {payload['netscore']:.1f}")
+            console.print(f"prototype: val {payload.metric} {payload.score:.2%}, {payload.macs / 1e6:.2f} M MACs, "
+                          f"{payload.params / 1e3:.1f} K params, NetScore {payload.netscore:.1f}")
         elif kind == "cycle_start":
-            progress.update(task, description=f"cycle {payload['cycle'] + 1}/{cfg.cycles}")
+            progress.update(task, description=f"cycle {payload['cycle'] + 1}/{payload['cycles']}")
             progress.advance(task, 0)
         elif kind == "candidate":
-            if not best or payload["utility"] > best["utility"]:
-                best.update(payload)
+            if not best or payload.utility > best[0].utility:
+                best[:] = [payload]
             progress.advance(task)
-            progress.update(task, best=f"best NetScore {best['netscore']:.1f} ({best['score']:.1%}, "
-                                       f"{best['macs'] / 1e6:.2f} M MACs)")
-            console.print(f"  candidate {payload['key']}: val {payload['metric']} {payload['score']:.2%}, "
-                          f"{payload['macs'] / 1e6:.2f} M MACs, {payload['params'] / 1e3:.1f} K params, "
-                          f"utility {payload['utility']:.1f}, {payload['wall_s']:.1f} s")
+            top = best[0]
+            progress.update(task, best=f"best NetScore {top.netscore:.1f} ({top.score:.1%}, "
+                                       f"{top.macs / 1e6:.2f} M MACs)")
+            console.print(f"  candidate {payload.key}: val {payload.metric} {payload.score:.2%}, "
+                          f"{payload.macs / 1e6:.2f} M MACs, {payload.params / 1e3:.1f} K params, "
+                          f"utility {payload.utility:.1f}, {payload.wall_s:.1f} s")
         elif kind == "final_start":
             progress.update(task, description=f"training {payload['name']} fully")
         elif kind == "final":
-            console.print(f"[bold]{payload['name']}[/bold]: val {payload['metric']} {payload['score']:.2%}, test "
-                          f"{payload['test_score']:.2%}, {payload['macs'] / 1e6:.2f} M MACs, "
-                          f"meets requirements: {'yes' if payload['meets'] else 'no'}")
+            console.print(f"[bold]{payload.name}[/bold]: val {payload.metric} {payload.score:.2%}, test "
+                          f"{payload.test_score:.2%}, {payload.macs / 1e6:.2f} M MACs, "
+                          f"meets requirements: {'yes' if payload.meets else 'no'}")
 
-    done_before = 0
-    if args.resume:
-        journal = Journal(out / JOURNAL) if (out / JOURNAL).exists() else None
-        if journal:
-            done_before = sum(1 for r in journal.candidates() if r.get("cycle", -1) >= 0 and not r.get("final"))
-            journal.close()
-    progress.update(task, completed=min(done_before, cfg.cycles * cfg.per_cycle))
-    with progress:
-        result = synthesize(g, cfg, out, resume=bool(args.resume), on_event=on_event)
-    summary = {"out": str(result.out), "prototype": _brief(result.prototype),
-               "fermi_nets": [_brief(r) for r in result.finals], "candidates": len(result.candidates),
-               "generator": str(result.out / "generator.json"), "report": str(result.report)}
-    if args.json:
-        print_json(summary)
-        return 0
-    out_console = Console(highlight=False)
-    meeting = [r for r in result.finals if r.get("meets")]
-    if meeting:
-        out_console.print(f"[green]{len(meeting)} FermiNet(s) meet every requirement[/green]; see {result.report}")
-    else:
-        out_console.print("[red]no network met every requirement[/red]; the least-violating ones are in "
-                          f"{result.report}")
-        for r in sorted(result.finals, key=lambda r: r.get("violation", 0))[:3]:
-            out_console.print(f"  {r.get('name')}: missed {', '.join(r.get('missed', []))}")
-    return 0
-
-
-def _brief(r: dict) -> dict:
-    keys = ("name", "arch", "task", "metric", "score", "test_score", "val_acc", "test_acc", "val_miou", "test_miou",
-            "val_pixel_acc", "test_pixel_acc", "val_map50", "test_map50", "val_map", "test_map", "macs", "params", "memory", "latency", "netscore", "density",
-            "meets", "missed")
-    return {k: r.get(k) for k in keys if k in r}
+    return on_event

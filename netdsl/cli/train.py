@@ -7,27 +7,30 @@ from pathlib import Path
 
 from rich.console import Console
 
-from netdsl.cli.arguments import add_network_arguments, load_from_args, print_json
+from netdsl.cli.arguments import (
+    add_data_arguments,
+    add_device_argument,
+    add_json_argument,
+    add_lr_argument,
+    add_network_arguments,
+    add_seed_argument,
+    load_from_args,
+    print_json,
+)
 
 
 def add_training_arguments(p, epochs: int = 10) -> None:
-    """--data and the training hyperparameters shared by train, synth and generate."""
-    p.add_argument("--data", default="fashion-mnist",
-                   help="classification: fashion-mnist[:DIR], idx:DIR, cifar10:DIR, npz:FILE; segmentation: "
-                        "fashion-seg[:DIR], masks:DIR; detection: fashion-det[:DIR], coco:FILE.json "
-                        "(default: fashion-mnist)")
-    p.add_argument("--task", choices=["classify", "segment", "detect"],
-                   help="the task (default: the one the data holds; a mismatch is an error)")
+    """--data and the training hyperparameters."""
+    add_data_arguments(p)
     p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
-    p.add_argument("--lr", type=float, help="learning rate (default: 0.05 for sgd, 0.002 for adamw)")
-    p.add_argument("--batch-size", type=int, default=128)
+    add_lr_argument(p, "the", "0.05 for sgd, 0.002 for adamw")
+    p.add_argument("--batch-size", type=int, default=128, help="images per batch (default 128)")
     p.add_argument("--optimizer", choices=["sgd", "adamw"],
                    help="default: sgd for classification, adamw for segmentation and detection")
-    p.add_argument("--schedule", choices=["cosine", "none"], default="cosine")
+    p.add_argument("--schedule", choices=["cosine", "none"], default="cosine", help="default: cosine")
     p.add_argument("--augment", action="store_true", help="random crop and flip")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--limit-train", type=int, help="use only this many training images (quick runs)")
+    add_seed_argument(p)
+    add_device_argument(p)
 
 
 def train_config(args):
@@ -43,7 +46,7 @@ def register(sub) -> None:
     add_network_arguments(p)
     add_training_arguments(p)
     p.add_argument("--out", default=None, help="output directory (default: runs/<network>)")
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_json_argument(p, "the metrics")
     p.set_defaults(run=run)
 
 
@@ -51,6 +54,7 @@ def run(args) -> int:
     from compiler.backend.lower import lower_to_torch
     from compiler.printer import print_network
     from gensynth.data import load_dataset
+    from gensynth.tasks.objectives import check_network_fits
     from gensynth.training.train import train
 
     g = load_from_args(args)
@@ -66,7 +70,7 @@ def run(args) -> int:
 
     torch.manual_seed(config.seed)  # the initial weights follow --seed, not whatever ran before in the process
     model = lower_to_torch(g)
-    from netdsl.cli.training_view import training_progress
+    from netdsl.cli.training_view import metrics_text, training_progress
 
     with training_progress(config.epochs, enabled=not args.json) as (on_batch, on_epoch):
         result = train(model, data, config, out_dir=out, on_epoch=on_epoch, on_batch=on_batch)
@@ -81,8 +85,6 @@ def run(args) -> int:
     if args.json:
         print_json(summary)
     else:
-        from netdsl.cli.training_view import metrics_text
-
         val = metrics_text(last.val_metrics) if last.val_metrics else "n/a"
         test = metrics_text(result.test.metrics) if result.test else "n/a"
         Console(highlight=False).print(
@@ -90,15 +92,3 @@ def run(args) -> int:
             f"{result.wall_s:.1f} s on {result.device}; weights in {out}/weights.safetensors")
     return 0
 
-
-def check_network_fits(g, data) -> None:
-    """The network's single image input and its outputs must fit the data's task (classes, mask, heads)."""
-    from compiler.diagnostics import NetError
-    from gensynth.tasks.objectives import check_fits
-
-    if len(g.graph["inputs"]) != 1:
-        raise NetError(f"training needs a network with one image input; {g.graph['name']} has "
-                       f"{len(g.graph['inputs'])}")
-    shape = g.nodes[g.graph["inputs"][0]]["shape"]
-    outputs = {name: tuple(g.nodes[node]["shape"]) for name, node in g.graph["outputs"].items()}
-    check_fits(tuple(shape), outputs, data)

@@ -6,10 +6,17 @@ import pytest
 from compiler.cost import network_cost
 from compiler.diagnostics import NetError
 from gensynth.generator import GeneratorState, initial_state, sample
+from gensynth.records import Candidate, Decisions
 from gensynth.requirements import parse_requirements
 from gensynth.space import search_space, smallest_reachable
 from gensynth.update import apply_pressure, update_generator
 from netdsl.loader import load_network, load_network_text
+
+
+def record(utility: float, decisions: dict, **kw) -> Candidate:
+    """A search candidate's record holding what the update reads."""
+    return Candidate(key="0:0", cycle=0, seed=0, arch="", utility=utility, decisions=Decisions.from_json(decisions),
+                     **kw)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +95,7 @@ def test_update_moves_probability_toward_important_channels(fashion):
     n = len(state.channels[gid])
     importance = {str(grp.id): [1.0] * grp.channels for grp in space.groups}
     importance[gid] = [5.0 if c < n // 2 else 0.01 for c in range(n)]
-    records = [{"utility": 50.0, "violation": 0.0, "importance": importance, "decisions": {"dropped": []}}]
+    records = [record(50.0, {"dropped": []}, violation=0.0, importance=importance)]
     new = update_generator(state, space, records, reqs)
     p = np.asarray(new.channels[gid])
     assert p[: n // 2].mean() > p[n // 2:].mean() + 0.3
@@ -166,7 +173,7 @@ def test_samples_try_different_splits_of_the_budget_between_groups(fashion):
         spreads[spread] = float(np.std(shares[:, 0] - shares[:, -1]))  # stage 1's share against stage 3's
     assert spreads[0.4] > 2 * spreads[0.0]
     s = sample(state, space, 3, reqs)
-    assert set(s.decisions()["scales"]) == {str(grp.id) for grp in space.groups}
+    assert set(s.decisions().scales) == {str(grp.id) for grp in space.groups}
 
 
 def test_learned_scales_shift_width_toward_a_group(fashion):
@@ -190,14 +197,13 @@ def test_update_moves_scales_toward_what_good_candidates_drew_and_centres_them(f
     gids = list(state.scales)
     good = {gids[0]: 0.8, **{gid: -0.4 for gid in gids[1:]}}
     bad = {gids[0]: -0.8, **{gid: 0.4 for gid in gids[1:]}}
-    records = [{"utility": 90.0, "decisions": {"dropped": [], "scales": good}},
-               {"utility": 60.0, "decisions": {"dropped": [], "scales": bad}}]
+    records = [record(90.0, {"dropped": [], "scales": good}), record(60.0, {"dropped": [], "scales": bad})]
     new = update_generator(state, space, records, reqs)
     assert new.scales[gids[0]] > 0.2 and all(new.scales[gid] < 0 for gid in gids[1:])
     assert abs(sum(new.scales.values())) < 1e-9
     assert state.scales == {gid: 0.0 for gid in gids}  # the old state is untouched
     # records from before scales existed leave them alone
-    assert update_generator(state, space, [{"utility": 1.0, "decisions": {"dropped": []}}], reqs).scales == state.scales
+    assert update_generator(state, space, [record(1.0, {"dropped": []})], reqs).scales == state.scales
 
 
 def test_a_generator_saved_before_scales_existed_still_loads(tmp_path, fashion):
@@ -230,7 +236,7 @@ def test_the_generator_factorizes_convs_with_its_learned_probability(fashion):
         plain, split = sample(never, space, seed, reqs), sample(always, space, seed, reqs)
         assert plain.factorized == () and all(d["op"] != "dwconv" for _, d in plain.graph.nodes(data=True))
         assert split.factorized == space.factorizable and split.meets
-        assert split.decisions()["factorized"] == list(space.factorizable)
+        assert list(split.decisions().factorized) == list(space.factorizable)
         assert sum(split.widths.values()) > 1.5 * sum(plain.widths.values())  # the budget buys wider layers
     half = initial_state(space, reqs, factorize=0.5, stride=0.0)
     counts = [len(sample(half, space, seed, reqs).factorized) for seed in range(40)]
@@ -244,7 +250,7 @@ def test_the_generator_factorizes_convs_with_its_learned_probability(fashion):
 def test_a_rewrite_probability_follows_the_candidates_that_did_well(fashion, rewrite, decision, good, bad, untried):
     g, space = fashion
     reqs = parse_requirements(["macs<=5M"])
-    records = [{"utility": 10.0, "decisions": {decision: [good]}}, {"utility": 0.0, "decisions": {decision: [bad]}}]
+    records = [record(10.0, {decision: [good]}), record(0.0, {decision: [bad]})]
     new = getattr(update_generator(initial_state(space, reqs, **{rewrite: 0.5}), space, records, reqs), rewrite)
     assert new[good] > 0.5 > new[bad]
     assert new[untried] < 0.5  # no candidate rewrote it
@@ -268,7 +274,7 @@ def test_the_generator_strides_convs_with_its_learned_probability(fashion):
         assert plain.strided == () and all(d["attrs"].get("stride", 1) == 1 for _, d in plain.graph.nodes(data=True)
                                            if d["op"] == "conv")
         assert strided.strided == space.stridable and strided.meets
-        assert strided.decisions()["strided"] == list(space.stridable)
+        assert list(strided.decisions().strided) == list(space.stridable)
         out = g.graph["outputs"]["logits"]
         assert strided.graph.nodes[out]["shape"] == plain.graph.nodes[out]["shape"] == (10,)
         assert strided.graph.nodes["conv_4"]["shape"][1:] == (1, 1)  # 28 -s2-> 14 -pool-> 7 -s2-> 4 -pool-> 2 -s2-> 1

@@ -44,10 +44,10 @@ def test_whole_loop_meets_structural_requirements_and_writes_the_run(tmp_path, d
                  "fermi-1.net", "fermi-1.safetensors"):
         assert (out / name).exists(), name
     assert len(result.candidates) == 4
-    assert all(r["macs"] <= 60e3 for r in result.candidates + result.finals)
-    assert result.prototype["macs"] > 60e3
+    assert all(r.macs <= 60e3 for r in result.candidates + result.finals)
+    assert result.prototype.macs > 60e3
     final = result.finals[0]
-    assert 0 <= final["test_acc"] <= 1 and final["val_acc"] > 0.3
+    assert 0 <= final.test["acc"] <= 1 and final.val["acc"] > 0.3
     state = GeneratorState.load(out / "generator.json")
     assert state.cycle == 2 and state.requirements == REQS
     report = (out / "report.md").read_text()
@@ -75,7 +75,7 @@ def test_resume_continues_without_redoing_candidates(tmp_path, data, monkeypatch
 
     def crash_after_three(kind, payload):
         if kind == "candidate":
-            seen.append(payload["key"])
+            seen.append(payload.key)
             if len(seen) == 3:
                 raise CrashError
 
@@ -88,7 +88,7 @@ def test_resume_continues_without_redoing_candidates(tmp_path, data, monkeypatch
     searched = [k for k in calls if k not in ("prototype",) and not k.startswith("final")]
     assert searched == ["1:1"]  # only the unfinished candidate, and the prototype is not retrained
     assert "prototype" not in calls
-    assert sorted(r["key"] for r in result.candidates) == ["0:0", "0:1", "1:0", "1:1"]
+    assert sorted(r.key for r in result.candidates) == ["0:0", "0:1", "1:0", "1:1"]
 
 
 def test_existing_run_needs_resume_and_the_same_prototype(tmp_path, data):
@@ -160,7 +160,7 @@ def test_results_do_not_depend_on_the_number_of_workers(tmp_path, data):
     weights = str(tmp_path / "one" / "prototype.safetensors")
     two = synthesize(tiny(), config(data, cycles=1, per_cycle=3, workers=2, prototype_weights=weights),
                      tmp_path / "two")
-    by_key = lambda result: {r["key"]: (r["seed"], r["arch"], r["macs"]) for r in result.candidates}  # noqa: E731
+    by_key = lambda result: {r.key: (r.seed, r.arch, r.macs) for r in result.candidates}  # noqa: E731
     assert by_key(one) == by_key(two)
 
 
@@ -170,7 +170,7 @@ def test_distill_hands_the_trained_prototype_to_every_fine_tune(tmp_path, data, 
     import torch
 
     from compiler.backend.lower import lower_to_torch
-    from gensynth.training.checkpoint import load_weights
+    from compiler.backend.weights import load_weights_file
 
     seen = []
     real_train = inquisitor_module.train
@@ -185,7 +185,7 @@ def test_distill_hands_the_trained_prototype_to_every_fine_tune(tmp_path, data, 
     synthesize(tiny(), cfg, tmp_path / "run")
     assert len(seen) == 3  # two candidates and the finalist
     prototype = lower_to_torch(tiny()).eval()
-    load_weights(prototype, str(tmp_path / "run" / "prototype.safetensors"))
+    load_weights_file(prototype, str(tmp_path / "run" / "prototype.safetensors"))
     x = torch.randn(4, 1, 8, 8)
     for weight, teacher in seen:
         assert weight == 0.7
@@ -252,7 +252,7 @@ def test_finalists_can_train_from_scratch_instead_of_inheriting(tmp_path, data, 
         result = synthesize(tiny(), cfg, tmp_path / init)
         proto = load_file(str(tmp_path / init / "prototype.safetensors"))["conv.weight"]
         final = result.finals[0]
-        kept = final["decisions"]["widths"]
+        kept = final.decisions.widths
         seen[init] = (starts["weight"], proto, kept, starts["lr"])
     inherited, proto, _, lr = seen["inherit"]
     assert lr == 0.02  # the fine-tune rate
@@ -296,35 +296,35 @@ def test_allocation_spread_reaches_the_generator(tmp_path, data):
     """SynthConfig.allocation_spread is θG's exploration of budget splits: 0 draws every group at its learned scale."""
     result = synthesize(tiny(), config(data, allocation_spread=0.0), tmp_path / "run")
     assert GeneratorState.load(result.out / "generator.json").spread == 0.0
-    drawn = [v for r in result.candidates for v in r["decisions"]["scales"].values()]
+    drawn = [v for r in result.candidates for v in r.decisions.scales.values()]
     assert drawn and all(v == 0.0 for v in drawn)
     wide = synthesize(tiny(), config(data, allocation_spread=1.0), tmp_path / "wide")
-    assert any(v != 0.0 for r in wide.candidates for v in r["decisions"]["scales"].values())
+    assert any(v != 0.0 for r in wide.candidates for v in r.decisions.scales.values())
 
 
 def test_factorized_candidates_inherit_weights_and_train(tmp_path, data):
     """With --factorize 1 every first-cycle candidate is depthwise-separable, and its inherited weights work."""
     result = synthesize(tiny(), config(data, factorize=1.0), tmp_path / "run")
-    first = [r for r in result.candidates if r["cycle"] == 0]
-    assert first and all(len(r["decisions"]["factorized"]) == 2 for r in first)
+    first = [r for r in result.candidates if r.cycle == 0]
+    assert first and all(len(r.decisions.factorized) == 2 for r in first)
     assert GeneratorState.load(result.out / "generator.json").factorize
     from netdsl.loader import load_network
 
     fermi = load_network(str(result.out / "fermi-1.net"))
-    assert result.finals[0]["val_acc"] > 0.3 and result.finals[0]["macs"] <= 60e3  # four classes: chance 0.25
+    assert result.finals[0].val["acc"] > 0.3 and result.finals[0].macs <= 60e3  # four classes: chance 0.25
     assert sum(d["op"] == "dwconv" for _, d in fermi.nodes(data=True)) == 2  # every candidate was factorized
 
 
 def test_strided_candidates_inherit_weights_and_train(tmp_path, data):
     """With --stride 1 every first-cycle candidate runs at lower resolution, and its inherited weights work."""
     result = synthesize(tiny(), config(data, stride=1.0), tmp_path / "run")
-    first = [r for r in result.candidates if r["cycle"] == 0]
-    assert first and all(len(r["decisions"]["strided"]) == 2 for r in first)  # the stem and the stage-2 conv
+    first = [r for r in result.candidates if r.cycle == 0]
+    assert first and all(len(r.decisions.strided) == 2 for r in first)  # the stem and the stage-2 conv
     assert GeneratorState.load(result.out / "generator.json").stride
     from netdsl.loader import load_network
 
     fermi = load_network(str(result.out / "fermi-1.net"))
-    assert result.finals[0]["val_acc"] > 0.3 and result.finals[0]["macs"] <= 60e3  # four classes: chance 0.25
+    assert result.finals[0].val["acc"] > 0.3 and result.finals[0].macs <= 60e3  # four classes: chance 0.25
     assert any(d["op"] == "conv" and d["attrs"]["stride"] == 2 for _, d in fermi.nodes(data=True))
 
 

@@ -86,14 +86,15 @@ def test_synthesis_runs_for_segmentation_and_detection(tmp_path, task, seg_data,
     cfg = SynthConfig(data=data, requirements=reqs, cycles=2, per_cycle=2, budget=budget(),
                       prototype_epochs=6 if task == "segment" else 25, finalists=1)
     result = synthesize(prototype, cfg, tmp_path / "run")
-    assert all(r["macs"] <= macs * 0.6 for r in result.candidates + result.finals)
+    assert all(r.macs <= macs * 0.6 for r in result.candidates + result.finals)
     for r in [result.prototype, *result.candidates, *result.finals]:
-        assert r["task"] == task and r["metric"] == metric and r["score"] == r[f"val_{metric}"]
-        assert 0 <= r["score"] <= 1
+        saved = r.to_json()  # as the journal stores it
+        assert saved["task"] == task and saved["metric"] == metric and saved["score"] == saved[f"val_{metric}"]
+        assert 0 <= r.score <= 1
     final = result.finals[0]
-    assert f"test_{metric}" in final and final["test_score"] == final[f"test_{metric}"]
-    assert result.prototype["score"] > 0.05
+    assert metric in final.test and final.to_json()["test_score"] == final.to_json()[f"test_{metric}"]
+    assert result.prototype.score > 0.05
     report = (tmp_path / "run" / "report.md").read_text()
     assert ("mean IoU" if task == "segment" else "mAP@0.5") in report and "fermi-1" in report
     # the candidates were probed with the task's own loss: importance exists and is not all zero
-    assert any(any(v and v > 0 for v in vals) for r in result.candidates for vals in r["importance"].values())
+    assert any(any(v and v > 0 for v in vals) for r in result.candidates for vals in r.importance.values())
