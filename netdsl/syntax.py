@@ -35,31 +35,29 @@ class BlockInput:
 
 
 @dataclass(frozen=True)
-class Ref:
+class DottedName:
+    """A name or a dotted path as written (a.b.c), and where."""
+
+    path: tuple[str, ...]
+    span: Span
+
+    @property
+    def text(self) -> str:
+        return ".".join(self.path)
+
+
+class Ref(DottedName):
     """A name or dotted path: a variable, a parameter, an op or block, or a node's full name."""
 
-    path: tuple[str, ...]
-    span: Span
 
-    @property
-    def text(self) -> str:
-        return ".".join(self.path)
-
-
-@dataclass(frozen=True)
-class NodeRef:
+class NodeRef(DottedName):
     """@path: the IR node with that (scope-relative or full) name, never a variable or an op."""
-
-    path: tuple[str, ...]
-    span: Span
-
-    @property
-    def text(self) -> str:
-        return ".".join(self.path)
 
 
 @dataclass(frozen=True)
 class BinOp:
+    """A binary arithmetic expression: left op right."""
+
     op: str
     left: object
     right: object
@@ -68,12 +66,16 @@ class BinOp:
 
 @dataclass(frozen=True)
 class Neg:
+    """Unary minus."""
+
     operand: object
     span: Span
 
 
 @dataclass(frozen=True)
 class ListExpr:
+    """A bracketed list [a, b, ...] (a shape, or a list argument)."""
+
     items: tuple
     span: Span
 
@@ -89,6 +91,8 @@ class Arg:
 
 @dataclass(frozen=True)
 class Call:
+    """name(args): an op, a block or a built-in function applied to arguments."""
+
     name: str
     args: tuple[Arg, ...]
     span: Span
@@ -108,12 +112,16 @@ class Step:
 
 @dataclass(frozen=True)
 class Chain:
+    """a -> b -> c: steps applied one after another."""
+
     steps: tuple[Step, ...]
     span: Span
 
 
 @dataclass(frozen=True)
 class InputStmt:
+    """input name: [shape]"""
+
     name: str
     shape: object
     span: Span
@@ -121,6 +129,8 @@ class InputStmt:
 
 @dataclass(frozen=True)
 class OutputStmt:
+    """output name = chain"""
+
     name: str
     value: Chain
     span: Span
@@ -128,6 +138,8 @@ class OutputStmt:
 
 @dataclass(frozen=True)
 class LetStmt:
+    """name = expression (a value, not a tensor)."""
+
     name: str
     value: object
     span: Span
@@ -135,6 +147,8 @@ class LetStmt:
 
 @dataclass(frozen=True)
 class AssignStmt:
+    """a, b = chain: name the tensors a chain produces."""
+
     targets: tuple[str, ...]
     value: Chain
     span: Span
@@ -142,12 +156,16 @@ class AssignStmt:
 
 @dataclass(frozen=True)
 class ChainStmt:
+    """A chain on its own line: continues from the last tensor."""
+
     value: Chain
     span: Span
 
 
 @dataclass(frozen=True)
 class Param:
+    """A network or block parameter, with its default if any."""
+
     name: str
     default: object | None
     span: Span
@@ -155,6 +173,8 @@ class Param:
 
 @dataclass(frozen=True)
 class BlockDef:
+    """block name(inputs; params) { body }: a reusable piece of network."""
+
     name: str
     inputs: tuple[str, ...]
     params: tuple[Param, ...]
@@ -165,6 +185,8 @@ class BlockDef:
 
 @dataclass(frozen=True)
 class NetworkDef:
+    """network name(params) { body }"""
+
     name: str
     params: tuple[Param, ...]
     body: tuple
@@ -173,6 +195,8 @@ class NetworkDef:
 
 @dataclass(frozen=True)
 class Import:
+    """from module import names (a stdlib module or a file)."""
+
     module: str
     is_file: bool
     names: tuple[str, ...] | None

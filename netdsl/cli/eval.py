@@ -10,24 +10,17 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from netdsl.cli.arguments import (
-    add_data_arguments,
-    add_device_argument,
-    add_json_argument,
-    add_network_arguments,
-    load_from_args,
-    print_json,
-)
+from netdsl.cli import arguments
 
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate trained weights", description=__doc__)
-    add_network_arguments(p)
+    arguments.add_network_arguments(p)
     p.add_argument("--weights", required=True, help="weights.safetensors or a state dict (loaded weights-only)")
-    add_data_arguments(p, limit_train=False)
+    arguments.add_data_arguments(p, limit_train=False)
     p.add_argument("--split", choices=["test", "val"], default="test", help="default: test")
-    add_device_argument(p)
-    add_json_argument(p, "the metrics and the confusion matrix")
+    arguments.add_device_argument(p)
+    arguments.add_json_argument(p, "the metrics and the confusion matrix")
     p.set_defaults(run=run)
 
 
@@ -40,7 +33,7 @@ def run(args) -> int:
     from gensynth.training.evaluate import evaluate
     from netdsl.cli.training_view import metrics_text
 
-    g = load_from_args(args)
+    g = arguments.load_from_args(args)
     data = load_dataset(args.data, task=args.task)
     check_network_fits(g, data)
     model = lower_to_torch(g)
@@ -51,7 +44,7 @@ def run(args) -> int:
     result = evaluate(model, x, y, device=device, objective=objective_for(data))
     confusion = result.confusion.tolist() if result.confusion is not None else None
     if args.json:
-        print_json({"task": data.task, **result.metrics, "accuracy": result.accuracy, "loss": result.loss,
+        arguments.print_json({"task": data.task, **result.metrics, "accuracy": result.accuracy, "loss": result.loss,
                     "count": result.count, "confusion": confusion, "classes": list(data.class_names)})
         return 0
     console = Console(highlight=False)

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from netdsl.cli.arguments import print_json
+from netdsl.cli import arguments
 
 
 def register(sub) -> None:
@@ -17,12 +17,11 @@ def register(sub) -> None:
     p.add_argument("--count", type=int, default=1, help="how many networks (seeds seed, seed+1, ...)")
     p.add_argument("-o", "--out", required=True, help="output directory")
     p.add_argument("--train", action="store_true", help="fine-tune each network and check the accuracy requirement")
-    p.add_argument("--data", default="fashion-mnist", help="dataset spec for --train")
+    arguments.add_data_arguments(p, task=False, purpose=" for --train")
     p.add_argument("--epochs", type=int, default=3, help="fine-tune epochs with --train (default 3)")
-    p.add_argument("--lr", type=float, help="fine-tuning learning rate (default 0.02 with sgd, 0.001 with adamw)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--limit-train", type=int)
-    p.add_argument("--json", action="store_true")
+    arguments.add_lr_argument(p, "fine-tuning", "0.02 with sgd, 0.001 with adamw")
+    arguments.add_device_argument(p)
+    arguments.add_json_argument(p, "one record per network")
     p.set_defaults(run=run)
 
 
@@ -41,7 +40,7 @@ def run(args) -> int:
             f"seed {r.seed}: {r.file} ({r.macs / 1e6:.2f} M MACs, {r.params / 1e3:.1f} K params"
             + (f", val {r.trained.metric} {r.trained.score:.2%}" if r.trained else "") + ")"))
     if args.json:
-        print_json([r.to_json() for r in records])
+        arguments.print_json([r.to_json() for r in records])
         return 0
     table = Table(title=f"{len(records)} networks from {args.generator}")
     for col in ("seed", "file", "MACs", "params", "arch", "meets requirements"):

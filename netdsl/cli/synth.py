@@ -7,22 +7,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from netdsl.cli.arguments import (
-    add_data_arguments,
-    add_device_argument,
-    add_json_argument,
-    add_lr_argument,
-    add_network_arguments,
-    add_seed_argument,
-    load_from_args,
-    print_json,
-)
+from netdsl.cli import arguments
 
 
 def register(sub) -> None:
     p = sub.add_parser("synth", help="generative synthesis from a prototype", description=__doc__)
-    add_network_arguments(p)
-    add_data_arguments(p, task=False, limit_train=False)
+    arguments.add_network_arguments(p)
+    arguments.add_data_arguments(p, task=False)
     p.add_argument("--req", action="append", default=[], metavar="REQ",
                    help='a requirement such as "acc>=0.9", "macs<=2M", "params<200K", "latency<=1.5ms" (repeatable)')
     p.add_argument("--out", help="run directory (default runs/<network>-synth)")
@@ -33,11 +24,11 @@ def register(sub) -> None:
     p.add_argument("--utility", choices=["netscore", "density", "accuracy"], default="netscore",
                    help="what synthesis maximises under the requirements: NetScore (default), information "
                         "density, or the accuracy (mIoU, mAP@0.5) itself")
-    add_seed_argument(p, "the run's seed: the prototype's initial weights and every candidate's seed")
+    arguments.add_seed_argument(p, "the run's seed: the prototype's initial weights and every candidate's seed")
     p.add_argument("--weights", help="trained prototype weights (skips training the prototype)")
-    p.add_argument("--prototype-epochs", type=int, default=8)
-    p.add_argument("--images", type=int, default=12000, help="fine-tune images per search candidate")
-    add_lr_argument(p, "fine-tuning", "0.02 with sgd, 0.001 with adamw")
+    p.add_argument("--prototype-epochs", type=int, default=8, help="epochs of training the prototype (default 8)")
+    p.add_argument("--images", type=int, default=12000, help="fine-tune images per search candidate (default 12000)")
+    arguments.add_lr_argument(p, "fine-tuning", "0.02 with sgd, 0.001 with adamw")
     p.add_argument("--distill", type=float, default=0.0, metavar="A",
                    help="classification: weight in [0, 1] of learning the trained prototype's soft outputs in every "
                         "fine-tune (knowledge distillation, temperature 4; default 0: labels only)")
@@ -48,9 +39,10 @@ def register(sub) -> None:
     p.add_argument("--search-from", choices=["inherit", "scratch"], default="inherit",
                    help="search candidates fine-tune inherited weights (default) or train from scratch for their "
                         "short budget, to score what --final-from scratch will do")
-    p.add_argument("--finalists", type=int, default=2, help="networks trained fully at the end")
-    p.add_argument("--final-epochs", type=int, default=10)
-    p.add_argument("--min-fraction", type=float, default=0.1, help="fewest channels a layer keeps (share)")
+    p.add_argument("--finalists", type=int, default=2, help="networks trained fully at the end (default 2)")
+    p.add_argument("--final-epochs", type=int, default=10, help="epochs of training each finalist (default 10)")
+    p.add_argument("--min-fraction", type=float, default=0.1,
+                   help="fewest channels a layer keeps, as a share (default 0.1)")
     p.add_argument("--factorize", type=float, default=None, metavar="P",
                    help="the generator's starting probability of rewriting each k x k conv as depthwise k x k + "
                         "1 x 1 (learned from there; default 0: never; see docs/synthesis.md)")
@@ -58,9 +50,8 @@ def register(sub) -> None:
                    help="the generator's starting probability of giving each stride-1 conv stride 2, halving the "
                         "resolution after it where the network allows (learned from there; default 0: never; "
                         "0.5 with --utility accuracy is the advice for a MAC budget, see docs/synthesis.md)")
-    add_device_argument(p)
-    p.add_argument("--limit-train", type=int, help="use only this many training images (quick runs)")
-    add_json_argument(p)
+    arguments.add_device_argument(p)
+    arguments.add_json_argument(p)
     p.set_defaults(run=run)
 
 
@@ -87,7 +78,7 @@ def config_from_args(args):
 def run(args) -> int:
     from gensynth.loop import synthesize
 
-    g = load_from_args(args)
+    g = arguments.load_from_args(args)
     cfg = config_from_args(args)
     out = Path(args.resume or args.out or f"runs/{g.graph['name']}-synth")
     console = Console(stderr=True, highlight=False)
@@ -98,7 +89,7 @@ def run(args) -> int:
         result = synthesize(g, cfg, out, resume=bool(args.resume),
                             on_event=None if args.json else _progress_view(console, progress, task))
     if args.json:
-        print_json({"out": str(result.out), "prototype": result.prototype.summary(),
+        arguments.print_json({"out": str(result.out), "prototype": result.prototype.summary(),
                     "fermi_nets": [r.summary() for r in result.finals], "candidates": len(result.candidates),
                     "generator": str(result.out / "generator.json"), "report": str(result.report)})
         return 0

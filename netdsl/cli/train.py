@@ -7,30 +7,21 @@ from pathlib import Path
 
 from rich.console import Console
 
-from netdsl.cli.arguments import (
-    add_data_arguments,
-    add_device_argument,
-    add_json_argument,
-    add_lr_argument,
-    add_network_arguments,
-    add_seed_argument,
-    load_from_args,
-    print_json,
-)
+from netdsl.cli import arguments
 
 
 def add_training_arguments(p, epochs: int = 10) -> None:
     """--data and the training hyperparameters."""
-    add_data_arguments(p)
+    arguments.add_data_arguments(p)
     p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
-    add_lr_argument(p, "the", "0.05 for sgd, 0.002 for adamw")
+    arguments.add_lr_argument(p, "the", "0.05 for sgd, 0.002 for adamw")
     p.add_argument("--batch-size", type=int, default=128, help="images per batch (default 128)")
     p.add_argument("--optimizer", choices=["sgd", "adamw"],
                    help="default: sgd for classification, adamw for segmentation and detection")
     p.add_argument("--schedule", choices=["cosine", "none"], default="cosine", help="default: cosine")
     p.add_argument("--augment", action="store_true", help="random crop and flip")
-    add_seed_argument(p)
-    add_device_argument(p)
+    arguments.add_seed_argument(p)
+    arguments.add_device_argument(p)
 
 
 def train_config(args):
@@ -43,10 +34,10 @@ def train_config(args):
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a network on a dataset", description=__doc__)
-    add_network_arguments(p)
+    arguments.add_network_arguments(p)
     add_training_arguments(p)
     p.add_argument("--out", default=None, help="output directory (default: runs/<network>)")
-    add_json_argument(p, "the metrics")
+    arguments.add_json_argument(p, "the metrics")
     p.set_defaults(run=run)
 
 
@@ -57,7 +48,7 @@ def run(args) -> int:
     from gensynth.tasks.objectives import check_network_fits
     from gensynth.training.train import train
 
-    g = load_from_args(args)
+    g = arguments.load_from_args(args)
     config = train_config(args)
     config.validate()
     data = load_dataset(args.data, limit_train=args.limit_train, task=args.task)
@@ -83,7 +74,7 @@ def run(args) -> int:
         "wall_s": result.wall_s, "device": result.device, "out": str(out),
     }
     if args.json:
-        print_json(summary)
+        arguments.print_json(summary)
     else:
         val = metrics_text(last.val_metrics) if last.val_metrics else "n/a"
         test = metrics_text(result.test.metrics) if result.test else "n/a"
