@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from gensynth.inquisitor import Task, inquire
+from gensynth.records import Candidate
 
 
 def _init_worker(threads: int) -> None:
@@ -15,7 +16,7 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run_tasks(tasks: Iterable[Task], workers: int, on_done: Callable[[Task, dict], None]) -> None:
+def run_tasks(tasks: Iterable[Task], workers: int, on_done: Callable[[Task, Candidate], None]) -> None:
     """Evaluate every task, calling on_done(task, record) as each finishes (in completion order)."""
     tasks = list(tasks)
     if workers <= 1 or len(tasks) <= 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -22,8 +23,10 @@ from compiler.cost import network_cost
 from compiler.ir import architecture_hash, from_dict, to_dict
 from compiler.rewrite.transfer import transfer_weights
 from gensynth.data import Dataset, load_dataset
+from gensynth.generator import Sample
 from gensynth.records import Candidate, Decisions
 from gensynth.requirements import judge, parse_requirements
+from gensynth.space import SearchSpace
 from gensynth.tasks.objectives import objective_for
 from gensynth.training.device import resolve_device
 from gensynth.training.evaluate import evaluate
@@ -76,10 +79,10 @@ class Task:
     decisions: Decisions = field(default_factory=Decisions)
 
 
-def candidate_task(key: str, cycle: int, s, space, data: str, parent_weights: str | Path, *, budget: Budget,
-                   requirements=(), utility: str = "netscore", data_options: dict | None = None,
-                   final: bool = False, save_to: str | None = None) -> Task:
-    """The task that evaluates a generated sample (gensynth.generator.Sample) of a search space's prototype."""
+def candidate_task(key: str, cycle: int, s: Sample, space: SearchSpace, data: str, parent_weights: str | Path, *,
+                   budget: Budget, requirements: Iterable[str] = (), utility: str = "netscore",
+                   data_options: dict | None = None, final: bool = False, save_to: str | None = None) -> Task:
+    """The task that evaluates a generated sample of a search space's prototype."""
     groups = {}
     for grp in space.groups:
         members = [m for m in grp.members if m in s.graph]

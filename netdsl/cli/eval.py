@@ -44,8 +44,9 @@ def run(args) -> int:
     result = evaluate(model, x, y, device=device, objective=objective_for(data))
     confusion = result.confusion.tolist() if result.confusion is not None else None
     if args.json:
-        arguments.print_json({"task": data.task, **result.metrics, "accuracy": result.accuracy, "loss": result.loss,
-                    "count": result.count, "confusion": confusion, "classes": list(data.class_names)})
+        arguments.print_json({"task": data.task, **result.metrics, "accuracy": result.accuracy,
+                              "loss": result.loss, "count": result.count, "confusion": confusion,
+                              "classes": list(data.class_names)})
         return 0
     console = Console(highlight=False)
     title = f"{g.graph['name']} on {data.name} ({args.split}): {metrics_text(result.metrics)}"

@@ -90,8 +90,9 @@ def run(args) -> int:
                             on_event=None if args.json else _progress_view(console, progress, task))
     if args.json:
         arguments.print_json({"out": str(result.out), "prototype": result.prototype.summary(),
-                    "fermi_nets": [r.summary() for r in result.finals], "candidates": len(result.candidates),
-                    "generator": str(result.out / "generator.json"), "report": str(result.report)})
+                              "fermi_nets": [r.summary() for r in result.finals],
+                              "candidates": len(result.candidates),
+                              "generator": str(result.out / "generator.json"), "report": str(result.report)})
         return 0
     out_console = Console(highlight=False)
     meeting = [r for r in result.finals if r.meets]
