@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from netdsl.cli.arguments import add_network_arguments, load_from_args, print_json
+from netdsl.cli.arguments import add_json_argument, add_network_arguments, load_from_args, print_json
 
 
 def register(sub) -> None:
     p = sub.add_parser("check", help="validate a .net file", description=__doc__)
     add_network_arguments(p)
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_json_argument(p)
     p.set_defaults(run=run)
 
 

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from compiler.diagnostics import NetError
-from netdsl.cli.arguments import add_network_arguments, load_from_args, print_json
+from netdsl.cli.arguments import add_json_argument, add_network_arguments, load_from_args, print_json
 
 BAR_WIDTH = 6
 
@@ -22,7 +22,7 @@ def register(sub) -> None:
                         "N scales MACs, other ops and activations)")
     p.add_argument("--depth", type=int, metavar="N", help="one row per block: group layers by their first N name parts")
     p.add_argument("--dtype-bytes", type=int, default=4, metavar="B", help="bytes per activation element (default 4)")
-    p.add_argument("--json", action="store_true", help="per-node and total figures as JSON")
+    add_json_argument(p, "per-node and total figures")
     p.set_defaults(run=run)
 
 

@@ -12,7 +12,7 @@ from compiler.diagnostics import NetError
 from compiler.dot import to_dot
 from compiler.ir import to_dict, topo_order
 from compiler.printer import key_attrs
-from netdsl.cli.arguments import add_network_arguments, load_from_args, print_json
+from netdsl.cli.arguments import add_json_argument, add_network_arguments, load_from_args, print_json
 from netdsl.cli.cost import human
 
 
@@ -20,7 +20,7 @@ def register(sub) -> None:
     p = sub.add_parser("show", help="show a network's layers and shapes", description=__doc__)
     add_network_arguments(p)
     p.add_argument("--flat", action="store_true", help="one row per layer instead of a tree")
-    p.add_argument("--json", action="store_true", help="nodes, edges, shapes and names as JSON")
+    add_json_argument(p, "nodes, edges, shapes and names")
     p.add_argument("--dot", metavar="OUT", help="write Graphviz DOT to OUT ('-' for stdout)")
     p.set_defaults(run=run)
 
