@@ -8,6 +8,7 @@ import networkx as nx
 
 from compiler.diagnostics import NetError
 from compiler.ir import topo_order
+from compiler.ops import OPS
 
 
 def fmt(shape) -> str:
@@ -45,13 +46,16 @@ def in_channels(g: nx.DiGraph, name: str) -> int:
     return g.nodes[g.nodes[name]["inputs"][0]]["shape"][0]
 
 
-def _conv(g, name, node, shapes):
-    c, h, w = _image(name, node, shapes[0])
+def conv_groups(g: nx.DiGraph, name: str) -> int:
+    """The groups of a conv-like node (a dwconv's are its input channels; 1 where the op has none)."""
+    d = g.nodes[name]
+    return in_channels(g, name) if OPS[d["op"]].shape == "dwconv" else d["attrs"].get("groups", 1)
+
+
+def _conv_window(name, node, shape, groups, out):
+    """A conv's output shape given its groups and output channels."""
+    c, h, w = shape
     a = node["attrs"]
-    if node["op"] == "dwconv":
-        groups, out = c, c * a["multiplier"]
-    else:
-        groups, out = a["groups"], a["out"]
     if c % groups or out % groups:
         raise _fail(name, node, f"groups={groups} must divide input channels ({c}) and output channels ({out})")
     if a["padding"] == "same":
@@ -65,6 +69,16 @@ def _conv(g, name, node, shapes):
     if oh < 1 or ow < 1:
         raise _fail(name, node, f"kernel {a['k']} (dilation {a['dilation']}, padding {pad}) is larger than its input {fmt((c, h, w))}")
     return (out, oh, ow)
+
+
+def _dwconv(g, name, node, shapes):
+    c = _image(name, node, shapes[0])[0]
+    return _conv_window(name, node, shapes[0], c, c * node["attrs"]["multiplier"])
+
+
+def _conv(g, name, node, shapes):
+    _image(name, node, shapes[0])
+    return _conv_window(name, node, shapes[0], node["attrs"]["groups"], node["attrs"]["out"])
 
 
 def _conv_transpose(g, name, node, shapes):
@@ -190,34 +204,33 @@ def _same(g, name, node, shapes):
     return shapes[0]
 
 
+# shape trait (compiler.ops.TRAITS["shape"]) -> rule(g, name, node, input shapes) -> output shape
 SHAPE_RULES = {
     "input": lambda g, name, node, shapes: tuple(node["attrs"]["shape"]),
     "conv": _conv,
-    "dwconv": _conv,
+    "dwconv": _dwconv,
     "conv_transpose": _conv_transpose,
     "linear": _linear,
-    "maxpool": _pool,
-    "avgpool": _pool,
+    "pool": _pool,
     "gap": lambda g, name, node, shapes: (_image(name, node, shapes[0])[0],),
     "adaptive_avgpool": lambda g, name, node, shapes: (_image(name, node, shapes[0])[0],) + (node["attrs"]["size"],) * 2,
     "flatten": lambda g, name, node, shapes: (math.prod(shapes[0]),),
     "upsample": _upsample,
-    "add": _broadcast,
-    "mul": _broadcast,
+    "broadcast": _broadcast,
     "concat": _concat,
     "split": _split,
     "channel_shuffle": _channel_shuffle,
     "softmax": _softmax,
     "bn": _bn,
+    "same": _same,
 }
-for _op in ("relu", "relu6", "leaky_relu", "sigmoid", "hardswish", "hardsigmoid", "silu", "gelu", "dropout", "identity"):
-    SHAPE_RULES[_op] = _same
 
 
 def infer_node_shape(g: nx.DiGraph, name: str) -> tuple[int, ...]:
     """The output shape of one node whose inputs' shapes are known."""
     node = g.nodes[name]
-    rule = SHAPE_RULES.get(node["op"])
+    spec = OPS.get(node["op"])
+    rule = SHAPE_RULES.get(spec.shape) if spec else None
     if rule is None:
         raise NetError(f"no shape rule for op '{node['op']}' (node '{name}')", node.get("span"))
     shapes = [g.nodes[i]["shape"] for i in node["inputs"]]
