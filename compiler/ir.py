@@ -3,7 +3,8 @@
 A node is keyed by its hierarchical name (``stage2.block1.conv``) and holds:
     op       the op name (a key of compiler.ops.OPS)
     attrs    every parameter of the op, defaults filled in (plain ints, floats, strings, lists)
-    inputs   the ordered names of the nodes it reads
+    inputs   the ordered names of the nodes it reads (repeats allowed: add(x, x)); the one source of truth,
+             the graph's edges (producer -> reader) are derived from it
     shape    its per-sample output shape (no batch dim), set by infer_shapes; None before
     span     the compiler.diagnostics.Span it came from, or None
     fixed    True when synthesis must never rewrite it
@@ -12,6 +13,10 @@ A node is keyed by its hierarchical name (``stage2.block1.conv``) and holds:
 Graph attributes: ``name``, ``inputs`` (input node names in order), ``outputs`` ({output name: node name}),
 ``decisions`` ({decision id: [options]}, the first option being the prototype's), ``scopes``
 ({name prefix: block name}, for display).
+
+Every change to what reads what goes through the functions here (add_node, set_inputs, replace_uses,
+remove_nodes), which keep the edges equal to the `inputs` lists; compiler.lint checks that and the other
+invariants, and every rewrite is tested against it.
 """
 
 from __future__ import annotations
@@ -48,13 +53,54 @@ def add_node(
     for src in inputs:
         if src not in g:
             raise NetError(f"'{name}' reads '{src}', which is not defined", span)
-    g.add_node(name, op=op, attrs=dict(attrs), inputs=list(inputs), shape=None, span=span, fixed=fixed,
+    g.add_node(name, op=op, attrs=dict(attrs), inputs=[], shape=None, span=span, fixed=fixed,
                choices=dict(choices or {}))
-    for src in inputs:
-        g.add_edge(src, name)
+    set_inputs(g, name, inputs)
     if op == "input":
         g.graph["inputs"].append(name)
     return name
+
+
+def set_inputs(g: nx.DiGraph, name: str, inputs: list[str]) -> None:
+    """Make node `name` read `inputs` (which must exist), in order; its incoming edges follow."""
+    for src in inputs:
+        if src not in g:
+            raise NetError(f"'{name}' reads '{src}', which is not defined", g.nodes[name].get("span"))
+    d = g.nodes[name]
+    for src in set(d["inputs"]) - set(inputs):
+        g.remove_edge(src, name)
+    d["inputs"] = list(inputs)
+    for src in inputs:
+        g.add_edge(src, name)
+
+
+def replace_uses(g: nx.DiGraph, old: str, new: str) -> None:
+    """Every reader of `old`, and every output naming it, reads `new` instead (as fx's replace_all_uses_with)."""
+    for reader in list(g.successors(old)):
+        set_inputs(g, reader, [new if i == old else i for i in g.nodes[reader]["inputs"]])
+    outputs = g.graph["outputs"]
+    for out, node in outputs.items():
+        if node == old:
+            outputs[out] = new
+
+
+def remove_nodes(g: nx.DiGraph, names: list[str]) -> None:
+    """Remove nodes that no other node and no output reads (NetError naming a remaining reader otherwise)."""
+    gone = set(names)
+    for name in gone:
+        readers = [r for r in g.successors(name) if r not in gone]
+        if readers or name in g.graph["outputs"].values():
+            raise NetError(f"cannot remove '{name}': {f'{readers[0]!r} reads it' if readers else 'an output reads it'}")
+    g.remove_nodes_from(gone)
+    g.graph["inputs"] = [i for i in g.graph["inputs"] if i not in gone]
+
+
+def find_cycle(g: nx.DiGraph) -> list[str] | None:
+    """The nodes along one cycle, the first repeated at the end; None when the graph is acyclic."""
+    if nx.is_directed_acyclic_graph(g):
+        return None
+    cycle = nx.find_cycle(g)
+    return [u for u, _ in cycle] + [cycle[0][0]]
 
 
 def topo_order(g: nx.DiGraph) -> list[str]:

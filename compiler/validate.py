@@ -5,23 +5,22 @@ from __future__ import annotations
 import networkx as nx
 
 from compiler.diagnostics import NetError
-from compiler.ops import OPS, VARIADIC
+from compiler.ir import find_cycle
+from compiler.ops import OPS, arity_error
 
 
 def validate(g: nx.DiGraph) -> nx.DiGraph:
     """Raise NetError for the first problem found; return the graph unchanged when it is sound."""
-    if not nx.is_directed_acyclic_graph(g):
-        cycle = nx.find_cycle(g)
-        names = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
-        raise NetError(f"the network has a cycle: {names}", g.nodes[cycle[0][0]].get("span"))
+    cycle = find_cycle(g)
+    if cycle:
+        raise NetError(f"the network has a cycle: {' -> '.join(cycle)}", g.nodes[cycle[0]].get("span"))
     for name, d in g.nodes(data=True):
         spec = OPS.get(d["op"])
         if spec is None:
             raise NetError(f"node '{name}' has unknown op '{d['op']}'", d.get("span"))
-        n = len(d["inputs"])
-        if (spec.arity == VARIADIC and n < 2) or (spec.arity != VARIADIC and n != spec.arity):
-            want = "two or more" if spec.arity == VARIADIC else str(spec.arity)
-            raise NetError(f"{d['op']} '{name}' takes {want} inputs, has {n}", d.get("span"))
+        wrong = arity_error(spec, len(d["inputs"]))
+        if wrong:
+            raise NetError(f"{d['op']} '{name}' {wrong}", d.get("span"))
         if d.get("shape") is not None and any(s <= 0 for s in d["shape"]):
             raise NetError(f"{d['op']} '{name}' has an empty output shape {list(d['shape'])}", d.get("span"))
     outputs = g.graph.get("outputs", {})

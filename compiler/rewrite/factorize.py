@@ -13,7 +13,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
-from compiler.ir import add_node, copy_graph
+from compiler.ir import add_node, copy_graph, set_inputs
 from compiler.shapes import infer_shapes
 
 
@@ -50,9 +50,7 @@ def factorize_convs(g: nx.DiGraph, names: list[str]) -> nx.DiGraph:
         dw = add_node(out, depthwise_name(out, name), "dwconv", {
             "k": a["k"], "stride": a["stride"], "padding": a["padding"], "dilation": a["dilation"],
             "multiplier": 1, "bias": False}, [source], d.get("span"))
-        out.remove_edge(source, name)
-        out.add_edge(dw, name)
-        d["inputs"] = [dw]
+        set_inputs(out, name, [dw])
         d["attrs"] = {**a, "k": 1, "stride": 1, "padding": 0, "dilation": 1}
     return infer_shapes(out)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from compiler.ir import copy_graph
+from compiler.ir import copy_graph, remove_nodes, replace_uses
 from compiler.validate import validate
 
 
@@ -53,15 +53,17 @@ def skippable_blocks(g: nx.DiGraph) -> list[SkippableBlock]:
 
 
 def drop_blocks(g: nx.DiGraph, blocks: list[SkippableBlock]) -> nx.DiGraph:
-    """A copy of g without the given blocks: their readers read the shortcut instead."""
+    """A copy of g without the given blocks: their readers read the shortcut instead (a shortcut that is itself
+    a dropped block's add stands for that block's shortcut, so chained blocks may be dropped together)."""
     out = copy_graph(g)
+    became: dict[str, str] = {}  # a dropped add -> what its readers read now
     for block in blocks:
-        for reader in list(out.successors(block.add)):
-            d = out.nodes[reader]
-            d["inputs"] = [block.shortcut if i == block.add else i for i in d["inputs"]]
-            out.add_edge(block.shortcut, reader)
-        for name, node in list(out.graph["outputs"].items()):
-            if node == block.add:
-                out.graph["outputs"][name] = block.shortcut
-        out.remove_nodes_from([*block.body, block.add])
+        if block.add not in out:
+            continue  # inside the body of a block already dropped
+        shortcut = block.shortcut
+        while shortcut in became:
+            shortcut = became[shortcut]
+        replace_uses(out, block.add, shortcut)
+        remove_nodes(out, [n for n in (*block.body, block.add) if n in out])
+        became[block.add] = shortcut
     return validate(out)

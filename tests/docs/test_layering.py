@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("compiler", "netdsl", "gensynth", "grammars")
 COMPILER_CORE = ("compiler.diagnostics", "compiler.ir", "compiler.ops", "compiler.shapes", "compiler.validate",
-                 "compiler.printer", "compiler.dot", "compiler")
+                 "compiler.lint", "compiler.printer", "compiler.dot", "compiler")
 # floor -> the module prefixes that belong to it (the longest matching prefix wins)
 FLOORS = {
     "compiler core": COMPILER_CORE,

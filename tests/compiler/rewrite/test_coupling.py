@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from compiler.cost import batched_costs, compile_costs, cost_of
 from compiler.diagnostics import NetError
 from compiler.ir import structure
+from compiler.lint import lint
 from compiler.rewrite.coupling import apply_widths, channel_groups, channel_plan
 from netdsl.loader import load_network, load_network_text
 
@@ -54,7 +55,7 @@ def test_depthwise_conv_follows_its_input():
             " output y = conv(4, 1)")
     grp = group_of(g, "a")
     assert {"d", "bn_1", "dwconv"} <= set(grp.members) and set(grp.writers) == {"a", "d"}
-    wide = apply_widths(g, {grp.id: 24})
+    wide = lint(apply_widths(g, {grp.id: 24}))
     assert wide.nodes["d"]["attrs"]["groups"] == 24 and wide.nodes["dwconv"]["shape"] == (24, 16, 16)
 
 
@@ -64,7 +65,7 @@ def test_concat_is_derived_not_a_variable():
     ga, gb = group_of(g, "a"), group_of(g, "b")
     assert plan.exprs["c"] == ("sum", (("var", ga.id), ("var", gb.id)))
     assert not any("c" in grp.members for grp in plan.groups)
-    assert apply_widths(g, {ga.id: 5, gb.id: 7}).nodes["c"]["shape"] == (12, 16, 16)
+    assert lint(apply_widths(g, {ga.id: 5, gb.id: 7})).nodes["c"]["shape"] == (12, 16, 16)
 
 
 def test_equal_split_makes_its_input_a_multiple():
@@ -108,7 +109,7 @@ def test_apply_widths_checks_its_arguments():
         apply_widths(g, {99: 5})
     with pytest.raises(NetError, match="positive integer"):
         apply_widths(g, {group_of(g, "a").id: 0})
-    assert structure(apply_widths(g, {})) == structure(g)
+    assert structure(lint(apply_widths(g, {}))) == structure(g)
 
 
 # ---- the batched kernel equals costing the rewritten network ------------------------------------------------
@@ -137,7 +138,7 @@ def test_batched_costs_equal_costing_the_rewritten_network(name, data):
         rows.append(row)
     macs, params = batched_costs(program, np.array(rows, dtype=np.int64))
     for row, m, p in zip(rows, macs.tolist(), params.tolist()):
-        rewritten = apply_widths(g, dict(zip(program.width_groups, row)), program.plan)
+        rewritten = lint(apply_widths(g, dict(zip(program.width_groups, row)), program.plan))
         report = cost_of(compile_costs(rewritten))
         assert (m, p) == (report.macs, report.params)
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from compiler.backend.lower import lower_to_torch
 from compiler.cost import network_cost
 from compiler.ir import architecture_hash
+from compiler.lint import lint
 from compiler.printer import print_network
 from compiler.rewrite.coupling import apply_widths, channel_plan
 from compiler.rewrite.factorize import factorizable_convs, factorize_convs, factorized_pairs, separable_factors
@@ -38,7 +39,7 @@ def test_which_convs_are_factorizable():
 
 def test_factorizing_keeps_every_shape_and_cuts_macs():
     g = load_network_text(MIXED, "mixed.net")
-    f = factorize_convs(g, ["c3", "strided"])
+    f = lint(factorize_convs(g, ["c3", "strided"]))
     for name in g:
         assert f.nodes[name]["shape"] == g.nodes[name]["shape"], name
     dw = f.nodes["strided_dw"]
@@ -52,13 +53,13 @@ def test_factorizing_keeps_every_shape_and_cuts_macs():
 
 
 def test_a_factorized_network_prints_and_parses_back_to_itself():
-    f = factorize_convs(load_network("examples/fashion_cnn.net"), ["conv_1", "conv_3"])
+    f = lint(factorize_convs(load_network("examples/fashion_cnn.net"), ["conv_1", "conv_3"]))
     again = load_network_text(print_network(f), "again.net")
     assert architecture_hash(again) == architecture_hash(f)
 
 
 def test_the_depthwise_half_follows_its_input_channel_group():
-    f = factorize_convs(load_network("examples/fashion_cnn.net"), ["conv_1", "conv_2"])
+    f = lint(factorize_convs(load_network("examples/fashion_cnn.net"), ["conv_1", "conv_2"]))
     plan = channel_plan(f)
     group_of = {m: grp.id for grp in plan.groups for m in grp.members}
     assert group_of["conv_1_dw"] == group_of["relu"]  # stage 1's channels
@@ -90,10 +91,10 @@ def test_inherited_weights_reproduce_a_separable_parent_exactly():
         w = state[f"{name}.weight"]
         state[f"{name}.weight"] = torch.einsum("oi,ihw->oihw", torch.randn(w.shape[:2]), torch.randn(w.shape[1], 3, 3))
     parent.load_state_dict(state)
-    child_g = factorize_convs(g, factorizable_convs(g))
+    child_g = lint(factorize_convs(g, factorizable_convs(g)))
     plan = channel_plan(child_g)
     stage3 = next(grp.id for grp in plan.groups if "conv_4" in grp.members)
-    child_g = apply_widths(child_g, {stage3: 64}, plan)  # and narrow stage 3 while at it
+    child_g = lint(apply_widths(child_g, {stage3: 64}, plan))  # and narrow stage 3 while at it
     kept = {"conv_4": list(range(0, 128, 2))}
     child = lower_to_torch(child_g).eval()
     child.load_state_dict(transfer_weights(g, state, child_g, kept))

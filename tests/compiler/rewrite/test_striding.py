@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from compiler.backend.lower import lower_to_torch
 from compiler.cost import network_cost
 from compiler.ir import architecture_hash
+from compiler.lint import lint
 from compiler.printer import print_network
 from compiler.rewrite.striding import can_stride, stridable_convs, stride_convs
 from netdsl.loader import load_network, load_network_text
@@ -50,6 +51,7 @@ def test_depthwise_convs_outside_residual_blocks_may_be_strided():
     assert len(found) == 3 and all(g.nodes[n]["op"] == "dwconv" for n in found)
     assert sorted(g.nodes[n]["shape"][0] for n in found) == [32, 384, 960]  # their expanded inputs' widths
     s, done = stride_convs(g, found[:1])
+    lint(s)
     assert done == tuple(found[:1])
     assert network_cost(s).params == network_cost(g).params and network_cost(s).macs < network_cost(g).macs
 
@@ -57,6 +59,7 @@ def test_depthwise_convs_outside_residual_blocks_may_be_strided():
 def test_striding_halves_resolution_downstream_and_keeps_every_parameter():
     g = load_network("examples/fashion_cnn.net")
     s, done = stride_convs(g, ["conv"])
+    lint(s)
     assert done == ("conv",) and s.nodes["conv"]["attrs"]["stride"] == 2
     for name, d in g.nodes(data=True):
         old, new = d["shape"], s.nodes[name]["shape"]
@@ -76,6 +79,7 @@ def test_striding_halves_resolution_downstream_and_keeps_every_parameter():
 def test_same_padding_becomes_explicit_and_the_result_prints_and_parses_back():
     g = load_network_text(MIXED, "mixed.net")
     s, done = stride_convs(g, ["last", "same", "residual"])
+    lint(s)
     assert done == ("same", "last")  # topological order; the residual conv is skipped
     assert s.nodes["same"]["attrs"]["padding"] == 1 and s.nodes["same"]["shape"] == (8, 8, 8)
     again = load_network_text(print_network(s), "again.net")
@@ -94,6 +98,7 @@ def test_a_conv_that_is_eligible_alone_is_skipped_when_resolution_runs_out():
     g = load_network_text(text, "small.net")
     assert can_stride(g, "first") and can_stride(g, "second")
     s, done = stride_convs(g, ["first", "second"])
+    lint(s)
     # alone, 10 -> 5 -> 3 -> 1 and 10 -> 10 -> 4 -> 2; together 5 -> 2, too small for the third 3 x 3 conv
     assert done == ("first",)
     assert s.nodes["third"]["shape"] == (4, 1, 1)
@@ -116,6 +121,7 @@ def test_any_set_of_strides_leaves_a_valid_network_with_the_same_parameters(size
         return  # the drawn chain shrinks below one pixel: not a network
     names = [f"c{i}" for i in range(len(convs)) if picks[i]]
     s, done = stride_convs(g, names)
+    lint(s)
     assert set(done) <= set(names) and set(done) <= set(stridable_convs(g))
     assert network_cost(s).params == network_cost(g).params
     assert s.nodes["fc"]["shape"] == g.nodes["fc"]["shape"]

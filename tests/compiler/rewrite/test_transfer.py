@@ -8,7 +8,8 @@ import torch
 
 from compiler.backend.lower import lower_to_torch
 from compiler.diagnostics import NetError
-from compiler.ir import copy_graph
+from compiler.ir import copy_graph, remove_nodes, replace_uses
+from compiler.lint import lint
 from compiler.rewrite.transfer import channel_index_sets, transfer_weights
 from compiler.shapes import infer_shapes
 from compiler.validate import validate
@@ -117,13 +118,11 @@ def derive(g, widths: dict[str, int], removed_prefix: str):
     add = next(n for n in block if child.nodes[n]["op"] == "add")
     shortcut = next(i for i in child.nodes[add]["inputs"] if not i.startswith(removed_prefix))
     last = next(n for n in block if not any(c.startswith(removed_prefix) for c in child.successors(n)))
-    for reader in list(child.successors(last)):
-        child.nodes[reader]["inputs"] = [shortcut if i == last else i for i in child.nodes[reader]["inputs"]]
-        child.add_edge(shortcut, reader)
-    child.remove_nodes_from(block)
+    replace_uses(child, last, shortcut)
+    remove_nodes(child, block)
     for name, out in widths.items():
         child.nodes[name]["attrs"]["out"] = out
-    return validate(infer_shapes(child))
+    return lint(validate(infer_shapes(child)))
 
 
 def test_removed_block_with_rewired_reader_and_narrowed_channels():
@@ -210,7 +209,7 @@ network K {
 }
 """
     parent = load_network_text(text, "k.net")
-    child = apply_decisions(parent, {"k": 1})
+    child = lint(apply_decisions(parent, {"k": 1}))
     assert child.nodes[next(n for n in child if child.nodes[n]["op"] == "conv")]["attrs"]["k"] == 5
     torch.manual_seed(0)
     parent_model = lower_to_torch(parent).eval()
