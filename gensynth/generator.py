@@ -23,6 +23,7 @@ from compiler.backend.atomic import atomic_write
 from compiler.cost import batched_costs, compile_costs, network_cost
 from compiler.diagnostics import NetError
 from compiler.ir import architecture_hash, to_dict
+from compiler.ops import OPS
 from compiler.printer import print_network
 from compiler.rewrite.coupling import apply_widths, channel_plan
 from compiler.rewrite.factorize import factorize_convs
@@ -128,11 +129,11 @@ def magnitude_prior(space: SearchSpace, weights: dict) -> dict[str, list[float]]
         score = np.zeros(grp.channels)
         for node in grp.writers:
             w = weights.get(f"{node}.weight")
-            op = space.prototype.nodes[node]["op"]
-            if w is None or op not in ("conv", "dwconv", "linear", "conv_transpose"):
+            layer = OPS[space.prototype.nodes[node]["op"]].layer  # writers are conv, conv_transpose or linear
+            if w is None or layer is None:
                 continue
             w = np.asarray(w, dtype=np.float64)
-            if op == "conv_transpose":  # [in, out / groups, k, k]: output channels on dim 1
+            if layer == "conv_transpose":  # [in, out / groups, k, k]: output channels on dim 1
                 w = np.swapaxes(w, 0, 1)
             norms = np.sqrt((w.reshape(w.shape[0], -1) ** 2).sum(axis=1))
             if len(norms) == grp.channels and norms.max() > 0:

@@ -14,15 +14,11 @@ import networkx as nx
 
 from compiler.diagnostics import NetError
 from compiler.ir import topo_order
-from compiler.shapes import conv_padding, split_sizes
+from compiler.ops import OPS, OpSpec
+from compiler.shapes import conv_groups, conv_padding, in_channels, split_sizes
 
 # Names the generated code uses for itself; a variable never takes one of them.
 RESERVED = frozenset({"self", "torch", "F", "nn", "math"})
-# Ops that may overwrite an input: relu and relu6 need only their output for backward, add needs no value at all.
-INPLACE_OPS = frozenset({"relu", "relu6", "add"})
-# Ops whose output is a fresh tensor that nothing else aliases (safe to overwrite in place).
-FRESH_OUTPUT_OPS = frozenset({"conv", "dwconv", "conv_transpose", "linear", "bn", "add", "mul", "concat"})
-LAYER_OPS = frozenset({"conv", "dwconv", "conv_transpose", "linear", "bn"})
 
 
 @dataclass(frozen=True)
@@ -58,27 +54,46 @@ def _fail(g: nx.DiGraph, name: str, message: str) -> NetError:
     return NetError(f"{g.nodes[name]['op']} '{name}': {message}", g.nodes[name].get("span"))
 
 
+def _spec(g: nx.DiGraph, name: str) -> OpSpec:
+    """The node's op spec; NetError for an op the backend cannot lower."""
+    spec = OPS.get(g.nodes[name]["op"])
+    if spec is None or spec.codegen not in EXPRESSIONS or spec.layer not in (None, *LAYERS):
+        raise _fail(g, name, f"op '{g.nodes[name]['op']}' has no PyTorch lowering")
+    return spec
+
+
+def _conv_layer(g: nx.DiGraph, name: str, d: dict, a: dict) -> LayerSpec:
+    return LayerSpec("Conv2d", (in_channels(g, name), d["shape"][0], a["k"]), _non_default(
+        stride=(a["stride"], 1), padding=(conv_padding(a), 0), dilation=(a["dilation"], 1),
+        groups=(conv_groups(g, name), 1), bias=(a["bias"], True)))
+
+
+def _conv_transpose_layer(g: nx.DiGraph, name: str, d: dict, a: dict) -> LayerSpec:
+    return LayerSpec("ConvTranspose2d", (in_channels(g, name), a["out"], a["k"]), _non_default(
+        stride=(a["stride"], 1), padding=(a["padding"], 0), output_padding=(a["output_padding"], 0),
+        groups=(a["groups"], 1), bias=(a["bias"], True), dilation=(a["dilation"], 1)))
+
+
+def _linear_layer(g: nx.DiGraph, name: str, d: dict, a: dict) -> LayerSpec:
+    return LayerSpec("Linear", (in_channels(g, name), a["out"]), _non_default(bias=(a["bias"], True)))
+
+
+def _batchnorm_layer(g: nx.DiGraph, name: str, d: dict, a: dict) -> LayerSpec:
+    cls = "BatchNorm2d" if len(d["shape"]) == 3 else "BatchNorm1d"
+    return LayerSpec(cls, (in_channels(g, name),), _non_default(eps=(a["eps"], 1e-5), momentum=(a["momentum"], 0.1),
+                                                                affine=(a["affine"], True)))
+
+
+# layer trait (compiler.ops.TRAITS["layer"]) -> rule(g, name, node, attrs) -> the nn layer holding its parameters
+LAYERS = {"conv": _conv_layer, "conv_transpose": _conv_transpose_layer, "linear": _linear_layer,
+          "batchnorm": _batchnorm_layer}
+
+
 def layer_spec(g: nx.DiGraph, name: str) -> LayerSpec | None:
     """The nn layer that holds a node's parameters, or None for a parameter-free node."""
     d = g.nodes[name]
-    op, a = d["op"], d["attrs"]
-    if op not in LAYER_OPS:
-        return None
-    cin = g.nodes[d["inputs"][0]]["shape"][0]
-    if op in ("conv", "dwconv"):
-        groups, out = (cin, cin * a["multiplier"]) if op == "dwconv" else (a["groups"], a["out"])
-        return LayerSpec("Conv2d", (cin, out, a["k"]), _non_default(
-            stride=(a["stride"], 1), padding=(conv_padding(a), 0), dilation=(a["dilation"], 1),
-            groups=(groups, 1), bias=(a["bias"], True)))
-    if op == "conv_transpose":
-        return LayerSpec("ConvTranspose2d", (cin, a["out"], a["k"]), _non_default(
-            stride=(a["stride"], 1), padding=(a["padding"], 0), output_padding=(a["output_padding"], 0),
-            groups=(a["groups"], 1), bias=(a["bias"], True), dilation=(a["dilation"], 1)))
-    if op == "linear":
-        return LayerSpec("Linear", (cin, a["out"]), _non_default(bias=(a["bias"], True)))
-    cls = "BatchNorm2d" if len(d["shape"]) == 3 else "BatchNorm1d"
-    return LayerSpec(cls, (cin,), _non_default(eps=(a["eps"], 1e-5), momentum=(a["momentum"], 0.1),
-                                               affine=(a["affine"], True)))
+    layer = _spec(g, name).layer
+    return None if layer is None else LAYERS[layer](g, name, d, d["attrs"])
 
 
 def layer_specs(g: nx.DiGraph) -> dict[str, LayerSpec]:
@@ -122,84 +137,125 @@ def _broadcast_operand(var: str, rank: int, out_rank: int) -> str:
     return f"{var}[:, {', '.join(['None'] * (out_rank - rank))}]"
 
 
+@dataclass(frozen=True)
+class _Site:
+    """What an expression rule reads: the node, its attributes, its spec's `torch` callable, its input variables."""
+
+    g: nx.DiGraph
+    name: str
+    node: dict
+    fn: str
+    args: list[str]
+    inplace: bool
+
+    @property
+    def a(self) -> dict:
+        return self.node["attrs"]
+
+    @property
+    def x(self) -> str:
+        return self.args[0]
+
+
+def _pool(s: _Site) -> str:
+    a = s.a
+    kw = _non_default(stride=(a["stride"] or a["k"], a["k"]), padding=(a["padding"], 0),
+                      dilation=(a.get("dilation", 1), 1), ceil_mode=(a["ceil_mode"], False),
+                      count_include_pad=(a.get("count_include_pad", True), True))
+    return f"{s.fn}({', '.join([s.x, str(a['k'])] + [f'{k}={literal(v)}' for k, v in kw.items()])})"
+
+
+def _upsample(s: _Site) -> str:
+    a = s.a
+    size = f"size=({a['size']}, {a['size']})" if a["size"] is not None else f"scale_factor={literal(float(a['scale']))}"
+    corners = f", align_corners={a['align_corners']}" if a["align_corners"] is not None else ""
+    return f"{s.fn}({s.x}, {size}, mode={literal(a['mode'])}{corners})"
+
+
+IN_PLACE_METHODS = {"+": "add_", "*": "mul_"}
+
+
+def _arith(s: _Site) -> str:
+    rank = len(s.node["shape"])
+    operands = [_broadcast_operand(v, len(s.g.nodes[i]["shape"]), rank) for v, i in zip(s.args, s.node["inputs"])]
+    if s.inplace:
+        target = inplace_operand(s.g, s.name) or 0
+        others = operands[:target] + operands[target + 1:]
+        return operands[target] + "".join(f".{IN_PLACE_METHODS[s.fn]}({v})" for v in others)
+    return f" {s.fn} ".join(operands)
+
+
+def _channel_shuffle(s: _Site) -> str:
+    c, groups = s.node["shape"][0], s.a["groups"]
+    return f"{s.x}.unflatten(1, ({groups}, {c // groups})).transpose(1, 2).flatten(1, 2)"
+
+
+def _split(s: _Site) -> str:
+    sizes = split_sizes(s.a["sections"], in_channels(s.g, s.name))
+    return f"{s.x}.narrow(1, {sum(sizes[:s.a['part']])}, {sizes[s.a['part']]})"
+
+
+def _gelu(s: _Site) -> str:
+    mode = s.a["approximate"]
+    return f"{s.fn}({s.x})" if mode == "none" else f"{s.fn}({s.x}, approximate={literal(mode)})"
+
+
+def _input(s: _Site) -> str:
+    raise _fail(s.g, s.name, "a network input is a forward argument, not an expression")
+
+
+# codegen trait (compiler.ops.TRAITS["codegen"]) -> rule(site) -> the Python expression computing the node
+EXPRESSIONS = {
+    "input": _input,
+    "module": lambda s: f"{module_ref(s.name)}({s.x})",
+    "call": lambda s: f"{s.fn}({s.x}{', inplace=True' if s.inplace else ''})",
+    "leaky_relu": lambda s: f"{s.fn}({s.x}, {literal(float(s.a['slope']))})",
+    "gelu": _gelu,
+    "softmax": lambda s: f"{s.fn}({s.x}, {_batch_dim(s.a['dim'])})",
+    "pool": _pool,
+    "gap": lambda s: f"{s.x}.mean((2, 3))",
+    "adaptive_avgpool": lambda s: f"{s.fn}({s.x}, {s.a['size']})",
+    "flatten": lambda s: f"{s.x}.flatten(1)",
+    "dropout": lambda s: f"{s.fn}({s.x}, {literal(float(s.a['p']))}, self.training)",
+    "upsample": _upsample,
+    "arith": _arith,
+    "concat": lambda s: f"{s.fn}([{', '.join(s.args)}], {_batch_dim(s.a['dim'])})",
+    "channel_shuffle": _channel_shuffle,
+    "split": _split,
+    "identity": lambda s: s.x,
+}
+
+
 def node_expression(g: nx.DiGraph, name: str, args: list[str], inplace: bool = False) -> str:
     """The Python expression computing one node from its input variables."""
-    d = g.nodes[name]
-    op, a, x = d["op"], d["attrs"], (args[0] if args else None)
-    if op in LAYER_OPS:
-        return f"{module_ref(name)}({x})"
-    place = ", inplace=True" if inplace else ""
-    if op in ("relu", "relu6"):
-        return f"F.{op}({x}{place})"
-    if op == "leaky_relu":
-        return f"F.leaky_relu({x}, {literal(float(a['slope']))})"
-    if op == "sigmoid":
-        return f"torch.sigmoid({x})"
-    if op in ("hardswish", "hardsigmoid", "silu"):
-        return f"F.{op}({x})"
-    if op == "gelu":
-        return f"F.gelu({x})" if a["approximate"] == "none" else f"F.gelu({x}, approximate={literal(a['approximate'])})"
-    if op == "softmax":
-        return f"F.softmax({x}, {_batch_dim(a['dim'])})"
-    if op in ("maxpool", "avgpool"):
-        kw = _non_default(stride=(a["stride"] or a["k"], a["k"]), padding=(a["padding"], 0),
-                          dilation=(a.get("dilation", 1), 1), ceil_mode=(a["ceil_mode"], False),
-                          count_include_pad=(a.get("count_include_pad", True), True))
-        fn = "max_pool2d" if op == "maxpool" else "avg_pool2d"
-        return f"F.{fn}({', '.join([x, str(a['k'])] + [f'{k}={literal(v)}' for k, v in kw.items()])})"
-    if op == "gap":
-        return f"{x}.mean((2, 3))"
-    if op == "adaptive_avgpool":
-        return f"F.adaptive_avg_pool2d({x}, {a['size']})"
-    if op == "flatten":
-        return f"{x}.flatten(1)"
-    if op == "dropout":
-        return f"F.dropout({x}, {literal(float(a['p']))}, self.training)"
-    if op == "upsample":
-        size = f"size=({a['size']}, {a['size']})" if a["size"] is not None else f"scale_factor={literal(float(a['scale']))}"
-        corners = f", align_corners={a['align_corners']}" if a["align_corners"] is not None else ""
-        return f"F.interpolate({x}, {size}, mode={literal(a['mode'])}{corners})"
-    if op in ("add", "mul"):
-        rank = len(d["shape"])
-        operands = [_broadcast_operand(v, len(g.nodes[i]["shape"]), rank) for v, i in zip(args, d["inputs"])]
-        if inplace:
-            target = inplace_operand(g, name) or 0
-            others = operands[:target] + operands[target + 1:]
-            return operands[target] + "".join(f".add_({v})" for v in others)
-        return (" + " if op == "add" else " * ").join(operands)
-    if op == "concat":
-        return f"torch.cat([{', '.join(args)}], {_batch_dim(a['dim'])})"
-    if op == "channel_shuffle":
-        c, groups = d["shape"][0], a["groups"]
-        return f"{x}.unflatten(1, ({groups}, {c // groups})).transpose(1, 2).flatten(1, 2)"
-    if op == "split":
-        sizes = split_sizes(a["sections"], g.nodes[d["inputs"][0]]["shape"][0])
-        return f"{x}.narrow(1, {sum(sizes[:a['part']])}, {sizes[a['part']]})"
-    if op == "identity":
-        return x
-    raise _fail(g, name, f"op '{op}' has no PyTorch lowering")
+    spec = _spec(g, name)
+    return EXPRESSIONS[spec.codegen](_Site(g, name, g.nodes[name], spec.torch, args, inplace))
 
 
 def _uses(g: nx.DiGraph, name: str) -> int:
     return sum(g.nodes[c]["inputs"].count(name) for c in g.successors(name))
 
 
+# inplace trait (compiler.ops.TRAITS["inplace"]) -> the inputs it may overwrite, given its number of inputs
+INPLACE = {"first": lambda n: (0,), "either": lambda n: (0, 1) if n == 2 else (0,)}
+
+
 def can_run_inplace(g: nx.DiGraph, name: str) -> bool:
-    """relu/relu6/add may overwrite their first input when it is a fresh tensor of the output's shape read by
-    nothing else (as torchvision's ReLU(inplace=True) and `out += identity` do)."""
+    """An op with an inplace trait (relu, relu6, add) may overwrite an input that is a fresh tensor of the
+    output's shape read by nothing else (as torchvision's ReLU(inplace=True) and `out += identity` do)."""
     return inplace_operand(g, name) is not None
 
 
 def inplace_operand(g: nx.DiGraph, name: str) -> int | None:
-    """Which input an in-place relu/relu6/add may overwrite: a fresh tensor of the output's shape that nothing
+    """Which input an op with an inplace trait may overwrite: a fresh tensor of the output's shape that nothing
     else reads (a two-operand add may overwrite either: a + b == b + a exactly); None if none may."""
     d = g.nodes[name]
-    if d["op"] not in INPLACE_OPS:
+    kind = _spec(g, name).inplace
+    if kind is None:
         return None
-    candidates = (0, 1) if d["op"] == "add" and len(d["inputs"]) == 2 else (0,)
-    for i in candidates:
+    for i in INPLACE[kind](len(d["inputs"])):
         src = d["inputs"][i]
-        if (g.nodes[src]["op"] in FRESH_OUTPUT_OPS and _uses(g, src) == 1 and g.nodes[src]["shape"] == d["shape"]
+        if (_spec(g, src).fresh and _uses(g, src) == 1 and g.nodes[src]["shape"] == d["shape"]
                 and src not in g.graph["outputs"].values()):
             return i
     return None

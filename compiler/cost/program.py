@@ -11,19 +11,20 @@ import numpy as np
 
 import compiler.cost.kernel as ck
 from compiler.diagnostics import NetError
+from compiler.ops import OPS
 from compiler.rewrite.coupling import ChannelPlan, channel_plan, expr_vars, producer_order
 
-OP_CODES: dict[str, int] = {
+# cost trait (compiler.ops.TRAITS["cost"]) -> the kernel's op code
+COST_CODES: dict[str, int] = {
     "input": ck.OP_INPUT, "conv": ck.OP_CONV, "dwconv": ck.OP_DWCONV, "conv_transpose": ck.OP_CONVT,
-    "linear": ck.OP_LINEAR, "bn": ck.OP_BN, "softmax": ck.OP_SOFTMAX, "maxpool": ck.OP_MAXPOOL,
-    "avgpool": ck.OP_AVGPOOL, "gap": ck.OP_GAP, "adaptive_avgpool": ck.OP_ADAPTIVE, "upsample": ck.OP_UPSAMPLE,
-    "add": ck.OP_ADD, "mul": ck.OP_ADD,
-    **{op: ck.OP_ELEMENTWISE for op in ("relu", "relu6", "leaky_relu", "sigmoid", "hardswish", "hardsigmoid",
-                                         "silu", "gelu")},
-    **{op: ck.OP_MOVE for op in ("flatten", "dropout", "identity", "concat", "split", "channel_shuffle")},
+    "linear": ck.OP_LINEAR, "bn": ck.OP_BN, "elementwise": ck.OP_ELEMENTWISE, "softmax": ck.OP_SOFTMAX,
+    "maxpool": ck.OP_MAXPOOL, "avgpool": ck.OP_AVGPOOL, "gap": ck.OP_GAP, "adaptive_avgpool": ck.OP_ADAPTIVE,
+    "upsample": ck.OP_UPSAMPLE, "nary": ck.OP_ADD, "move": ck.OP_MOVE,
 }
-VIEW_OPS = frozenset({"flatten", "dropout", "identity", "split"})  # outputs alias their input: no new memory
-COSTLY = frozenset({ck.OP_CONV, ck.OP_DWCONV, ck.OP_CONVT, ck.OP_LINEAR, ck.OP_BN})  # ops with MACs or parameters
+COSTLY = frozenset({ck.OP_CONV, ck.OP_DWCONV, ck.OP_CONVT, ck.OP_LINEAR, ck.OP_BN})  # codes with MACs or parameters
+# read once per op from the specs, so that building a program looks up nothing else per node
+_CODE = {name: COST_CODES[spec.cost] for name, spec in OPS.items() if spec.cost in COST_CODES}
+_VIEW = frozenset(name for name, spec in OPS.items() if spec.view)  # outputs alias their input: no new memory
 MAX_ELEMENTS = 2**62
 
 
@@ -62,7 +63,7 @@ def execution_order(g: nx.DiGraph) -> list[str]:
 def check_ops(g: nx.DiGraph) -> None:
     """Raise NetError for a node whose op the cost model has no formula for (never count it as 0)."""
     for name, d in g.nodes(data=True):
-        if d["op"] not in OP_CODES:
+        if d["op"] not in _CODE:
             raise NetError(f"the cost model does not know op '{d['op']}' (node '{name}')", d.get("span"))
 
 
@@ -123,18 +124,19 @@ def compile_costs(g: nx.DiGraph) -> CostProgram:
                            "64-bit integers hold", d.get("span"))
         inputs = [index[s] for s in d["inputs"]]
         flags = ((ck.F_BIAS if a.get("bias") else 0) | (ck.F_AFFINE if a.get("affine") else 0)
-                 | (ck.F_DEPTHWISE if name in plan.depthwise else 0) | (ck.F_VIEW if op in VIEW_OPS else 0)
+                 | (ck.F_DEPTHWISE if name in plan.depthwise else 0) | (ck.F_VIEW if op in _VIEW else 0)
                  | (ck.F_BILINEAR if a.get("mode") == "bilinear" else 0))
         arg = 0
-        if op == "adaptive_avgpool":
+        code = _CODE[op]
+        if code == ck.OP_ADAPTIVE:
             _, ih, iw = _spatial(data[d["inputs"][0]]["shape"])
             arg = _adaptive_windows(ih, a["size"]) * _adaptive_windows(iw, a["size"])
         rule, rule_arg, rep = _channel_rule(name, d, plan, column, fixed_vars, inputs, table)
-        table.append([c, h, w, OP_CODES[op], a.get("k", 0), a.get("groups", 1), arg, flags, len(in_idx), len(inputs),
+        table.append([c, h, w, code, a.get("k", 0), a.get("groups", 1), arg, flags, len(in_idx), len(inputs),
                       0, 0, rule, rule_arg, i if rep < 0 else rep])
         in_idx += inputs
         inputs_of.append(inputs)
-        owner.append(owner[inputs[0]] if op in VIEW_OPS else i)
+        owner.append(owner[inputs[0]] if op in _VIEW else i)
     free_idx: list[int] = []
     for i, released in enumerate(_last_uses(inputs_of, owner, [index[n] for n in g.graph["outputs"].values()])):
         table[i][ck.FREE_PTR], table[i][ck.FREE_N] = len(free_idx), len(released)

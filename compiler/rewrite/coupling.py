@@ -24,16 +24,10 @@ import networkx as nx
 
 from compiler.diagnostics import NetError
 from compiler.ir import copy_graph, topo_order
+from compiler.ops import OPS
 from compiler.shapes import infer_shapes
 
 Expr = tuple
-
-# ops whose output has the channels of their first input
-PASS_THROUGH = frozenset({
-    "bn", "relu", "relu6", "leaky_relu", "sigmoid", "hardswish", "hardsigmoid", "silu", "gelu", "softmax",
-    "maxpool", "avgpool", "gap", "adaptive_avgpool", "upsample", "dropout", "identity", "channel_shuffle",
-})
-WIDTH_OPS = frozenset({"conv", "conv_transpose", "linear"})  # ops whose `out` starts a new group
 
 
 @dataclass(frozen=True)
@@ -150,50 +144,95 @@ class _Builder:
             self.freezes.append((self.exprs[node], f"it feeds output '{out}'"))
 
     def node_expr(self, name: str, d: dict, ins: list[Expr], in_shapes: list[tuple]) -> Expr:
-        op, a, shape = d["op"], d["attrs"], d["shape"]
-        if op == "input":
-            e = self.new_var(shape[0])
-            self.freezes.append((e, f"it is the network input '{name}'"))
-            return e
-        if op == "conv" and 1 < a["groups"] == in_shapes[0][0] == a["out"]:
-            self.depthwise.add(name)
-            self.writers[name] = -1
+        rule = _RULE.get(d["op"])
+        if rule is None:
+            raise NetError(f"channel coupling does not know op '{d['op']}' (node '{name}')", d.get("span"))
+        return rule(self, name, d, ins, in_shapes)
+
+
+def _source(b: _Builder, name: str, d: dict, ins: list[Expr], in_shapes: list[tuple]) -> Expr:
+    e = b.new_var(d["shape"][0])
+    b.freezes.append((e, f"it is the network input '{name}'"))
+    return e
+
+
+def _width(b: _Builder, name: str, d: dict, ins: list[Expr], in_shapes: list[tuple]) -> Expr:
+    op, a = d["op"], d["attrs"]
+    e = b.new_var(a["out"])
+    b.writers[name] = e[1]
+    if a.get("groups", 1) > 1:
+        why = f"{op} '{name}' has groups={a['groups']}"
+        b.requires += [(ins[0], a["groups"], why), (e, a["groups"], why)]
+    return e
+
+
+def _conv(b: _Builder, name: str, d: dict, ins: list[Expr], in_shapes: list[tuple]) -> Expr:
+    if is_depthwise_conv(d, in_shapes[0]):
+        b.depthwise.add(name)
+        b.writers[name] = -1
+        return ins[0]
+    return _width(b, name, d, ins, in_shapes)
+
+
+def _depthwise(b: _Builder, name: str, d: dict, ins: list[Expr], in_shapes: list[tuple]) -> Expr:
+    m = d["attrs"]["multiplier"]
+    return ins[0] if m == 1 else ("scale", ins[0], m)
+
+
+def _flatten(b: _Builder, name: str, d: dict, ins: list[Expr], in_shapes: list[tuple]) -> Expr:
+    rest = math.prod(in_shapes[0][1:])
+    return ins[0] if rest == 1 else ("scale", ins[0], rest)
+
+
+def _split(b: _Builder, name: str, d: dict, ins: list[Expr], in_shapes: list[tuple]) -> Expr:
+    sections = d["attrs"]["sections"]
+    if isinstance(sections, int):
+        if sections == 1:
             return ins[0]
-        if op in WIDTH_OPS:
-            e = self.new_var(a["out"])
-            self.writers[name] = e[1]
-            if a.get("groups", 1) > 1:
-                why = f"{op} '{name}' has groups={a['groups']}"
-                self.requires += [(ins[0], a["groups"], why), (e, a["groups"], why)]
-            return e
-        if op == "dwconv":
-            return ins[0] if a["multiplier"] == 1 else ("scale", ins[0], a["multiplier"])
-        if op == "flatten":
-            rest = math.prod(in_shapes[0][1:])
-            return ins[0] if rest == 1 else ("scale", ins[0], rest)
-        if op == "split":
-            if isinstance(a["sections"], int):
-                n = a["sections"]
-                if n == 1:
-                    return ins[0]
-                self.requires.append((ins[0], n, f"split '{name}' makes {n} equal parts"))
-                return ("part", ins[0], n)
-            self.freezes.append((ins[0], f"split '{name}' cuts it into the listed sizes {a['sections']}"))
-            return ("const", shape[0])
-        if op == "concat" and a["dim"] % len(shape) == 0:
-            return ("sum", tuple(ins))
-        if op in ("concat", "add", "mul"):
-            coupled = [e for e, s in zip(ins, in_shapes) if len(s) == len(shape) and s[0] == shape[0]]
-            for e, s in zip(ins, in_shapes):
-                if not (len(s) == len(shape) and s[0] == shape[0]):
-                    self.freezes.append((e, f"it is a broadcast operand of {op} '{name}'"))
-            self.equal.append((name, coupled))
-            return coupled[0]
-        if op == "channel_shuffle":
-            self.requires.append((ins[0], a["groups"], f"channel_shuffle '{name}' has groups={a['groups']}"))
-        if op in PASS_THROUGH:
-            return ins[0]
-        raise NetError(f"channel coupling does not know op '{op}' (node '{name}')", d.get("span"))
+        b.requires.append((ins[0], sections, f"split '{name}' makes {sections} equal parts"))
+        return ("part", ins[0], sections)
+    b.freezes.append((ins[0], f"split '{name}' cuts it into the listed sizes {sections}"))
+    return ("const", d["shape"][0])
+
+
+def _concat(b: _Builder, name: str, d: dict, ins: list[Expr], in_shapes: list[tuple]) -> Expr:
+    if d["attrs"]["dim"] % len(d["shape"]) == 0:
+        return ("sum", tuple(ins))
+    return _broadcast(b, name, d, ins, in_shapes)
+
+
+def _broadcast(b: _Builder, name: str, d: dict, ins: list[Expr], in_shapes: list[tuple]) -> Expr:
+    shape = d["shape"]
+    full = [len(s) == len(shape) and s[0] == shape[0] for s in in_shapes]
+    for e, is_full in zip(ins, full):
+        if not is_full:
+            b.freezes.append((e, f"it is a broadcast operand of {d['op']} '{name}'"))
+    coupled = [e for e, is_full in zip(ins, full) if is_full]
+    b.equal.append((name, coupled))
+    return coupled[0]
+
+
+def _shuffle(b: _Builder, name: str, d: dict, ins: list[Expr], in_shapes: list[tuple]) -> Expr:
+    groups = d["attrs"]["groups"]
+    b.requires.append((ins[0], groups, f"channel_shuffle '{name}' has groups={groups}"))
+    return ins[0]
+
+
+def _same(b: _Builder, name: str, d: dict, ins: list[Expr], in_shapes: list[tuple]) -> Expr:
+    return ins[0]
+
+
+# channels trait (compiler.ops.TRAITS["channels"]) -> rule(builder, name, node, input exprs, input shapes) -> expr
+CHANNEL_RULES = {
+    "source": _source, "conv": _conv, "width": _width, "depthwise": _depthwise, "same": _same, "shuffle": _shuffle,
+    "flatten": _flatten, "split": _split, "concat": _concat, "broadcast": _broadcast,
+}
+_RULE = {name: CHANNEL_RULES[spec.channels] for name, spec in OPS.items() if spec.channels in CHANNEL_RULES}
+
+
+def is_depthwise_conv(d: dict, in_shape: tuple) -> bool:
+    """A conv (channels trait "conv") with groups = input channels = output channels > 1: it follows its input."""
+    return OPS[d["op"]].channels == "conv" and 1 < d["attrs"]["groups"] == in_shape[0] == d["attrs"]["out"]
 
 
 def _requirement(e: Expr, d: int, frozen: set[int], proto: list[int], needs: dict[int, int]) -> set[int]:

@@ -14,6 +14,7 @@ import networkx as nx
 import numpy as np
 
 from compiler.ir import add_node, copy_graph, set_inputs
+from compiler.ops import OPS
 from compiler.shapes import infer_shapes
 
 
@@ -22,7 +23,7 @@ def factorizable_convs(g: nx.DiGraph) -> list[str]:
     fixed and with no declared choice (a choice of kernel size is the user's decision, not the rewrite's)."""
     found = []
     for name, d in g.nodes(data=True):
-        if d["op"] != "conv" or d.get("fixed") or d.get("choices"):
+        if not OPS[d["op"]].factorizable or d.get("fixed") or d.get("choices"):
             continue
         a = d["attrs"]
         if a["groups"] != 1 or a["k"] <= 1 or g.nodes[d["inputs"][0]]["shape"][0] < 2:

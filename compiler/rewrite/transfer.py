@@ -20,14 +20,13 @@ import networkx as nx
 
 from compiler.diagnostics import NetError
 from compiler.ir import topo_order
+from compiler.ops import OPS
+from compiler.rewrite.coupling import is_depthwise_conv
 from compiler.rewrite.factorize import factorized_pairs, separable_factors
-from compiler.shapes import split_sizes
+from compiler.shapes import conv_groups, split_sizes
 
 Index = list[int]
-FREE_WIDTH_OPS = frozenset({"conv", "conv_transpose", "linear"})  # ops whose kept channels are chosen
-PASS_THROUGH_OPS = frozenset({
-    "bn", "relu", "relu6", "leaky_relu", "sigmoid", "hardswish", "hardsigmoid", "silu", "gelu", "softmax",
-    "maxpool", "avgpool", "gap", "adaptive_avgpool", "dropout", "upsample", "identity"})
+CHOSEN = frozenset({"conv", "width"})  # channels traits whose kept channels are chosen (`kept`), not derived
 
 
 def _fail(g: nx.DiGraph, name: str, message: str) -> NetError:
@@ -35,7 +34,8 @@ def _fail(g: nx.DiGraph, name: str, message: str) -> NetError:
     return NetError(f"weight transfer: {node.get('op', 'node')} '{name}': {message}", node.get("span"))
 
 
-def _shared(child_g: nx.DiGraph, name: str, sets: dict[str, Index]) -> Index:
+def _shared(parent_g: nx.DiGraph, child_g: nx.DiGraph, name: str, ins: list[Index], sets: dict[str, Index],
+            kept: Mapping[str, Index]) -> Index:
     """The one channel set of an add/mul's (or non-channel concat's) full-size operands, which must agree."""
     d = child_g.nodes[name]
     rank, channels = len(d["shape"]), d["shape"][0]
@@ -49,59 +49,85 @@ def _shared(child_g: nx.DiGraph, name: str, sets: dict[str, Index]) -> Index:
     return list(sets[full[0]])
 
 
-def _depthwise_conv(g: nx.DiGraph, name: str) -> bool:
-    d = g.nodes[name]
-    return d["op"] == "conv" and 1 < d["attrs"]["groups"] == g.nodes[d["inputs"][0]]["shape"][0] == d["shape"][0]
+def _source(parent_g, child_g, name, ins, sets, kept) -> Index:
+    return list(range(parent_g.nodes[name]["shape"][0]))
+
+
+def _conv(parent_g, child_g, name, ins, sets, kept) -> Index:
+    p = parent_g.nodes[name]
+    if name not in kept and is_depthwise_conv(p, parent_g.nodes[p["inputs"][0]]["shape"]):
+        return list(ins[0])  # a conv with groups = in = out channels follows its input, as a dwconv does
+    return _width(parent_g, child_g, name, ins, sets, kept)
+
+
+def _width(parent_g, child_g, name, ins, sets, kept) -> Index:
+    return [int(c) for c in kept.get(name, range(parent_g.nodes[name]["shape"][0]))]
+
+
+def _depthwise(parent_g, child_g, name, ins, sets, kept) -> Index:
+    m = child_g.nodes[name]["attrs"]["multiplier"]
+    return [c * m + j for c in ins[0] for j in range(m)]
+
+
+def _same(parent_g, child_g, name, ins, sets, kept) -> Index:
+    return list(ins[0])
+
+
+def _flatten(parent_g, child_g, name, ins, sets, kept) -> Index:
+    block = math.prod(parent_g.nodes[parent_g.nodes[name]["inputs"][0]]["shape"][1:])
+    if math.prod(child_g.nodes[child_g.nodes[name]["inputs"][0]]["shape"][1:]) != block:
+        raise _fail(child_g, name, "its input's spatial size differs from the parent's")
+    return [c * block + j for c in ins[0] for j in range(block)]
+
+
+def _concat(parent_g, child_g, name, ins, sets, kept) -> Index:
+    d, p = child_g.nodes[name], parent_g.nodes[name]
+    if d["attrs"]["dim"] % len(d["shape"]) != 0:
+        return _shared(parent_g, child_g, name, ins, sets, kept)
+    if len(d["inputs"]) != len(p["inputs"]):
+        raise _fail(child_g, name, f"it has {len(d['inputs'])} operands, the parent's has {len(p['inputs'])}")
+    out, offset = [], 0
+    for parent_input, index in zip(p["inputs"], ins):
+        out += [offset + c for c in index]
+        offset += parent_g.nodes[parent_input]["shape"][0]
+    return out
+
+
+def _split(parent_g, child_g, name, ins, sets, kept) -> Index:
+    a, p = child_g.nodes[name]["attrs"], parent_g.nodes[name]
+    parent_sizes = split_sizes(p["attrs"]["sections"], parent_g.nodes[p["inputs"][0]]["shape"][0])
+    child_sizes = split_sizes(a["sections"], len(ins[0]))
+    start, size = sum(parent_sizes[:a["part"]]), parent_sizes[a["part"]]
+    first = sum(child_sizes[:a["part"]])
+    part = ins[0][first:first + child_sizes[a["part"]]]
+    if any(not start <= c < start + size for c in part):
+        raise _fail(child_g, name, f"part {a['part']} would take channels from outside the parent's part")
+    return [c - start for c in part]
+
+
+def _shuffle(parent_g, child_g, name, ins, sets, kept) -> Index:
+    g = child_g.nodes[name]["attrs"]["groups"]
+    per_child, per_parent = len(ins[0]) // g, parent_g.nodes[name]["shape"][0] // g
+    carried = [ins[0][(j % g) * per_child + j // g] for j in range(len(ins[0]))]
+    return [(c % per_parent) * g + c // per_parent for c in carried]
+
+
+# channels trait (compiler.ops.TRAITS["channels"]) -> rule(parent, child, name, input sets, all sets, kept)
+#   -> the parent output channels the child node's output channels carry
+CHANNEL_RULES = {
+    "source": _source, "conv": _conv, "width": _width, "depthwise": _depthwise, "same": _same, "shuffle": _shuffle,
+    "flatten": _flatten, "split": _split, "concat": _concat, "broadcast": _shared,
+}
 
 
 def _channel_set(parent_g: nx.DiGraph, child_g: nx.DiGraph, name: str, sets: dict[str, Index],
                  kept: Mapping[str, Index]) -> Index:
     """The parent output channels carried by each of a child node's output channels, in order."""
-    d, p = child_g.nodes[name], parent_g.nodes[name]
-    op, a = d["op"], d["attrs"]
-    ins = [sets[i] for i in d["inputs"]]
-    if op == "input":
-        return list(range(p["shape"][0]))
-    if op in FREE_WIDTH_OPS and name not in kept and _depthwise_conv(parent_g, name):
-        return list(ins[0])  # a conv with groups = in = out channels follows its input, as a dwconv does
-    if op in FREE_WIDTH_OPS:
-        return [int(c) for c in kept.get(name, range(p["shape"][0]))]
-    if op == "dwconv":
-        m = a["multiplier"]
-        return [c * m + j for c in ins[0] for j in range(m)]
-    if op in PASS_THROUGH_OPS:
-        return list(ins[0])
-    if op == "flatten":
-        block = math.prod(parent_g.nodes[p["inputs"][0]]["shape"][1:])
-        if math.prod(child_g.nodes[d["inputs"][0]]["shape"][1:]) != block:
-            raise _fail(child_g, name, "its input's spatial size differs from the parent's")
-        return [c * block + j for c in ins[0] for j in range(block)]
-    if op in ("add", "mul"):
-        return _shared(child_g, name, sets)
-    if op == "concat":
-        if a["dim"] % len(d["shape"]) != 0:
-            return _shared(child_g, name, sets)
-        if len(d["inputs"]) != len(p["inputs"]):
-            raise _fail(child_g, name, f"it has {len(d['inputs'])} operands, the parent's has {len(p['inputs'])}")
-        out, offset = [], 0
-        for parent_input, index in zip(p["inputs"], ins):
-            out += [offset + c for c in index]
-            offset += parent_g.nodes[parent_input]["shape"][0]
-        return out
-    if op == "split":
-        parent_sizes = split_sizes(p["attrs"]["sections"], parent_g.nodes[p["inputs"][0]]["shape"][0])
-        child_sizes = split_sizes(a["sections"], len(ins[0]))
-        start, size = sum(parent_sizes[:a["part"]]), parent_sizes[a["part"]]
-        first = sum(child_sizes[:a["part"]])
-        part = ins[0][first:first + child_sizes[a["part"]]]
-        if any(not start <= c < start + size for c in part):
-            raise _fail(child_g, name, f"part {a['part']} would take channels from outside the parent's part")
-        return [c - start for c in part]
-    if op == "channel_shuffle":
-        g, per_child, per_parent = a["groups"], len(ins[0]) // a["groups"], p["shape"][0] // a["groups"]
-        carried = [ins[0][(j % g) * per_child + j // g] for j in range(len(ins[0]))]
-        return [(c % per_parent) * g + c // per_parent for c in carried]
-    raise _fail(child_g, name, "no channel rule for this op")
+    d = child_g.nodes[name]
+    rule = CHANNEL_RULES.get(OPS[d["op"]].channels)
+    if rule is None:
+        raise _fail(child_g, name, "no channel rule for this op")
+    return rule(parent_g, child_g, name, [sets[i] for i in d["inputs"]], sets, kept)
 
 
 def channel_index_sets(parent_g: nx.DiGraph, child_g: nx.DiGraph, kept: Mapping[str, Index]) -> dict[str, Index]:
@@ -122,7 +148,7 @@ def channel_index_sets(parent_g: nx.DiGraph, child_g: nx.DiGraph, kept: Mapping[
         if p["op"] != d["op"]:
             raise _fail(child_g, name, f"it is a {p['op']} in the parent")
         index = _channel_set(parent_g, child_g, name, sets, kept)
-        if name in kept and d["op"] not in FREE_WIDTH_OPS and [int(c) for c in kept[name]] != index:
+        if name in kept and OPS[d["op"]].channels not in CHOSEN and [int(c) for c in kept[name]] != index:
             raise _fail(child_g, name, "its kept channels disagree with those its input carries")
         if len(index) != d["shape"][0]:
             raise _fail(child_g, name, f"it has {d['shape'][0]} channels but keeps {len(index)} of the parent's")
@@ -179,56 +205,81 @@ def _fit_kernel(weight, kernel: int):
     return out
 
 
-def _groups(g: nx.DiGraph, name: str) -> int:
-    d = g.nodes[name]
-    return g.nodes[d["inputs"][0]]["shape"][0] if d["op"] == "dwconv" else d["attrs"]["groups"]
+class _Source:
+    """What a layer's tensor rule reads: both graphs, the channel sets, the parent's tensors, the factorized pairs."""
+
+    def __init__(self, parent_g: nx.DiGraph, child_g: nx.DiGraph, sets: dict[str, Index], parent_state: Mapping,
+                 factorized: dict[str, str]):
+        self.parent_g, self.child_g, self.sets = parent_g, child_g, sets
+        self.parent_state, self.factorized = parent_state, factorized
+
+    def get(self, key: str):
+        if key not in self.parent_state:
+            raise NetError(f"weight transfer: the parent's weights have no '{key}'")
+        return self.parent_state[key]
+
+    def channels(self, name: str) -> tuple[Index, Index, int, int]:
+        """A node's kept output and input channels, and the parent's output and input channel counts."""
+        p = self.parent_g.nodes[name]
+        return (self.sets[name], self.sets[self.child_g.nodes[name]["inputs"][0]], p["shape"][0],
+                self.parent_g.nodes[p["inputs"][0]]["shape"][0])
+
+    def grouped(self, name: str, weight, rows: Index, cols: Index, parent_rows: int, parent_cols: int):
+        """weight[rows] with, per row, its kept columns inside its group (plain rows x cols when ungrouped)."""
+        parent_groups, child_groups = conv_groups(self.parent_g, name), conv_groups(self.child_g, name)
+        if parent_groups == child_groups == 1:
+            return _take(weight, rows, cols)
+        return _take(weight, rows, _grouped_columns(self.child_g, name, rows, cols, parent_rows, parent_cols,
+                                                    parent_groups, child_groups))
+
+    def bias(self, name: str) -> dict:
+        return {f"{name}.bias": _take(self.get(f"{name}.bias"), self.sets[name])} if \
+            self.child_g.nodes[name]["attrs"]["bias"] else {}
+
+
+def _conv_tensors(src: _Source, name: str) -> dict:
+    out, inp, parent_out, parent_in = src.channels(name)
+    weight = src.grouped(name, src.get(f"{name}.weight"), out, inp, parent_out, parent_in)
+    if name in src.factorized:
+        depthwise, pointwise = separable_factors(weight)
+        tensors = {f"{src.factorized[name]}.weight": depthwise, f"{name}.weight": pointwise}
+    else:
+        tensors = {f"{name}.weight": _fit_kernel(weight, src.child_g.nodes[name]["attrs"]["k"])}
+    return tensors | src.bias(name)
+
+
+def _conv_transpose_tensors(src: _Source, name: str) -> dict:
+    out, inp, parent_out, parent_in = src.channels(name)
+    weight = src.grouped(name, src.get(f"{name}.weight"), inp, out, parent_in, parent_out)  # [in, out / groups]
+    return {f"{name}.weight": _fit_kernel(weight, src.child_g.nodes[name]["attrs"]["k"])} | src.bias(name)
+
+
+def _linear_tensors(src: _Source, name: str) -> dict:
+    out, inp, _, _ = src.channels(name)
+    return {f"{name}.weight": _take(src.get(f"{name}.weight"), out, inp)} | src.bias(name)
+
+
+def _batchnorm_tensors(src: _Source, name: str) -> dict:
+    keys = (["weight", "bias"] if src.child_g.nodes[name]["attrs"]["affine"] else []) + ["running_mean", "running_var"]
+    tensors = {f"{name}.{k}": _take(src.get(f"{name}.{k}"), src.sets[name]) for k in keys}
+    return tensors | {f"{name}.num_batches_tracked": src.get(f"{name}.num_batches_tracked")}
+
+
+# layer trait (compiler.ops.TRAITS["layer"]) -> rule(source, name) -> the child layer's tensors by state-dict key
+WEIGHT_RULES = {
+    "conv": _conv_tensors, "conv_transpose": _conv_transpose_tensors, "linear": _linear_tensors,
+    "batchnorm": _batchnorm_tensors,
+}
 
 
 def transfer_weights(parent_g: nx.DiGraph, parent_state: Mapping, child_g: nx.DiGraph,
                      kept: Mapping[str, Index]) -> dict:
     """The child's state dict: the parent's tensors sliced to the channels each child layer keeps."""
-    sets = channel_index_sets(parent_g, child_g, kept)
     factorized = factorized_pairs(parent_g, child_g)
+    src = _Source(parent_g, child_g, channel_index_sets(parent_g, child_g, kept), parent_state, factorized)
     state = {}
-
-    def get(key: str):
-        if key not in parent_state:
-            raise NetError(f"weight transfer: the parent's weights have no '{key}'")
-        return parent_state[key]
-
     for name in topo_order(child_g):
-        d = child_g.nodes[name]
-        op, a = d["op"], d["attrs"]
-        if op not in FREE_WIDTH_OPS | {"dwconv", "bn"} or name in factorized.values():
-            continue
-        out_index = sets[name]
-        in_index = sets[d["inputs"][0]]
-        p = parent_g.nodes[name]
-        parent_in = parent_g.nodes[p["inputs"][0]]["shape"][0]
-        if op == "bn":
-            keys = (["weight", "bias"] if a["affine"] else []) + ["running_mean", "running_var"]
-            state.update({f"{name}.{k}": _take(get(f"{name}.{k}"), in_index) for k in keys})
-            state[f"{name}.num_batches_tracked"] = get(f"{name}.num_batches_tracked")
-            continue
-        weight = get(f"{name}.weight")
-        if op == "linear":
-            state[f"{name}.weight"] = _take(weight, out_index, in_index)
-        elif op == "conv_transpose":
-            cols = _grouped_columns(child_g, name, in_index, out_index, parent_in, p["shape"][0],
-                                    _groups(parent_g, name), _groups(child_g, name))
-            state[f"{name}.weight"] = _take(weight, in_index, cols)
-        else:
-            parent_groups, child_groups = _groups(parent_g, name), _groups(child_g, name)
-            if parent_groups == child_groups == 1:
-                state[f"{name}.weight"] = _take(weight, out_index, in_index)
-            else:
-                cols = _grouped_columns(child_g, name, out_index, in_index, p["shape"][0], parent_in,
-                                        parent_groups, child_groups)
-                state[f"{name}.weight"] = _take(weight, out_index, cols)
-        if name in factorized:
-            state[f"{factorized[name]}.weight"], state[f"{name}.weight"] = separable_factors(state[f"{name}.weight"])
-        elif op != "linear":
-            state[f"{name}.weight"] = _fit_kernel(state[f"{name}.weight"], a["k"])
-        if a["bias"]:
-            state[f"{name}.bias"] = _take(get(f"{name}.bias"), out_index)
+        layer = OPS[child_g.nodes[name]["op"]].layer
+        if layer is not None and name not in factorized.values():  # a depthwise half comes with its 1 x 1 conv
+            state.update(WEIGHT_RULES[layer](src, name))
     return state
