@@ -17,8 +17,11 @@ Adding an op
        its rule in that pass (a shape function in shapes.py, a cost code in cost/kernel.py + cost/program.py, a
        channel rule in rewrite/coupling.py and rewrite/transfer.py, an expression or layer in backend/codegen.py).
        tests/compiler/test_ops.py fails until every pass has a rule for every value in use.
-    4. Document it in docs/language.md (the Ops table) and, if it costs anything, docs/cost-model.md; add a
-       shape test and a lowering test (tests/compiler/).
+    4. Document it in docs/language.md (the Ops table) and docs/cost-model.md (its formula). Test it: a shape
+       test in tests/compiler/test_shapes.py, and the op in EVERY_OP with its reference in reference_forward
+       (tests/compiler/backend/lowering_nets.py), so the lowering and ONNX tests check its generated code
+       against an independent interpreter and onnxruntime (tests/compiler/test_ops.py checks EVERY_OP uses
+       every op).
 """
 
 from __future__ import annotations
