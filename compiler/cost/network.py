@@ -30,6 +30,11 @@ __all__ = ["CostProgram", "CostReport", "batched_costs", "compile_costs", "cost_
 FIGURES = ("macs", "params", "buffers", "other_ops", "activation_elements")
 
 
+def _total(row: int, doc: str) -> property:
+    """A read-only total of one per-node row, as an int."""
+    return property(lambda self: int(self.per_node[row].sum()), doc=doc)
+
+
 @dataclass(frozen=True, eq=False)
 class CostReport:
     """Per-node figures (arrays in program order) and totals of one cost evaluation."""
@@ -39,25 +44,11 @@ class CostReport:
     peak_activation_elements: int
     dtype_bytes: int = 4
 
-    @property
-    def macs(self) -> int:
-        return int(self.per_node[ck.R_MACS].sum())
-
-    @property
-    def params(self) -> int:
-        return int(self.per_node[ck.R_PARAMS].sum())
-
-    @property
-    def buffers(self) -> int:
-        return int(self.per_node[ck.R_BUFFERS].sum())
-
-    @property
-    def other_ops(self) -> int:
-        return int(self.per_node[ck.R_OTHER].sum())
-
-    @property
-    def activation_elements(self) -> int:
-        return int(self.per_node[ck.R_ELEMENTS].sum())
+    macs = _total(ck.R_MACS, "Multiply-accumulates of convs and linears.")
+    params = _total(ck.R_PARAMS, "Trainable parameters.")
+    buffers = _total(ck.R_BUFFERS, "Buffer elements (batch norm running statistics).")
+    other_ops = _total(ck.R_OTHER, "Elementwise, normalisation and pooling ops.")
+    activation_elements = _total(ck.R_ELEMENTS, "The elements of every node's output.")
 
     @property
     def peak_activation_bytes(self) -> int:
