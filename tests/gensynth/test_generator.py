@@ -288,3 +288,22 @@ def test_the_generator_strides_convs_with_its_learned_probability(fashion):
 def test_striding_lowers_the_smallest_reachable_network(fashion):
     g, space = fashion
     assert smallest_reachable(space, 0.1, stride=True)["macs"] < smallest_reachable(space, 0.1)["macs"] / 2
+
+
+def test_samples_that_drop_chained_blocks_factorize_and_stride_lint_clean():
+    from dataclasses import replace
+
+    from compiler.lint import lint
+
+    g = load_network("examples/mobilenet_v2.net")  # its inverted residuals read one another's adds directly
+    space = search_space(g)
+    reqs = parse_requirements(["macs<=200M"])
+    state = initial_state(space, reqs, factorize=0.5, stride=0.5)
+    state = replace(state, blocks={b: 0.5 for b in state.blocks})
+    dropped = 0
+    for seed in range(6):
+        s = sample(state, space, seed, reqs)
+        lint(s.graph)
+        dropped += len(s.dropped)
+        assert (network_cost(s.graph).macs, network_cost(s.graph).params) == (s.macs, s.params)
+    assert dropped >= 6
