@@ -3,6 +3,8 @@ MACs, and inherited weights that reproduce the original conv whenever its kernel
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import torch
 from hypothesis import given, settings
@@ -80,6 +82,25 @@ def test_separable_factors_are_the_best_rank_one_fit_per_input_channel(out, inp,
     exact = np.einsum("oi,ihw->oihw", rng.normal(size=(out, inp)), rng.normal(size=(inp, k, k))).astype(np.float32)
     dw, pw = separable_factors(exact)
     assert np.allclose(np.einsum("oi,ihw->oihw", pw[:, :, 0, 0], dw[:, 0]), exact, atol=1e-4)
+
+
+@cache
+def resnet18():
+    g = load_network("examples/resnet18.net")
+    return g, factorizable_convs(g)
+
+
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_any_set_of_factorized_convs_keeps_every_shape_and_never_adds_macs(data):
+    g, candidates = resnet18()
+    names = data.draw(st.lists(st.sampled_from(candidates), unique=True, max_size=len(candidates)))
+    f = lint(factorize_convs(g, names))
+    assert all(f.nodes[n]["shape"] == g.nodes[n]["shape"] for n in g)
+    assert set(f) - set(g) == {f"{n}_dw" for n in names}
+    assert factorized_pairs(g, f) == {n: f"{n}_dw" for n in names}
+    assert network_cost(f).macs <= network_cost(g).macs
+    assert architecture_hash(load_network_text(print_network(f), "again.net")) == architecture_hash(f)
 
 
 def test_inherited_weights_reproduce_a_separable_parent_exactly():

@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from compiler.backend.lower import lower_to_torch
 from compiler.diagnostics import NetError
 from compiler.ir import copy_graph, remove_nodes, replace_uses
 from compiler.lint import lint
+from compiler.rewrite.coupling import apply_widths, channel_plan
 from compiler.rewrite.transfer import channel_index_sets, transfer_weights
 from compiler.shapes import infer_shapes
 from compiler.validate import validate
@@ -222,3 +225,31 @@ network K {
     back = transfer_weights(child, child_model.state_dict(), parent, {})  # and 5x5 -> 3x3 crops the centre
     conv = next(k for k in back if k.endswith(".weight") and back[k].shape[-1] == 3)
     assert torch.equal(back[conv], parent_model.state_dict()[conv])
+
+
+CHAIN = """
+network chain {
+    input x: [3, 6, 6]
+    x -> conv(8, k=3, padding=1) as a -> bn as a_bn -> relu as a_relu -> dwconv(3, padding=1) as dw -> bn as dw_bn
+      -> relu as dw_relu -> conv(6, k=1) as b -> bn as b_bn -> relu as b_relu -> maxpool(2) as pool
+    output y = flatten as flat -> linear(3) as fc
+}
+"""
+
+
+@settings(max_examples=12, deadline=None)
+@given(keep_a=st.sets(st.integers(0, 7), min_size=1), keep_b=st.sets(st.integers(0, 5), min_size=1))
+def test_any_kept_channels_of_a_narrowed_child_compute_what_the_parent_does_without_them(keep_a, keep_b):
+    parent_g = load_network_text(CHAIN, "chain.net")
+    keep_a, keep_b = sorted(keep_a), sorted(keep_b)
+    plan = channel_plan(parent_g)
+    group = {m: grp.id for grp in plan.groups for m in grp.members}
+    child_g = lint(apply_widths(parent_g, {group["a"]: len(keep_a), group["b"]: len(keep_b)}, plan))
+    parent = randomised(parent_g)
+    for bn, keep in {"a_bn": keep_a, "dw_bn": keep_a, "b_bn": keep_b}.items():
+        silence(parent, bn, keep)
+    child = lower_to_torch(child_g, dtype=torch.float64).eval()
+    child.load_state_dict(transfer_weights(parent_g, parent.state_dict(), child_g, {"a": keep_a, "b": keep_b}))
+    x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(child(x), parent(x), rtol=1e-10, atol=1e-10)
