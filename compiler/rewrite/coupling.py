@@ -11,7 +11,8 @@ Every tensor's channel count (dim 0 of its per-sample shape) is an expression ov
 
 A group is fixed when it holds a network input, a `fixed` node, anything an output reads, a broadcast operand,
 or when a divisibility rule (grouped conv, channel_shuffle, equal split) cannot be kept by multiples of its
-width alone; a free group's width must be a multiple of its `multiple_of`.
+width alone; a free group's width must be a multiple of its `multiple_of`. Each op's expression comes from the
+rule for its channels trait (compiler.ops), in CHANNEL_RULES.
 """
 
 from __future__ import annotations
