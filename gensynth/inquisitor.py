@@ -164,16 +164,21 @@ def group_importance(stats: dict, groups: dict, kept: dict, prototype_channels: 
     return out
 
 
-def inquire(task: Task) -> Candidate:
-    """Evaluate one candidate: inherit, fine-tune, measure accuracy and cost, probe channel importance."""
+def inquire(task: Task, data: Dataset | None = None, parent_state: dict | None = None) -> Candidate:
+    """Evaluate one candidate: inherit, fine-tune, measure accuracy and cost, probe channel importance.
+
+    `data` and `parent_state` (the trained prototype's tensors) are what a remote worker already holds; by default
+    they are loaded from task.data and task.parent_weights.
+    """
     start = time.perf_counter()
     child, parent = from_dict(task.child), from_dict(task.parent)
-    data = load_dataset(task.data, **task.data_options)
+    data = data if data is not None else load_dataset(task.data, **task.data_options)
+    parent_state = parent_state if parent_state is not None else _parent_state(task.parent_weights)
     torch.manual_seed(task.seed)
     model = lower_to_torch(child)
     b = task.budget
     if not from_scratch(b, task.final):
-        state = transfer_weights(parent, _parent_state(task.parent_weights), child, task.kept)
+        state = transfer_weights(parent, parent_state, child, task.kept)
         model.load_state_dict(state, strict=False)
     epochs = b.final_epochs if task.final else b.epochs
     if task.final:  # the whole training split; the test split is evaluated once below, for the report
@@ -185,7 +190,7 @@ def inquire(task: Task) -> Candidate:
         teacher = None
         if config.distill > 0:  # the trained prototype, whose responses the candidate learns to reproduce
             teacher = lower_to_torch(parent)
-            teacher.load_state_dict(_parent_state(task.parent_weights))
+            teacher.load_state_dict(parent_state)
         device = torch.device(train(model, subset, config, teacher=teacher).device)
     else:  # measure the weights as they are (the trained prototype)
         device = resolve_device(b.device)

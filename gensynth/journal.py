@@ -10,7 +10,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from gensynth.records import Candidate
+from gensynth.records import Candidate, Failure
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,21 +45,30 @@ class Journal:
     def set_meta(self, key: str, value) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
-    def add_candidate(self, record: Candidate) -> None:
+    def add_candidate(self, record: Candidate | Failure) -> None:
+        """Journal a record; a later record of the same key replaces it (a failure tried again on resume)."""
         self.db.execute("INSERT OR REPLACE INTO candidates VALUES (?, ?, ?, ?, ?)",
                         (record.key, record.cycle, record.seed, record.arch, json.dumps(record.to_json())))
 
     def candidate(self, key: str) -> Candidate | None:
         row = self.db.execute("SELECT record FROM candidates WHERE key=?", (key,)).fetchone()
-        return Candidate.from_json(json.loads(row[0])) if row else None
+        data = json.loads(row[0]) if row else None
+        return Candidate.from_json(data) if data and not data.get("failed") else None
 
-    def candidates(self, cycle: int | None = None) -> list[Candidate]:
-        """Every record in the order it was written (or those of one cycle)."""
+    def _records(self, cycle: int | None) -> list[dict]:
         if cycle is None:
             rows = self.db.execute("SELECT record FROM candidates ORDER BY rowid").fetchall()
         else:
             rows = self.db.execute("SELECT record FROM candidates WHERE cycle=? ORDER BY rowid", (cycle,)).fetchall()
-        return [Candidate.from_json(json.loads(r[0])) for r in rows]
+        return [json.loads(r[0]) for r in rows]
+
+    def candidates(self, cycle: int | None = None) -> list[Candidate]:
+        """Every evaluated record in the order it was written (or those of one cycle)."""
+        return [Candidate.from_json(data) for data in self._records(cycle) if not data.get("failed")]
+
+    def failures(self, cycle: int | None = None) -> list[Failure]:
+        """The search candidates that could not be evaluated (or those of one cycle)."""
+        return [Failure.from_json(data) for data in self._records(cycle) if data.get("failed")]
 
     def searched(self) -> list[Candidate]:
         """The search candidates: neither the prototype nor a finalist."""

@@ -39,7 +39,7 @@ class Decisions:
 
 # Fields written as they are (in this order, after the split metrics); the rest of a record's JSON is derived.
 _COST_FIELDS = ("macs", "params", "memory", "latency")
-_TAIL_FIELDS = ("netscore", "density", "utility", "meets", "missed", "violation", "wall_s")
+_TAIL_FIELDS = ("netscore", "density", "utility", "meets", "missed", "violation", "wall_s", "attempts")
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class Candidate:
     missed: tuple[str, ...] = ()  # the requirements it misses
     violation: float = 0.0  # their summed relative violation
     wall_s: float = 0.0
+    attempts: int = 1  # evaluations started: more than 1 when a worker died under it (gensynth.executor)
     importance: dict[str, list[float]] = field(default_factory=dict)  # search candidates: group -> per channel
     name: str | None = None  # finalists: fermi-N
 
@@ -142,3 +143,27 @@ class Candidate:
                    device=data.get("device", "cpu"), importance=data.get("importance", {}),
                    missed=tuple(data.get("missed", ())), name=data.get("name"),
                    **{k: data[k] for k in (*_COST_FIELDS, *_TAIL_FIELDS) if k in data and k != "missed"})
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A search candidate that could not be evaluated: it raised (out of memory, say), or its worker died more
+    often than the executor retries. Journaled beside the Candidates, with "failed": true, and never scored."""
+
+    key: str
+    cycle: int
+    seed: int
+    arch: str
+    decisions: Decisions = field(default_factory=Decisions)
+    error: str = ""  # the exception, or why its last attempt was lost
+    attempts: int = 1
+
+    def to_json(self) -> dict:
+        return {"key": self.key, "cycle": self.cycle, "seed": self.seed, "arch": self.arch,
+                "decisions": self.decisions.to_json(), "failed": True, "error": self.error, "attempts": self.attempts}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Failure:
+        return cls(key=data["key"], cycle=data["cycle"], seed=data["seed"], arch=data["arch"],
+                   decisions=Decisions.from_json(data.get("decisions")), error=data.get("error", ""),
+                   attempts=data.get("attempts", 1))
