@@ -14,7 +14,7 @@ from pathlib import Path
 
 from compiler.diagnostics import NetError
 from compiler.printer import print_network
-from gensynth.executor import run_tasks
+from gensynth.executor import Executor, make_executor
 from gensynth.generator import (
     ALLOCATION_SPREAD,
     FACTORIZE,
@@ -28,7 +28,7 @@ from gensynth.generator import (
 )
 from gensynth.inquisitor import Budget, Task, candidate_task, inquire
 from gensynth.journal import Journal
-from gensynth.records import FINAL_PREFIX, PROTOTYPE, Candidate
+from gensynth.records import FINAL_PREFIX, PROTOTYPE, Candidate, Failure
 from gensynth.requirements import parse_requirement, parse_requirements
 from gensynth.space import SearchSpace, search_space, smallest_reachable
 from gensynth.update import update_generator
@@ -106,7 +106,8 @@ def make_task(key: str, cycle: int, s: Sample, space: SearchSpace, cfg: SynthCon
 
 
 def run_config(out: Path, cfg: SynthConfig) -> SynthConfig:
-    """The settings a resumed run continues with: its own, as journaled; only the worker count may change."""
+    """The settings a resumed run continues with: its own, as journaled; only the worker count may change (and
+    the executor, which is not a setting of the run)."""
     if not (Path(out) / JOURNAL).exists():
         return cfg
     journal = Journal(Path(out) / JOURNAL)
@@ -121,9 +122,10 @@ class Run:
     """One run directory: journal, generator.json, prototype weights, FermiNets, report."""
 
     def __init__(self, out: Path, prototype, cfg: SynthConfig, resume: bool,
-                 on_event: Callable[[str, object], None] | None = None):
+                 on_event: Callable[[str, object], None] | None = None, executor: Executor | None = None):
         self.out = Path(out)
         self.cfg = cfg
+        self.executor = executor or make_executor("local", cfg.workers, cfg.budget.device)
         self.on_event = on_event or (lambda kind, payload: None)
         self.reqs = parse_requirements(cfg.requirements)
         self.space = search_space(prototype)
@@ -228,7 +230,7 @@ class Run:
         cfg = self.cfg
         while state.cycle < cfg.cycles:
             cycle = state.cycle
-            done = {r.key for r in self.journal.candidates(cycle)}
+            done = {r.key for r in self.journal.candidates(cycle)}  # a failure of this cycle is tried again
             tasks = []
             for i in range(cfg.per_cycle):
                 key = f"{cycle}:{i}"
@@ -238,12 +240,20 @@ class Run:
                 tasks.append(make_task(key, cycle, s, self.space, cfg, weights))
             self.on_event("cycle_start", {"cycle": cycle, "cycles": cfg.cycles, "todo": len(tasks), "done": len(done)})
 
-            def finished(task: Task, record: Candidate) -> None:
+            def finished(task: Task, record: Candidate | Failure) -> None:
                 self.journal.add_candidate(record)
                 self.on_event("candidate", record)
 
-            run_tasks(tasks, cfg.workers, finished)
-            records = self.journal.candidates(cycle)
+            def retried(task: Task, reason: str, attempt: int) -> None:
+                self.on_event("candidate_retry", {"key": task.key, "reason": reason, "attempt": attempt})
+
+            self.executor.run(tasks, finished, retried)
+            # in index order, whatever order they finished in, so that θG does not depend on the executor
+            records = sorted(self.journal.candidates(cycle), key=lambda r: int(r.key.split(":")[1]))
+            if not records:
+                failures = self.journal.failures(cycle)
+                raise NetError(f"every candidate of cycle {cycle + 1} failed; the first: {failures[0].error}",
+                               notes=[f"fix the cause, then continue with --resume {self.out}"])
             state = update_generator(state, self.space, records, self.reqs)
             self.journal.save_generator(state.cycle, state.to_json())
             state.save(self.out / "generator.json")
@@ -258,7 +268,7 @@ class Run:
         structural = [r for r in searched if not any(parse_requirement(m).stage != "trained" for m in r.missed)]
         pool = structural or searched
         chosen, seen = [], set()
-        for r in sorted(pool, key=lambda r: -r.utility):
+        for r in sorted(pool, key=lambda r: (-r.utility, r.cycle, r.key)):
             if r.arch not in seen:
                 seen.add(r.arch)
                 chosen.append(r)
@@ -299,6 +309,13 @@ def inquire_without_training(task: Task) -> Candidate:
     return inquire(dataclasses.replace(task, final=True, budget=dataclasses.replace(task.budget, final_epochs=0)))
 
 
+def finished_so_far(journal: Journal) -> int:
+    """Search candidates that will not run again: those evaluated, and the failures of cycles θG has moved past."""
+    latest = journal.latest_generator()
+    moved_past = latest[0] if latest else 0
+    return len(journal.searched()) + sum(1 for f in journal.failures() if f.cycle < moved_past)
+
+
 @dataclass
 class SynthResult:
     """A finished run: its directory, the records of the prototype, finalists and search, and θG."""
@@ -310,15 +327,20 @@ class SynthResult:
     front: list[Candidate]
     state: GeneratorState
     report: Path
+    failed: list[Failure] = field(default_factory=list)  # search candidates that could not be evaluated
+    executor: str = ""  # where this session evaluated candidates, in words
 
 
 def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
-               on_event: Callable[[str, object], None] | None = None) -> SynthResult:
+               on_event: Callable[[str, object], None] | None = None, executor: Executor | None = None) -> SynthResult:
     """Run (or continue) generative synthesis from a prototype IR; everything lands in `out`.
 
-    A resumed run continues with its own journaled settings (only `workers` may change). on_event(kind, payload)
-    hears "start" ({"total", "done"} search candidates), "prototype_training", "prototype_epoch", "prototype",
-    "cycle_start", "candidate", "cycle_end", "final_start" and "final"; records come as Candidate."""
+    A resumed run continues with its own journaled settings (only `workers` may change). Candidates are evaluated
+    by `executor` (default: in this process, or a local pool of cfg.workers), started before anything is written,
+    so that a cluster which cannot run them is an error up front. on_event(kind, payload) hears "start"
+    ({"total", "done"} search candidates, "executor" in words), "prototype_training", "prototype_epoch",
+    "prototype", "cycle_start", "candidate" (a Candidate, or a Failure), "candidate_retry" ({"key", "reason",
+    "attempt"}), "cycle_end", "final_start" and "final"; records come as Candidate."""
     import time
 
     from gensynth.report import write_report
@@ -326,24 +348,31 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
     if resume:
         cfg = run_config(out, cfg)
     cfg.validate()
-    run = Run(out, prototype, cfg, resume, on_event)
-    run.on_event("start", {"total": cfg.cycles * cfg.per_cycle,
-                           "done": min(len(run.journal.searched()), cfg.cycles * cfg.per_cycle)})
-    started = run.journal.get_meta("wall_s") or 0.0
-    t0 = time.perf_counter()
-    try:
-        run.check_data()
-        run.check_feasible()
-        weights, proto_record = run.prototype_weights()
-        run.on_event("prototype", proto_record)
-        state = run.search(run.generator(), weights)
-        finals = run.finals(state, weights)
-        candidates = run.journal.searched()
-        front = pareto_front(candidates)
-        wall = started + time.perf_counter() - t0
-        report = write_report(run.out, prototype.graph["name"], cfg.requirements, proto_record, finals, candidates,
-                              front, wall)
-        return SynthResult(run.out, proto_record, finals, candidates, front, state, report)
-    finally:
-        run.journal.set_meta("wall_s", started + time.perf_counter() - t0)
-        run.journal.close()
+    executor = executor or make_executor("local", cfg.workers, cfg.budget.device)
+    with executor:
+        run = Run(out, prototype, cfg, resume, on_event, executor)
+        where = executor.describe()
+        sessions = run.journal.get_meta("executors") or []  # every session's, for the report of a resumed run
+        if where not in sessions:
+            sessions = [*sessions, where]
+            run.journal.set_meta("executors", sessions)
+        run.on_event("start", {"total": cfg.cycles * cfg.per_cycle, "executor": where,
+                               "done": min(finished_so_far(run.journal), cfg.cycles * cfg.per_cycle)})
+        started = run.journal.get_meta("wall_s") or 0.0
+        t0 = time.perf_counter()
+        try:
+            run.check_data()
+            run.check_feasible()
+            weights, proto_record = run.prototype_weights()
+            run.on_event("prototype", proto_record)
+            state = run.search(run.generator(), weights)
+            finals = run.finals(state, weights)
+            candidates, failed = run.journal.searched(), run.journal.failures()
+            front = pareto_front(candidates)
+            wall = started + time.perf_counter() - t0
+            report = write_report(run.out, prototype.graph["name"], cfg.requirements, proto_record, finals,
+                                  candidates, front, wall, executors=sessions, failed=failed)
+            return SynthResult(run.out, proto_record, finals, candidates, front, state, report, failed, where)
+        finally:
+            run.journal.set_meta("wall_s", started + time.perf_counter() - t0)
+            run.journal.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gensynth.records import Candidate
+from gensynth.records import Candidate, Failure
 from gensynth.tasks.metrics import METRICS
 
 
@@ -21,16 +21,22 @@ def _row(name: str, r: Candidate) -> str:
 
 
 def write_report(out: Path, network: str, requirements: list[str], prototype: Candidate, finals: list[Candidate],
-                 candidates: list[Candidate], front: list[Candidate], wall_s: float) -> Path:
-    """Write report.md (and pareto.png beside it); return the report's path."""
+                 candidates: list[Candidate], front: list[Candidate], wall_s: float, executors: list[str] = (),
+                 failed: list[Failure] = ()) -> Path:
+    """Write report.md (and pareto.png beside it); return the report's path. `executors`: where each session
+    evaluated the candidates, in words."""
     what = METRICS[prototype.metric].words
+    failures = [f"Failed candidates: {len(failed)} (journaled; left out of everything below):", "",
+                *(f"- {r.key} after {r.attempts} attempt(s): {r.error}" for r in failed), ""]
     lines = [
         f"# Generative synthesis of {network}",
         "",
         f"Requirements: {', '.join(f'`{r}`' for r in requirements) or 'none'} (decided on the validation split; "
         f"test {what} is reported, never used to choose).",
         f"Candidates evaluated: {len(candidates)}; wall time {wall_s / 60:.1f} min.",
+        *([f"Evaluated on: {'; then '.join(executors)}."] if executors else []),
         "",
+        *(failures if failed else []),
         f"NetScore = 20 log10(a^2 / (p^0.5 m^0.5)) with a = validation {what} in %, p = parameters in millions, "
         f"m = MACs in millions; information density = {what} (%) per million parameters. "
         "Latency: median batch-1 forward on this machine's CPU.",

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 
 TINY_NET = """
@@ -26,3 +34,35 @@ def write_npz(path, n: int = 320, classes: int = 4, seed: int = 0) -> str:
         x[k, 0] += 1.5 * patterns[int(c) % 4].astype(np.float32)
     np.savez(path, x=x, y=y, x_test=x[: n // 4].copy(), y_test=y[: n // 4])
     return f"npz:{path}"
+
+
+def kill_9_after(args: list[str], out: Path, candidates: int = 2, timeout: float = 120) -> list[tuple[str, str]]:
+    """Run `netdsl synth ARGS --out OUT`, kill -9 it once `candidates` search candidates are journaled, and return
+    the (key, record) rows it had journaled then."""
+    proc = subprocess.Popen([sys.executable, "-m", "netdsl.cli.main", "synth", *args, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "CI": "1"})
+    journal, done = out / "journal.sqlite", []
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if journal.exists():
+            try:
+                db = sqlite3.connect(journal)
+                done = db.execute("SELECT key, record FROM candidates WHERE key LIKE '%:%' "
+                                  "AND key NOT LIKE 'final%'").fetchall()
+                db.close()
+            except sqlite3.Error:
+                done = []
+            if len(done) >= candidates:
+                break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return done
+
+
+def journaled(out: Path) -> dict[str, str]:
+    """Every record of a run's journal, by key, as stored."""
+    db = sqlite3.connect(out / "journal.sqlite")
+    rows = dict(db.execute("SELECT key, record FROM candidates").fetchall())
+    db.close()
+    return rows

@@ -1,8 +1,3 @@
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
 import time
 
 import pytest
@@ -15,7 +10,7 @@ from gensynth.inquisitor import Budget
 from gensynth.loop import SynthConfig, synthesize
 from netdsl.cli.main import main
 from netdsl.loader import load_network_text
-from tests.gensynth.synth_fixtures import TINY_NET, write_npz
+from tests.gensynth.synth_fixtures import TINY_NET, journaled, kill_9_after, write_npz
 
 REQS = ["macs<=60K", "acc>=0.3"]
 
@@ -61,12 +56,12 @@ def test_resume_continues_without_redoing_candidates(tmp_path, data, monkeypatch
     calls = []
     real = inquisitor_module.inquire
 
-    def counting(task):
+    def counting(task, **held):
         calls.append(task.key)
-        return real(task)
+        return real(task, **held)
 
     monkeypatch.setattr(synth_module, "inquire", counting)
-    monkeypatch.setattr("gensynth.executor.inquire", counting)
+    monkeypatch.setattr(inquisitor_module, "inquire", counting)
 
     class CrashError(Exception):
         pass
@@ -117,30 +112,10 @@ def test_cli_survives_kill_9_and_resumes(tmp_path, data):
     args = [str(net), "--data", data, "--req", REQS[0], "--req", REQS[1], "--cycles", "2", "--per-cycle", "3",
             "--prototype-epochs", "1", "--images", "160", "--final-epochs", "1", "--finalists", "1",
             "--device", "cpu"]
-    proc = subprocess.Popen([sys.executable, "-m", "netdsl.cli.main", "synth", *args, "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "CI": "1"})
-    journal = out / "journal.sqlite"
-    deadline = time.time() + 120
-    done = []
-    while time.time() < deadline and proc.poll() is None:
-        if journal.exists():
-            try:
-                db = sqlite3.connect(journal)
-                done = db.execute("SELECT key, record FROM candidates WHERE key LIKE '%:%' "
-                                  "AND key NOT LIKE 'final%'").fetchall()
-                db.close()
-            except sqlite3.Error:
-                done = []
-            if len(done) >= 2:
-                break
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    done = kill_9_after(args, out)
     assert len(done) >= 2, "the run should have journaled candidates before it was killed"
     assert main(["synth", *args, "--resume", str(out), "--json"]) == 0
-    db = sqlite3.connect(journal)
-    after = dict(db.execute("SELECT key, record FROM candidates").fetchall())
-    db.close()
+    after = journaled(out)
     for key, record in done:
         assert after[key] == record  # nothing finished was redone or lost
     assert {f"{c}:{i}" for c in range(2) for i in range(3)} <= set(after)
@@ -353,3 +328,36 @@ def test_search_candidates_can_train_from_scratch_too(tmp_path, data, monkeypatc
         (weight, lr), = starts
         inherited = any(torch.equal(weight[i], proto[j]) for i in range(len(weight)) for j in range(len(proto)))
         assert (inherited, lr) == ((True, 0.02) if init == "inherit" else (False, 0.05))
+
+
+def test_a_failing_candidate_is_journaled_and_the_run_goes_on(tmp_path, data, monkeypatch):
+    real = inquisitor_module.inquire
+
+    def out_of_memory_at_0_1(task, **held):
+        if task.key == "0:1":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(task, **held)
+
+    monkeypatch.setattr(inquisitor_module, "inquire", out_of_memory_at_0_1)
+    result = synthesize(tiny(), config(data, cycles=1, per_cycle=3), tmp_path / "run")
+    assert [r.key for r in result.failed] == ["0:1"] and len(result.candidates) == 2 and result.finals
+    assert "out of memory" in result.failed[0].error
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "Failed candidates: 1" in report and "0:1 after 1 attempt(s): RuntimeError: CUDA out of memory" in report
+    assert "Evaluated on: in-process" in report
+
+
+def test_a_cycle_whose_candidates_all_fail_stops_the_run_and_resume_redoes_them(tmp_path, data, monkeypatch):
+    real = inquisitor_module.inquire
+
+    def broken(task, **held):
+        raise RuntimeError("no space left on device")
+
+    monkeypatch.setattr(inquisitor_module, "inquire", broken)
+    with pytest.raises(NetError, match="every candidate of cycle 1 failed; the first: RuntimeError: no space"):
+        synthesize(tiny(), config(data, cycles=1, per_cycle=2), tmp_path / "run")
+    monkeypatch.setattr(inquisitor_module, "inquire", real)
+    result = synthesize(tiny(), config(data, cycles=1, per_cycle=2), tmp_path / "run", resume=True)
+    assert sorted(r.key for r in result.candidates) == ["0:0", "0:1"] and result.failed == []
+    rows = journaled(tmp_path / "run")
+    assert sorted(key for key in rows if key.startswith("0:")) == ["0:0", "0:1"]  # replaced: one record per key
