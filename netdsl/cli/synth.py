@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from gensynth.executor import RETRIES
 from netdsl.cli import arguments
 
 
@@ -20,7 +21,22 @@ def register(sub) -> None:
     p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
     p.add_argument("--cycles", type=int, default=4, help="generator update cycles (default 4)")
     p.add_argument("--per-cycle", type=int, default=6, help="candidates per cycle (default 6)")
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1: in-process)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="candidates evaluated at once: local worker processes (default 1: in this process); with "
+                        "--executor ray at most this many tasks (default: as many as the cluster has room for)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where candidates run: this machine (default) or a Ray cluster, one task per candidate "
+                        "(needs pip install 'netdsl[ray]'; see docs/distributed.md)")
+    p.add_argument("--address", metavar="auto|HOST:PORT",
+                   help="the Ray cluster to join (auto: the one started on this machine with `ray start`; "
+                        "default: start a local Ray instance)")
+    p.add_argument("--cpus-per-candidate", type=float, default=None, metavar="C",
+                   help="Ray: CPUs each candidate asks for, and its torch threads (default 1)")
+    p.add_argument("--gpus-per-candidate", type=float, default=None, metavar="G",
+                   help="Ray: GPUs each candidate asks for; fractions share a GPU, e.g. 0.25 (default 0)")
+    p.add_argument("--retries", type=int, default=RETRIES,
+                   help="times a candidate whose worker or node died is tried again before it is journaled as "
+                        f"failed (default {RETRIES})")
     p.add_argument("--utility", choices=["netscore", "density", "accuracy"], default="netscore",
                    help="what synthesis maximises under the requirements: NetScore (default), information "
                         "density, or the accuracy (mIoU, mAP@0.5) itself")
@@ -65,7 +81,7 @@ def config_from_args(args):
     budget = Budget(images=args.images, final_epochs=args.final_epochs, lr=args.lr, device=args.device,
                     distill=args.distill, final_init=args.final_from, search_init=args.search_from)
     cfg = SynthConfig(data=args.data, requirements=list(args.req), cycles=args.cycles, per_cycle=args.per_cycle,
-                      budget=budget, workers=args.workers, utility=args.utility, seed=args.seed,
+                      budget=budget, workers=args.workers or 1, utility=args.utility, seed=args.seed,
                       prototype_epochs=args.prototype_epochs, prototype_weights=args.weights,
                       finalists=args.finalists, min_fraction=args.min_fraction,
                       **{name: getattr(args, name) for name in ("factorize", "stride")
@@ -75,23 +91,51 @@ def config_from_args(args):
     return cfg
 
 
+def executor_from_args(args, device: str):
+    """The executor --executor names, with its options (each Ray option refused without --executor ray)."""
+    from compiler.diagnostics import NetError
+    from gensynth.executor import make_executor
+
+    if args.executor != "ray":
+        for option in ("address", "cpus_per_candidate", "gpus_per_candidate"):
+            if getattr(args, option) is not None:
+                raise NetError(f"--{option.replace('_', '-')} is an option of --executor ray",
+                               notes=["add --executor ray, or leave it out"])
+    cpus = 1.0 if args.cpus_per_candidate is None else args.cpus_per_candidate
+    gpus = 0.0 if args.gpus_per_candidate is None else args.gpus_per_candidate
+    if cpus <= 0:
+        raise NetError(f"--cpus-per-candidate must be above 0, got {cpus:g}")
+    if gpus < 0:
+        raise NetError(f"--gpus-per-candidate must be 0 or more, got {gpus:g}")
+    if args.retries < 0:
+        raise NetError(f"--retries must be 0 or more, got {args.retries}")
+    return make_executor(args.executor, args.workers, device, address=args.address, cpus_per_candidate=cpus,
+                         gpus_per_candidate=gpus, retries=args.retries)
+
+
 def run(args) -> int:
-    from gensynth.loop import synthesize
+    from gensynth.loop import run_config, synthesize
 
     g = arguments.load_from_args(args)
     cfg = config_from_args(args)
     out = Path(args.resume or args.out or f"runs/{g.graph['name']}-synth")
+    executor = executor_from_args(args, (run_config(out, cfg) if args.resume else cfg).budget.device)
+    executor.start()  # a cluster that cannot run the candidates is an error before the progress display
     console = Console(stderr=True, highlight=False)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("{task.fields[best]}"), console=console, disable=args.json)
     task = progress.add_task("synthesis", total=None, best="")
     with progress:
-        result = synthesize(g, cfg, out, resume=bool(args.resume),
-                            on_event=None if args.json else _progress_view(console, progress, task))
+        result = synthesize(g, cfg, out, resume=bool(args.resume), executor=executor,
+                            on_event=None if args.json else _progress_view(console, progress, task, executor.name,
+                                                                           args.retries))
     if args.json:
         arguments.print_json({"out": str(result.out), "prototype": result.prototype.summary(),
                               "fermi_nets": [r.summary() for r in result.finals],
                               "candidates": len(result.candidates),
+                              "failed": [{"key": r.key, "attempts": r.attempts, "error": r.error}
+                                         for r in result.failed],
+                              "executor": result.executor,
                               "generator": str(result.out / "generator.json"), "report": str(result.report)})
         return 0
     out_console = Console(highlight=False)
@@ -106,8 +150,11 @@ def run(args) -> int:
     return 0
 
 
-def _progress_view(console: Console, progress: Progress, task):
+def _progress_view(console: Console, progress: Progress, task, executor: str, retries: int):
     """on_event for synthesize: a progress bar over the search candidates and one line per finished network."""
+    from rich.markup import escape
+
+    from gensynth.records import Failure
     from netdsl.cli.training_view import metrics_text
 
     best = []
@@ -115,6 +162,7 @@ def _progress_view(console: Console, progress: Progress, task):
     def on_event(kind: str, payload) -> None:
         if kind == "start":
             progress.update(task, total=payload["total"], completed=payload["done"])
+            console.print(f"candidates run on: {payload['executor']}")
         elif kind == "prototype_training":
             progress.update(task, description=f"training the prototype ({payload['epochs']} epochs)")
         elif kind == "prototype_epoch":
@@ -125,8 +173,15 @@ def _progress_view(console: Console, progress: Progress, task):
             console.print(f"prototype: val {payload.metric} {payload.score:.2%}, {payload.macs / 1e6:.2f} M MACs, "
                           f"{payload.params / 1e3:.1f} K params, NetScore {payload.netscore:.1f}")
         elif kind == "cycle_start":
-            progress.update(task, description=f"cycle {payload['cycle'] + 1}/{payload['cycles']}")
+            progress.update(task, description=f"cycle {payload['cycle'] + 1}/{payload['cycles']} ({executor})")
             progress.advance(task, 0)
+        elif kind == "candidate_retry":
+            console.print(f"  candidate {payload['key']} lost: {escape(payload['reason'])}; attempt "
+                          f"{payload['attempt']} of {retries + 1}")
+        elif kind == "candidate" and isinstance(payload, Failure):
+            progress.advance(task)
+            console.print(f"  [red]candidate {payload.key} failed[/red] after {payload.attempts} attempt(s): "
+                          f"{escape(payload.error)}")
         elif kind == "candidate":
             if not best or payload.utility > best[0].utility:
                 best[:] = [payload]
