@@ -17,7 +17,6 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
-from compiler.diagnostics import NetError
 from compiler.ir import architecture_hash, from_dict
 from gensynth.records import Candidate, Failure
 
@@ -25,7 +24,6 @@ if TYPE_CHECKING:  # the inquisitor (and torch) load where candidates are evalua
     from gensynth.inquisitor import Task
 
 RETRIES = 2  # further attempts for a candidate whose worker process (or node) died under it
-EXECUTORS = ("local", "ray")
 
 OnDone = Callable[["Task", Candidate | Failure], None]  # (task, record): journal it
 OnRetry = Callable[["Task", str, int], None]  # (task, why the attempt was lost, the attempt that comes next)
@@ -258,17 +256,6 @@ class LocalPool(Executor):
         return lost
 
 
-def make_executor(kind: str = "local", workers: int | None = None, device: str = "cpu", address: str | None = None,
-                  cpus_per_candidate: float = 1.0, gpus_per_candidate: float = 0.0,
-                  retries: int = RETRIES) -> Executor:
-    """The executor a user asked for (`netdsl synth --executor ...`)."""
-    if kind == "ray":
-        from gensynth.ray_executor import RayExecutor
-
-        return RayExecutor(address=address, cpus_per_candidate=cpus_per_candidate,
-                           gpus_per_candidate=gpus_per_candidate, workers=workers, retries=retries, device=device)
-    if kind != "local":
-        raise NetError(f"unknown executor {kind!r}; choose {' or '.join(EXECUTORS)}")
-    if (workers or 1) <= 1:
-        return InProcess()
-    return LocalPool(workers, device, retries=retries)
+def local_executor(workers: int = 1, device: str = "cpu", retries: int = RETRIES) -> Executor:
+    """`--workers N` on this machine: in this process for one worker, else a pool of N."""
+    return InProcess() if workers <= 1 else LocalPool(workers, device, retries=retries)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from compiler.diagnostics import NetError
 from compiler.printer import print_network
-from gensynth.executor import Executor, make_executor
+from gensynth.executor import Executor, local_executor
 from gensynth.generator import (
     ALLOCATION_SPREAD,
     FACTORIZE,
@@ -125,7 +125,7 @@ class Run:
                  on_event: Callable[[str, object], None] | None = None, executor: Executor | None = None):
         self.out = Path(out)
         self.cfg = cfg
-        self.executor = executor or make_executor("local", cfg.workers, cfg.budget.device)
+        self.executor = executor or local_executor(cfg.workers, cfg.budget.device)
         self.on_event = on_event or (lambda kind, payload: None)
         self.reqs = parse_requirements(cfg.requirements)
         self.space = search_space(prototype)
@@ -348,7 +348,7 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
     if resume:
         cfg = run_config(out, cfg)
     cfg.validate()
-    executor = executor or make_executor("local", cfg.workers, cfg.budget.device)
+    executor = executor or local_executor(cfg.workers, cfg.budget.device)
     with executor:
         run = Run(out, prototype, cfg, resume, on_event, executor)
         where = executor.describe()

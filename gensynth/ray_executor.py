@@ -2,9 +2,9 @@
 
 What travels: the dataset and the trained prototype's weights go into Ray's object store once per run (each node
 fetches them once, each worker process deserialises them once); each task carries only its Task (the candidate's
-IR, decisions and budget, tens of KB) and returns its record. θG updates and the journal stay on the driver.
-A task whose worker or node dies is submitted again, at most RETRIES times, then recorded failed; an exception in
-the candidate itself comes back as a failed record (evaluate()), never retried.
+and the prototype's IR, decisions and budget: a few KB) and returns its record. θG updates and the journal stay on
+the driver. A task whose worker or node dies is submitted again, at most `retries` times, then journaled as a
+Failure; an exception in the candidate itself comes back as a Failure (executor.evaluate), never retried.
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def config_from_args(args):
 def executor_from_args(args, device: str):
     """The executor --executor names, with its options (each Ray option refused without --executor ray)."""
     from compiler.diagnostics import NetError
-    from gensynth.executor import make_executor
+    from gensynth.executor import local_executor
 
     if args.executor != "ray":
         for option in ("address", "cpus_per_candidate", "gpus_per_candidate"):
@@ -109,8 +109,12 @@ def executor_from_args(args, device: str):
         raise NetError(f"--gpus-per-candidate must be 0 or more, got {gpus:g}")
     if args.retries < 0:
         raise NetError(f"--retries must be 0 or more, got {args.retries}")
-    return make_executor(args.executor, args.workers, device, address=args.address, cpus_per_candidate=cpus,
-                         gpus_per_candidate=gpus, retries=args.retries)
+    if args.executor == "local":
+        return local_executor(args.workers or 1, device, retries=args.retries)
+    from gensynth.ray_executor import RayExecutor  # imports no Ray until it starts
+
+    return RayExecutor(address=args.address, cpus_per_candidate=cpus, gpus_per_candidate=gpus, workers=args.workers,
+                       retries=args.retries, device=device)
 
 
 def run(args) -> int:

@@ -43,16 +43,21 @@ def descendants(pid: int) -> set[int]:
 @pytest.fixture(scope="module")
 def cluster():
     """A local Ray instance with 2 CPUs; after the tests every process it started must be gone."""
+    before = descendants(os.getpid())  # (such as multiprocessing's resource tracker, which is not Ray's)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="warning")
     yield ray.get_runtime_context().gcs_address
-    started = descendants(os.getpid())
+    started = descendants(os.getpid()) - before
     ray.shutdown()
     deadline = time.time() + 30
     while time.time() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in started):
         time.sleep(0.2)
-    left = [pid for pid in started if os.path.exists(f"/proc/{pid}")]
-    for pid in left:  # do not leave them to the next developer, but fail
-        os.kill(pid, signal.SIGKILL)
+    left = {}
+    for pid in started:
+        try:
+            left[pid] = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()[:80]
+        except OSError:
+            continue
+        os.kill(pid, signal.SIGKILL)  # do not leave them to the next developer, but fail
     assert not left, f"Ray processes outlived ray.shutdown(): {left}"
 
 
