@@ -1,5 +1,6 @@
 """Executors: failures become records, dying workers are retried a bounded number of times, CUDA never forks."""
 
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -127,3 +128,23 @@ def test_each_pool_worker_gets_its_own_gpu_round_robin(monkeypatch):
     assert on_device(task, "cuda:1").budget.device == "cuda:1"
     assert on_device(make_tasks(1, device="cpu")[0], "cuda:1").budget.device == "cpu"
     assert on_device(make_tasks(1, device="cuda:0")[0], "cuda:1").budget.device == "cuda:0"
+
+
+def test_spawned_pool_workers_give_the_in_process_results(tmp_path, monkeypatch):
+    """What the pool does once CUDA is in use (spawn, every worker importing netdsl afresh), checked on CPU: the
+    records are those of one candidate after another in this process."""
+    from gensynth.loop import synthesize
+    from tests.gensynth.synth_fixtures import write_npz
+    from tests.gensynth.test_loop import config, tiny
+
+    data = write_npz(tmp_path / "stripes.npz")
+    local = synthesize(tiny(), config(data, cycles=1, per_cycle=2), tmp_path / "local", executor=InProcess(threads=1))
+    monkeypatch.setattr(executor_module, "start_method", lambda device, cuda_devices, cuda_initialised: "spawn")
+    pool = LocalPool(2, "cpu", threads=1)
+    assert "spawn" in pool.describe()
+    weights = str(tmp_path / "local" / "prototype.safetensors")
+    spawned = synthesize(tiny(), config(data, cycles=1, per_cycle=2, prototype_weights=weights), tmp_path / "pool",
+                         executor=pool)
+    untimed = lambda result: {r.key: dataclasses.replace(r, wall_s=0.0, latency=0.0)  # noqa: E731
+                              for r in result.candidates}
+    assert untimed(spawned) == untimed(local) and len(untimed(local)) == 2
