@@ -77,9 +77,11 @@ def evaluate_all(executor, tasks) -> float:
     t = time.perf_counter()
     executor.run(tasks, lambda task, record: records.append(record))
     seconds = time.perf_counter() - t
-    failed = [r for r in records if r.get("failed")]
+    from gensynth.records import Failure
+
+    failed = [r for r in records if isinstance(r, Failure)]
     if failed or len(records) != len(tasks):
-        raise SystemExit(f"{len(failed)} candidate(s) failed: {failed[0]['error'] if failed else 'lost'}")
+        raise SystemExit(f"{len(failed)} candidate(s) failed: {failed[0].error if failed else 'lost'}")
     return seconds
 
 
