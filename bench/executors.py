@@ -127,9 +127,19 @@ def main() -> int:
             executor.close()
         ray.shutdown()
     per_minute = {key: [60 * len(tasks) / s for s in values] for key, values in seconds.items()}
+
+    def paired(a: tuple, b: tuple) -> list[float]:  # candidates per minute of a over b, repeat by repeat
+        return [x / y for x, y in zip(per_minute[a], per_minute[b])]
+
+    def verdict(ratios: list[float]) -> str:
+        mean, sd = statistics.fmean(ratios), statistics.stdev(ratios) if len(ratios) > 1 else 0.0
+        if abs(mean - 1) <= sd:
+            return f"{mean_sd(ratios)}, a tie within the spread"
+        return f"{mean_sd(ratios)}, {'faster' if mean > 1 else 'slower'}"
+
     rows = []
     for kind, n, _ in runs:
-        ratio = [mine / local for mine, local in zip(per_minute[(kind, n)], per_minute[("local", n)])]  # same repeat: paired
+        ratio = paired((kind, n), ("local", n))
         rows.append(f"| {kind} | {n} | {mean_sd(per_minute[(kind, n)])} | "
                     f"{statistics.fmean(seconds[(kind, n)]) / len(tasks):.2f} | {mean_sd(ratio)} | "
                     f"{startup[(kind, n)]:.1f} |")
@@ -151,6 +161,12 @@ def main() -> int:
         "|---|---|---|---|---|---|",
         *rows,
         "",
+        f"- Ray against local: {verdict(paired(('ray', 1), ('local', 1)))} at 1 worker; "
+        f"{verdict(paired(('ray', 2), ('local', 2)))} at 2.",
+        f"- 2 workers against 1: local {mean_sd(paired(('local', 2), ('local', 1)))}, Ray "
+        f"{mean_sd(paired(('ray', 2), ('ray', 1)))}. A second worker only helps when a core is free: with other "
+        "developers' jobs on the 2 cores these rows measure each executor's overhead, not its scaling (see "
+        "docs/distributed.md for the expected scaling).",
         f"- Starting the local Ray instance took {ray_start:.1f} s (not in the table); Ray ships the data once: "
         f"{sizes['data'] / 1e6:.0f} MB of tensors here, the prototype's weights ({sizes['weights'] / 1e3:.0f} KB), "
         f"then {sizes['task'] / 1e3:.0f} KB per candidate (its Task: the candidate's and the prototype's IR, "
