@@ -16,6 +16,38 @@ from netdsl.parser import parse_text
 STDLIB_PACKAGE = "netdsl.stdlib"
 
 
+# What a file's first bytes say it is, when it is not .net text, and what to do with it.
+BINARY_FORMATS = {
+    "onnx": ("an ONNX model", "import it: netdsl import {path} -o model.net"),
+    "zip": ("a zip archive (a PyTorch checkpoint or TorchScript file)",
+            "import the model it belongs to: netdsl import model.py:Net --state-dict {path} --input CxHxW -o model.net"),
+    "pickle": ("a Python pickle (a PyTorch checkpoint)",
+               "import the model it belongs to: netdsl import model.py:Net --state-dict {path} --input CxHxW -o model.net"),
+    "safetensors": ("a safetensors weights file", "pass it as weights: --weights {path}"),
+}
+
+
+def sniff_binary(head: bytes) -> str | None:
+    """The kind of binary file (a key of BINARY_FORMATS) its first bytes show, or None for text."""
+    if head[:2] == b"PK":
+        return "zip"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "pickle"
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 1 << 30:
+        return "safetensors"
+    if head[:1] == b"\x08" and b"\x12" in head[:16]:  # protobuf: ir_version (field 1), then producer_name (field 2)
+        return "onnx"
+    return None
+
+
+def refuse_binary(path: str, head: bytes) -> None:
+    """A NetError naming what a binary file is and the command that reads it, instead of decoding it as .net text."""
+    kind = sniff_binary(head)
+    if kind is not None:
+        what, todo = BINARY_FORMATS[kind]
+        raise NetError(f"{path} is {what}, not a .net file", notes=[todo.format(path=path)])
+
+
 def stdlib_modules() -> list[str]:
     """Names importable with `from NAME import ...` (the .net files shipped in netdsl/stdlib)."""
     return sorted(p.name[:-4] for p in resources.files(STDLIB_PACKAGE).iterdir() if p.name.endswith(".net"))
@@ -50,6 +82,8 @@ class Loader:
         if key in self.modules:
             return self.modules[key]
         try:
+            with open(path, "rb") as f:
+                refuse_binary(key, f.read(64))
             text = Path(path).read_text(encoding="utf-8")
         except OSError as err:
             raise NetError(f"cannot read {path}: {err.strerror or err}") from None

@@ -120,6 +120,8 @@ class _ToSyntax(Transformer):
     def path(self, meta, *parts):
         return tuple(str(p) for p in parts)
 
+    node_path = path
+
     def ref(self, meta, path):
         return ast.Ref(path, self._s(meta))
 

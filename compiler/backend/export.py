@@ -33,7 +33,7 @@ def _example_inputs(module: LoweredNetwork) -> tuple[torch.Tensor, ...]:
 
 
 def export_onnx(module: LoweredNetwork, path: str | Path, opset: int = ONNX_OPSET) -> None:
-    """ONNX (TorchScript-based exporter: the dynamo one needs onnxscript), batch dim dynamic, checked."""
+    """ONNX (TorchScript-based exporter: the dynamo one needs onnxscript), batch dim dynamic, checked; eval mode."""
     check_target("onnx")
     import onnx
 
@@ -42,9 +42,12 @@ def export_onnx(module: LoweredNetwork, path: str | Path, opset: int = ONNX_OPSE
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+            # PRESERVE and no constant folding keep batch norm as its own node and every weight under its layer's
+            # name, so the file reads back (netdsl import) as the same network; onnxruntime fuses conv and BN itself.
             torch.onnx.export(module, _example_inputs(module), str(path), dynamo=False, opset_version=opset,
                               input_names=module.input_names, output_names=module.output_names,
-                              dynamic_axes={n: {0: "batch"} for n in names})
+                              dynamic_axes={n: {0: "batch"} for n in names},
+                              training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
     except torch.onnx.errors.OnnxExporterError as err:
         raise NetError(f"ONNX cannot express network '{module.network}': {str(err).splitlines()[0]}") from None
     onnx.checker.check_model(str(path), full_check=True)

@@ -12,7 +12,8 @@ from compiler.diagnostics import NetError
 from netdsl import __version__
 
 # subcommand -> module in netdsl.cli defining register(subparsers) and run(args) -> int
-COMMANDS = ["show", "check", "cost", "export", "train", "eval", "synth", "generate"]
+COMMANDS = {"show": "show", "check": "check", "cost": "cost", "export": "export", "import": "import_model",
+            "train": "train", "eval": "eval", "synth": "synth", "generate": "generate"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "train, export them, and synthesise efficient networks that meet your requirements.")
     parser.add_argument("--version", action="version", version=f"netdsl {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMANDS:
-        module = _command_module(name)
+    for module_name in COMMANDS.values():
+        module = _command_module(module_name)
         if module is not None:
             module.register(sub)
     return parser

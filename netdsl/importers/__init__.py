@@ -1,0 +1,1 @@
+"""Front ends that read networks written for other frameworks (PyTorch, ONNX) into compiler IR and readable .net."""
