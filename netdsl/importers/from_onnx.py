@@ -51,7 +51,12 @@ def _attrs(node) -> dict:
 
 def _round(v: float) -> float:
     """A float32 attribute as the decimal it was written as (1e-05, not 9.99999974e-06)."""
-    return float(f"{float(v):.6g}")
+    return float(str(np.float32(v)))
+
+
+def _momentum(onnx_momentum: float) -> float:
+    """PyTorch's momentum (the new statistics' weight) from ONNX's (the old ones'): 0.99 -> 0.01."""
+    return float(f"{1 - _round(onnx_momentum):.12g}")
 
 
 def module_path(node_name: str) -> tuple[str, str] | None:
@@ -349,7 +354,7 @@ def _matmul(c: _Converter, node, a: dict) -> None:
 def _batch_norm(c: _Converter, node, a: dict) -> None:
     x = c.tensor(node.input[0], node)
     scale, bias, mean, var = (c.const(i, node, "statistic") for i in node.input[1:5])
-    attrs = {"eps": _round(a.get("epsilon", 1e-5)), "momentum": _round(1 - a.get("momentum", 0.9)), "affine": True}
+    attrs = {"eps": _round(a.get("epsilon", 1e-5)), "momentum": _momentum(a.get("momentum", 0.9)), "affine": True}
     name = c.add(node, "bn", attrs, [x], node.input[1])
     c.keep(name, weight=scale, bias=bias, running_mean=mean, running_var=var,
            num_batches_tracked=np.zeros((), dtype=np.int64))

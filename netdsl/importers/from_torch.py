@@ -580,6 +580,24 @@ def _split(c: _Converter, node, a: dict) -> Parts:
     return Parts(x, len(sizes) if len(set(sizes)) == 1 else sizes)
 
 
+def _narrow(c: _Converter, node, a: dict) -> str:
+    """x.narrow(1, start, length) or x[:, start:end]: one part of a channel split."""
+    x = c.tensor(a["self"], node)
+    channels = c.b.g.nodes[x]["shape"][0]
+    rank = len(c.b.g.nodes[x]["shape"]) + 1
+    if "length" in a:
+        start, end, step = int(a["start"]), int(a["start"]) + int(a["length"]), 1
+    else:
+        start, end, step = int(a["start"] or 0), min(int(a["end"]), channels), int(a["step"])
+    if int(a["dim"]) % rank == 0 and (start, end, step) == (0, EXAMPLE_BATCH, 1) or start == 0 and end == channels:
+        return x
+    if int(a["dim"]) % rank != 1 or step != 1:
+        raise unsupported("slices a tensor other than along the channels", c.origin(node), SUPPORTED)
+    sizes = [s for s in (start, end - start, channels - end) if s > 0]
+    return c.add(node, "split", {"sections": len(sizes) if len(set(sizes)) == 1 else sizes,
+                                 "part": 0 if start == 0 else 1}, [x])
+
+
 def _upsample(mode: str):
     def handler(c: _Converter, node, a: dict) -> str:
         x = c.tensor(a["input"] if "input" in a else a["self"], node)
@@ -613,7 +631,7 @@ HANDLERS = {
     "transpose": _transpose, "permute": _transpose, "unflatten": _unflatten,
     "channel_shuffle": _channel_shuffle, "native_channel_shuffle": _channel_shuffle,
     "add": _binary("add"), "mul": _binary("mul"), "cat": _cat, "concat": _cat,
-    "chunk": _split, "split": _split, "split_with_sizes": _split,
+    "chunk": _split, "split": _split, "split_with_sizes": _split, "narrow": _narrow, "slice": _narrow,
     "upsample_nearest2d": _upsample("nearest"), "upsample_bilinear2d": _upsample("bilinear"),
 }
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler.diagnostics import NetError
-from netdsl.importers.imported import ImportedModel
+from netdsl.importers.imported import ImportedModel, net_name
 from netdsl.importers.netfile import write_checked
 from netdsl.importers.python_source import SPEC_FORMS, build_model, is_python_spec, parse_arg
 from netdsl.loader import BINARY_FORMATS, load_network_text, sniff_binary
@@ -133,7 +133,9 @@ def read_model(request: ImportRequest):
     def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
         with torch.no_grad():
             out = model.eval()(*[torch.from_numpy(x) for x in inputs])
-        outs = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, (tuple, list)) else [out]
+        if isinstance(out, dict):
+            return {net_name(str(k), "out"): v.detach().numpy() for k, v in out.items()}
+        outs = list(out) if isinstance(out, (tuple, list)) else [out]
         return [o.detach().numpy() for o in outs]
 
     return imported, run, kind
@@ -147,10 +149,11 @@ def _onnx_runner(path: str):
             return None
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
         names = [i.name for i in session.get_inputs()]
+        outputs = [net_name(o.name, f"out{i}") for i, o in enumerate(session.get_outputs())]
         if all(isinstance(i.shape[0], str) for i in session.get_inputs()):
-            return session.run(None, dict(zip(names, inputs)))
+            return dict(zip(outputs, session.run(None, dict(zip(names, inputs)))))
         runs = [session.run(None, {n: x[k:k + 1] for n, x in zip(names, inputs)}) for k in range(len(inputs[0]))]
-        return [np.concatenate(parts) for parts in zip(*runs)]  # a model exported for batch 1: one sample at a time
+        return dict(zip(outputs, (np.concatenate(parts) for parts in zip(*runs))))  # exported for batch 1
 
     return run
 
@@ -223,6 +226,8 @@ def _compare(module, original, imported: ImportedModel) -> tuple[float | None, f
     with torch.no_grad():
         got = module(*[torch.from_numpy(x) for x in inputs])
     got = [got[o] for o in module.output_names] if isinstance(got, dict) else [got]
+    if isinstance(expected, dict):  # a forward returning a dict: its keys are the output names
+        expected = [expected[o] for o in module.output_names]
     if len(got) != len(expected):
         raise NetError(f"the imported network has {len(got)} outputs, the original {len(expected)}")
     diff = max(float(np.abs(a.numpy() - np.asarray(b)).max()) for a, b in zip(got, expected))

@@ -144,8 +144,8 @@ class _Body:
         pending = dict(outputs or {})
         for index, (head, steps, end) in enumerate(self.statements):
             label = ""
-            if index == len(self.statements) - 1 and end in pending.values():
-                name = next(k for k, v in pending.items() if v == end)
+            if index == len(self.statements) - 1 and pending and end == next(iter(pending.values())):
+                name = next(iter(pending))  # the first output only: the outputs keep their order
                 label = f"output {name} = "
                 del pending[name]
             out.extend(_wrap(label + (f"{head} -> " if head else ""), steps))
