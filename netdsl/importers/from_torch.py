@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import io
 import logging
 import math
 import re
@@ -63,14 +64,17 @@ class Shuffling:
 
 @contextlib.contextmanager
 def _quiet():
-    """torch.export logs warnings and graphs while it fails; the user gets our message instead."""
-    logger = logging.getLogger("torch")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    """torch.export logs warnings and prints graphs while it fails; the user gets our message instead."""
+    loggers = [logging.getLogger(n) for n in ["torch", *logging.root.manager.loggerDict] if n.startswith("torch")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL)
     try:
-        yield
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
-        logger.setLevel(level)
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def capture(model: nn.Module, shapes: list[tuple[int, ...]], where: str):

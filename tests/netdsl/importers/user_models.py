@@ -294,3 +294,30 @@ class FunctionalNet(nn.Module):
         x = x.view(x.size(0), -1)
         x = F.dropout(F.gelu(self.fc1(x)), 0.25, self.training)
         return self.fc2(torch.sigmoid(x) * x)
+
+
+# ---- the rest of the supported constructs, as modules and as functions ---------------------------------------------
+class Misc(nn.Module):
+    def __init__(self, classes=5):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 12, 3, padding=2, dilation=2)
+        self.act = nn.Hardswish()
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.shuffle = nn.ChannelShuffle(3)
+        self.dw = nn.Conv2d(12, 24, 3, stride=2, padding=1, groups=12, bias=False)
+        self.bn = nn.BatchNorm2d(24, eps=1e-3, momentum=0.01)
+        self.keep = nn.Identity()
+        self.pool = nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(24 * 4 * 4, 16), nn.SiLU(), nn.BatchNorm1d(16),
+                                  nn.Dropout(0.1), nn.Linear(16, classes), nn.Softmax(dim=1))
+
+    def forward(self, x):
+        x = self.act(self.stem(x))
+        x = self.shuffle(self.up(x))
+        a, b = torch.split(x, [4, 8], dim=1)
+        x = torch.cat([b, a], 1)
+        x = self.keep(self.bn(self.dw(x)))
+        x = torch.add(x, F.hardsigmoid(x))
+        x = self.pool(F.relu6(x))
+        x = F.interpolate(x, size=(4, 4), mode="bilinear", align_corners=True)
+        return self.head(x)
