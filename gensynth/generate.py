@@ -88,7 +88,8 @@ def generate_networks(path: Path, seeds: Iterable[int], out: Path, *, train_data
             trained = inquire(candidate_task(
                 name, -1, s, space, train_data, weights, budget=Budget(final_epochs=epochs, final_lr=lr, device=device),
                 requirements=state.requirements, utility=state.utility,
-                data_options={"limit_train": limit_train} if limit_train else {}, final=True,
+                data_options={**({"limit_train": limit_train} if limit_train else {}),
+                              "input_shape": list(s.graph.nodes[s.graph.graph["inputs"][0]]["shape"])}, final=True,
                 save_to=str(out / f"{name}.safetensors")))
         record = Generated(seed=seed, file=str(out / f"{name}.net"), arch=s.arch, macs=cost.macs, params=cost.params,
                            memory=cost.peak_activation_bytes, decisions=s.decisions(), trained=trained)

@@ -23,6 +23,7 @@ from compiler.cost import network_cost
 from compiler.ir import architecture_hash, from_dict, to_dict
 from compiler.rewrite.transfer import transfer_weights
 from gensynth.data import Dataset, load_dataset
+from gensynth.data.normalized import NormalizedImages
 from gensynth.generator import Sample
 from gensynth.records import Candidate, Decisions
 from gensynth.requirements import judge, parse_requirements
@@ -125,7 +126,8 @@ def _subset(data: Dataset, images: int, seed: int) -> Dataset:
     n = len(data.train_y)
     idx = torch.from_numpy(np.random.default_rng(seed).permutation(n)[: min(images, n)])
     empty_x, empty_y = data.val_x[:0], data.val_y[:0]
-    return dataclasses.replace(data, train_x=data.train_x[idx], train_y=data.train_y[idx], val_x=empty_x,
+    train_x = data.train_x.subset(idx) if isinstance(data.train_x, NormalizedImages) else data.train_x[idx]
+    return dataclasses.replace(data, train_x=train_x, train_y=data.train_y[idx], val_x=empty_x,
                                val_y=empty_y, test_x=empty_x, test_y=empty_y)
 
 

@@ -11,7 +11,8 @@ from compiler.diagnostics import NetError
 
 @dataclass(frozen=True)
 class SplitArrays:
-    """What a reader returns: train and test images (uint8 or float, N,C,H,W) and targets, class names, notes."""
+    """What a reader returns: train and test images (uint8 or float, N,C,H,W) and targets, class names, notes;
+    and a validation split where the data has its own (else load_dataset carves one from the training split)."""
 
     x: np.ndarray
     y: np.ndarray
@@ -19,6 +20,8 @@ class SplitArrays:
     test_y: np.ndarray
     class_names: tuple[str, ...] | None
     notes: tuple[str, ...] = ()
+    val_x: np.ndarray | None = None
+    val_y: np.ndarray | None = None
 
 
 def check_pair(where: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

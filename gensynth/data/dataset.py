@@ -18,14 +18,16 @@ from compiler.diagnostics import NetError
 from gensynth.data.arrays import SplitArrays
 from gensynth.data.cifar import read_cifar10
 from gensynth.data.coco import read_coco
+from gensynth.data.folder import read_folder
 from gensynth.data.idx import FASHION_MNIST_DIR, read_idx_dataset
 from gensynth.data.masks import read_mask_folder
+from gensynth.data.normalized import FileSource, NormalizedImages
 from gensynth.data.npz import read_npz
 from gensynth.data.scenes import read_fashion_scenes
 from gensynth.data.splits import TEST_SEED
 from gensynth.data.targets import TASK_WORDS, to_targets
 
-KNOWN_SPECS = ("fashion-mnist", "fashion-mnist:DIR", "idx:DIR", "cifar10:DIR", "npz:FILE",
+KNOWN_SPECS = ("fashion-mnist", "fashion-mnist:DIR", "idx:DIR", "cifar10:DIR", "npz:FILE", "folder:DIR",
                "fashion-seg[:DIR]", "fashion-det[:DIR]", "masks:DIR", "coco:FILE.json")
 # The task each kind of spec holds (everything else is classification).
 KIND_TASK = {"fashion-seg": "segment", "fashion-det": "detect", "masks": "segment", "coco": "detect"}
@@ -39,19 +41,25 @@ READERS: dict[str, Callable[[Path], SplitArrays]] = {
     "fashion-det": lambda path: read_fashion_scenes("detect", path),
     "masks": read_mask_folder,
     "coco": read_coco,
+    "folder": read_folder,
 }
+# Readers that decode to the network's input shape ((path, input_shape) -> SplitArrays); their images stay compact
+# (uint8, or files read again each epoch) and are normalised batch by batch (gensynth.data.normalized).
+SHAPED = frozenset({"folder"})
+STATS_SAMPLE = 2000  # images whose pixels give the mean and std when the images are not in memory
 
 
 @dataclass(frozen=True, repr=False)
 class Dataset:
-    """A classification dataset in memory: float32 N,C,H,W images normalised by train statistics."""
+    """A dataset: float32 N,C,H,W images normalised by train statistics (in memory; or, for folder:DIR, compact
+    NormalizedImages that index like tensors) and the targets of the data's task."""
 
     name: str
-    train_x: torch.Tensor
+    train_x: torch.Tensor | NormalizedImages
     train_y: torch.Tensor
-    val_x: torch.Tensor
+    val_x: torch.Tensor | NormalizedImages
     val_y: torch.Tensor
-    test_x: torch.Tensor
+    test_x: torch.Tensor | NormalizedImages
     test_y: torch.Tensor
     num_classes: int
     input_shape: tuple[int, int, int]
@@ -67,10 +75,12 @@ class Dataset:
 
 
 def load_dataset(spec: str, *, val_fraction: float = 0.1, split_seed: int = 0,
-                 limit_train: int | None = None, limit_test: int | None = None, task: str | None = None) -> Dataset:
+                 limit_train: int | None = None, limit_test: int | None = None, task: str | None = None,
+                 input_shape: tuple[int, ...] | None = None) -> Dataset:
     """Load a dataset by spec (see KNOWN_SPECS), cached in-process; its task comes from the spec.
 
     A `task` given by the user must agree with the spec's (a clear error instead of a confusing loss).
+    `input_shape` is the network's [C, H, W]: image folders are decoded to it (other specs ignore it).
 
     The validation split is carved from the training set with `split_seed`; `limit_train` caps the
     pool that train+val are carved from (a deterministic subset), `limit_test` the test set.
@@ -86,7 +96,10 @@ def load_dataset(spec: str, *, val_fraction: float = 0.1, split_seed: int = 0,
     if task is not None and task != own:
         raise NetError(f"--task {task} does not fit dataset {spec!r}, which holds {TASK_WORDS[own]} targets",
                        notes=[f"use --task {own}, or leave --task out"])
-    return _load_cached(spec, kind, path, float(val_fraction), int(split_seed), limit_train, limit_test)
+    shape = tuple(int(d) for d in input_shape) if kind in SHAPED and input_shape is not None else None
+    if kind in SHAPED and shape is None:
+        raise NetError(f"{spec}: images are decoded to the network's input size; give input_shape")
+    return _load_cached(spec, kind, path, float(val_fraction), int(split_seed), limit_train, limit_test, shape)
 
 
 def clear_dataset_cache() -> None:
@@ -108,9 +121,11 @@ def _parse_spec(spec: str) -> tuple[str, Path]:
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(spec: str, kind: str, path: Path, val_fraction: float, split_seed: int,
-                 limit_train: int | None, limit_test: int | None) -> Dataset:
+                 limit_train: int | None, limit_test: int | None, input_shape: tuple | None = None) -> Dataset:
     """Read the files once per (spec, options) and build the splits."""
     task = KIND_TASK.get(kind, "classify")
+    if kind in SHAPED:
+        return _compact(spec, READERS[kind](path, input_shape), split_seed, limit_train, limit_test)
     arrays = READERS[kind](path)
     x, y, tx, ty, names, notes = arrays.x, arrays.y, arrays.test_x, arrays.test_y, arrays.class_names, list(arrays.notes)
     num_classes = len(names) if names else int(max(y.max(initial=0), ty.max(initial=0))) + 1
@@ -154,6 +169,52 @@ def _load_cached(spec: str, kind: str, path: Path, val_fraction: float, split_se
         test_x=norm(to_float(tx[test_idx])), test_y=to_targets(ty[test_idx], task), task=task,
         num_classes=num_classes, input_shape=tuple(int(d) for d in x.shape[1:]),
         class_names=names, mean=tuple(mean.tolist()), std=tuple(std.tolist()), notes=tuple(notes))
+
+
+def _compact(spec: str, arrays: SplitArrays, split_seed: int, limit_train: int | None,
+             limit_test: int | None) -> Dataset:
+    """A classification dataset whose images stay compact (uint8 or files) with its own validation split."""
+    notes = list(arrays.notes)
+    names = tuple(arrays.class_names)
+    splits = [(arrays.x, arrays.y), (arrays.val_x, arrays.val_y), (arrays.test_x, arrays.test_y)]
+    picked = []
+    for (x, y), limit, what, seed in zip(splits, (limit_train, None, limit_test), ("train", "val", "test"),
+                                         (split_seed, 0, TEST_SEED)):
+        idx = np.arange(len(y))
+        if limit is not None and limit < len(y):
+            idx = np.sort(np.random.default_rng(seed).permutation(len(y))[:limit])
+            notes.append(f"{what} limited to {limit} of {len(y)} images")
+        store = x if isinstance(x, FileSource) else torch.from_numpy(x)
+        picked.append((store, idx, torch.as_tensor(y[idx], dtype=torch.int64)))
+    if len(picked[0][1]) == 0:
+        raise NetError(f"{spec}: the training split is empty")
+    mean, std = _channel_stats(*picked[0][:2], notes)
+    views = [NormalizedImages(store, mean, std).subset(idx) for store, idx, _ in picked]
+    return Dataset(name=spec, train_x=views[0], train_y=picked[0][2], val_x=views[1], val_y=picked[1][2],
+                   test_x=views[2], test_y=picked[2][2], num_classes=len(names),
+                   input_shape=tuple(int(d) for d in views[0].shape[1:]), class_names=names, mean=mean, std=std,
+                   notes=tuple(notes))
+
+
+def _channel_stats(store, idx: np.ndarray, notes: list[str]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) std of pixels / 255 over the training images (a sample, from files)."""
+    if isinstance(store, FileSource) and len(idx) > STATS_SAMPLE:
+        idx = np.sort(np.random.default_rng(0).permutation(idx)[:STATS_SAMPLE])
+        notes.append(f"mean and std from a sample of {STATS_SAMPLE} training images")
+    view = NormalizedImages(store, [0.0] * store.shape[-3], [1.0] * store.shape[-3]).subset(idx)
+    total = total_sq = 0.0
+    count = 0
+    for batch in view.batches([idx_chunk for idx_chunk in np.array_split(np.arange(len(idx)), max(1, len(idx) // 512))]):
+        b = batch.double()
+        total = total + b.sum(dim=(0, 2, 3))
+        total_sq = total_sq + (b * b).sum(dim=(0, 2, 3))
+        count += b.shape[0] * b.shape[2] * b.shape[3]
+    mean = total / count
+    std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
+    if bool((std == 0).any()):
+        notes.append("some channels are constant in the training split; their std is taken as 1")
+        std = torch.where(std == 0, torch.ones_like(std), std)
+    return tuple(mean.tolist()), tuple(std.tolist())
 
 
 def to_float(a: np.ndarray) -> torch.Tensor:

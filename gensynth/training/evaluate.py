@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from compiler.diagnostics import NetError
+from gensynth.data.normalized import batches_of
 from gensynth.tasks.metrics import primary_metric
 from gensynth.tasks.objectives import Objective, select_output
 from gensynth.training.device import amp_dtype, autocast, model_device, resolve_device, training_mode
@@ -65,9 +66,10 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     scorer = None
     with training_mode(model, False), torch.inference_mode():
-        for start in range(0, len(x), batch_size):
-            xb = x[start:start + batch_size].to(device, non_blocking=True)
-            yb = y[start:start + batch_size].to(device, non_blocking=True)
+        spans = [slice(start, start + batch_size) for start in range(0, len(x), batch_size)]
+        for span, xb in zip(spans, batches_of(x, spans)):  # image folders: decoded ahead by DataLoader workers
+            xb = xb.to(device, non_blocking=True)
+            yb = y[span].to(device, non_blocking=True)
             with autocast(dtype, device):
                 out = model(xb)
             out = {k: v.float() for k, v in out.items()} if isinstance(out, dict) else out.float()

@@ -21,6 +21,7 @@ from compiler.backend.atomic import atomic_write
 from compiler.backend.weights import save_weights
 from compiler.diagnostics import NetError
 from gensynth.data import Dataset
+from gensynth.data.normalized import batches_of
 from gensynth.tasks.objectives import objective_for, select_output
 from gensynth.training.augment import random_crop_flip
 from gensynth.training.device import amp_dtype, autocast, place_data, resolve_device, training_mode
@@ -254,9 +255,9 @@ class _Epochs:
         correct = torch.zeros((), dtype=torch.int64, device=dev)
         counted = torch.zeros((), dtype=torch.int64, device=dev)
         objective = self.objective
-        for b in range(steps):
-            idx = perm[b * bs:(b + 1) * bs]
-            xb = self.x.index_select(0, idx).to(dev, non_blocking=True)
+        chunks = [perm[b * bs:(b + 1) * bs] for b in range(steps)]
+        for b, (idx, xb) in enumerate(zip(chunks, batches_of(self.x, chunks))):
+            xb = xb.to(dev, non_blocking=True)
             yb = self.y.index_select(0, idx).to(dev, non_blocking=True)
             if self.aug is not None:
                 xb = random_crop_flip(xb, self.aug)

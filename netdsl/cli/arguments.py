@@ -75,6 +75,11 @@ def load_from_args(args: argparse.Namespace):
     return load_network(args.file, args.network, params or None)
 
 
+def input_shape(g) -> tuple[int, ...]:
+    """The per-sample shape of the network's first input: image folders (folder:DIR) are decoded to it."""
+    return tuple(g.nodes[g.graph["inputs"][0]]["shape"])
+
+
 def print_json(data) -> None:
     """Scripts read this: one JSON document on stdout."""
     json.dump(data, sys.stdout, indent=2, default=str)

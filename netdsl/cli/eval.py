@@ -34,7 +34,7 @@ def run(args) -> int:
     from netdsl.cli.training_view import metrics_text
 
     g = arguments.load_from_args(args)
-    data = load_dataset(args.data, task=args.task)
+    data = load_dataset(args.data, task=args.task, input_shape=arguments.input_shape(g))
     check_network_fits(g, data)
     model = lower_to_torch(g)
     load_weights_file(model, args.weights)

@@ -71,8 +71,9 @@ def register(sub) -> None:
     p.set_defaults(run=run)
 
 
-def config_from_args(args):
-    """The SynthConfig the arguments ask for; NetError (located for --req) on anything out of range."""
+def config_from_args(args, g=None):
+    """The SynthConfig the arguments ask for (g: the prototype, whose input shape image folders are decoded to);
+    NetError (located for --req) on anything out of range."""
     from gensynth.inquisitor import Budget
     from gensynth.loop import SynthConfig
     from gensynth.requirements import parse_requirements
@@ -86,7 +87,8 @@ def config_from_args(args):
                       finalists=args.finalists, min_fraction=args.min_fraction,
                       **{name: getattr(args, name) for name in ("factorize", "stride")
                          if getattr(args, name) is not None},
-                      data_options={"limit_train": args.limit_train} if args.limit_train else {})
+                      data_options={**({"limit_train": args.limit_train} if args.limit_train else {}),
+                                    **({"input_shape": list(arguments.input_shape(g))} if g is not None else {})})
     cfg.validate()
     return cfg
 
@@ -121,7 +123,7 @@ def run(args) -> int:
     from gensynth.loop import run_config, synthesize
 
     g = arguments.load_from_args(args)
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, g)
     out = Path(args.resume or args.out or f"runs/{g.graph['name']}-synth")
     executor = executor_from_args(args, (run_config(out, cfg) if args.resume else cfg).budget.device)
     executor.start()  # a cluster that cannot run the candidates is an error before the progress display

@@ -51,7 +51,8 @@ def run(args) -> int:
     g = arguments.load_from_args(args)
     config = train_config(args)
     config.validate()
-    data = load_dataset(args.data, limit_train=args.limit_train, task=args.task)
+    data = load_dataset(args.data, limit_train=args.limit_train, task=args.task,
+                        input_shape=arguments.input_shape(g))
     check_network_fits(g, data)
     out = Path(args.out or f"runs/{g.graph['name']}")
     out.mkdir(parents=True, exist_ok=True)
