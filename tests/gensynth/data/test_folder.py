@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 
 import gensynth.data.folder as folder
-from compiler.diagnostics import NetError
 from gensynth.data import clear_dataset_cache, load_dataset
 from gensynth.data.folder import decode, scan_folder, stratified
 from gensynth.data.normalized import FileSource, NormalizedImages

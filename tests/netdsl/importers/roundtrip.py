@@ -28,13 +28,20 @@ def without(g: nx.DiGraph, op: str) -> nx.DiGraph:
     return g
 
 
-def onnx_view(g: nx.DiGraph) -> nx.DiGraph:
-    """The network as ONNX describes it: for inference (no dropout), padding="same" as numbers, and an adaptive
-    average pool to s x s (s > 1) as the fixed average pool PyTorch's exporter writes for it."""
-    g = without(g, "dropout")
+def explicit_padding(g: nx.DiGraph) -> nx.DiGraph:
+    """A copy with padding="same" written as the number it means, as the exporters write it."""
+    g = copy_graph(g)
     for _, d in g.nodes(data=True):
         if d["attrs"].get("padding") == "same":
             d["attrs"] = {**d["attrs"], "padding": conv_padding(d["attrs"])}
+    return g
+
+
+def onnx_view(g: nx.DiGraph) -> nx.DiGraph:
+    """The network as ONNX describes it: for inference (no dropout), explicit padding, and an adaptive average pool
+    to s x s (s > 1) as the fixed average pool PyTorch's exporter writes for it."""
+    g = explicit_padding(without(g, "dropout"))
+    for _, d in g.nodes(data=True):
         if d["op"] == "adaptive_avgpool" and d["attrs"]["size"] > 1:
             k = g.nodes[d["inputs"][0]]["shape"][1] // d["attrs"]["size"]
             d["op"], d["attrs"] = "avgpool", {"k": k, "stride": None, "padding": 0, "ceil_mode": False,
