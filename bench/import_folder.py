@@ -206,7 +206,7 @@ def main() -> None:
         "",
         f"Decoding {'meets' if ratio >= 0.9 else 'misses'} its target. The import process includes starting Python "
         "and importing torch (about 2 s here) and torch.export's first-call set-up; the output check runs the "
-        "original and the imported network once each on a batch of 2.",
+        "original and the imported network once each on one random image.",
     ]
     text = "\n".join(lines)
     print(text)

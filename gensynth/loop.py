@@ -156,6 +156,8 @@ class Run:
 
         data = load_dataset(self.cfg.data, **self.cfg.data_options)
         check_network_fits(self.space.prototype, data)
+        # output k of every network of this run is class k: the names go with the run (one a line, in order)
+        (self.out / "classes.txt").write_text("".join(f"{name}\n" for name in data.class_names))
         for r in self.reqs:
             if METRICS[r.metric].per_task and data.task not in METRICS[r.metric].tasks:
                 raise NetError(f"requirement '{r.text}' asks for {r.metric}, which {TASK_WORDS[data.task]} on "

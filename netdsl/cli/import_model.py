@@ -1,7 +1,7 @@
 """netdsl import: a PyTorch model (FILE.py:Name or package.module:Name, with --state-dict) or an ONNX file as a
 readable .net file, repeated module classes as blocks, with its trained weights (.safetensors, keys = layer names).
 
-The written network is loaded back and run beside the original on a random batch; the largest output
+The written network is loaded back and run beside the original on a random input; the largest output
 difference is reported."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def run(args) -> int:
         relative = report.max_abs_diff / max(report.output_scale, 1e-12)
         verdict = "[green]same outputs[/green]" if relative <= 1e-4 else "[red]outputs differ[/red]"
         console.print(f"{verdict} as {Path(report.source.rpartition(':')[0] or report.source).name}: max abs difference "
-                      f"{report.max_abs_diff:.2g} (outputs up to {report.output_scale:.3g}) on a random batch")
+                      f"{report.max_abs_diff:.2g} (outputs up to {report.output_scale:.3g}) on a random input")
     for note in report.notes:
         console.print(f"  note: {note}")
     console.print(f"{report.seconds:.1f} s; next: netdsl show {report.out}, or netdsl synth {report.out} --weights "

@@ -63,3 +63,4 @@ def test_import_a_trained_model_and_synthesise_from_its_weights(tmp_path, capsys
     result = json.loads(capsys.readouterr().out)
     assert result["prototype"]["val_acc"] == accuracy  # synthesis starts from exactly the user's trained model
     assert result["fermi_nets"] and (tmp_path / "run" / "report.md").exists()
+    assert (tmp_path / "run" / "classes.txt").read_text().split() == ["0", "1", "2", "3"]
