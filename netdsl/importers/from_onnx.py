@@ -17,7 +17,15 @@ import numpy as np
 from compiler.diagnostics import NetError
 from compiler.shapes import fmt
 from compiler.validate import validate
-from netdsl.importers.imported import GraphBuilder, ImportedModel, Scope, net_name, node_segment, unsupported
+from netdsl.importers.imported import (
+    GraphBuilder,
+    ImportedModel,
+    Scope,
+    dead_nodes,
+    net_name,
+    node_segment,
+    unsupported,
+)
 
 BATCH = 7919  # a batch size no layer has: shape arithmetic on it shows where the batch dim goes
 SUPPORTED = ["Conv", "ConvTranspose", "Gemm", "MatMul (+ Add)", "BatchNormalization", "Relu", "Clip (0, 6)",
@@ -171,13 +179,7 @@ class _Converter:
                 raise NetError(f"{self.where}: output '{out.name}' is not a tensor the network computes")
             self.b.g.graph["outputs"][net_name(out.name, f"out{i}")] = ir
         g = self.b.g
-        live = set(g.graph["outputs"].values())
-        for out in list(live):
-            live |= _ancestors(g, out)
-        dead = [n for n in g.nodes if n not in live]
-        if dead:
-            g.remove_nodes_from(dead)
-            g.graph["inputs"] = [i for i in g.graph["inputs"] if i in g]
+        if dead_nodes(g):  # parts of a Split nothing reads, shape arithmetic's sources
             self.weights = {k: v for k, v in self.weights.items() if k.rpartition(".")[0] in g}
         validate(g)
         return ImportedModel(g, self.weights, self._scopes(), self.where, self.notes)
@@ -263,12 +265,6 @@ def _divide(a, b):
 
 def _dims(inp) -> str:
     return "[" + ", ".join(d.dim_param or str(d.dim_value) for d in inp.type.tensor_type.shape.dim) + "]"
-
-
-def _ancestors(g, name: str) -> set[str]:
-    import networkx as nx
-
-    return nx.ancestors(g, name)
 
 
 def _square(c: _Converter, node, values, what: str) -> int:

@@ -18,7 +18,15 @@ from torch import nn
 from compiler.diagnostics import NetError
 from compiler.shapes import fmt
 from compiler.validate import validate
-from netdsl.importers.imported import GraphBuilder, ImportedModel, Scope, net_name, node_segment, unsupported
+from netdsl.importers.imported import (
+    GraphBuilder,
+    ImportedModel,
+    Scope,
+    dead_nodes,
+    net_name,
+    node_segment,
+    unsupported,
+)
 from netdsl.importers.python_source import located_frames, user_frame
 
 CONTAINERS = frozenset({"Sequential", "ModuleList", "ModuleDict"})
@@ -267,16 +275,10 @@ class _Converter:
             elif node.op == "get_attr":
                 raise unsupported("reads a module attribute as a tensor", self.origin(node), SUPPORTED)
         g = self.b.g
-        live = set(g.graph["outputs"].values())
-        for out in list(live):
-            live |= set(_ancestors(g, out))
-        dead = [n for n in g.nodes if n not in live]
+        dead = dead_nodes(g)
         if dead:
             self.notes.append(f"left out {len(dead)} node(s) whose values no output uses: {', '.join(dead[:5])}")
-            g.remove_nodes_from(dead)
-            g.graph["inputs"] = [i for i in g.graph["inputs"] if i in g]
-            self.weights = {k: v for k, v in self.weights.items() if k.rpartition(".")[0] not in dead
-                            and k.rsplit(".", 1)[0] in g}
+            self.weights = {k: v for k, v in self.weights.items() if k.rpartition(".")[0] in g}
         validate(g)
         return ImportedModel(g, self.weights, self.scopes, self.where, self.notes)
 
@@ -320,12 +322,6 @@ class _Converter:
             raise unsupported(f"uses {str(node.target).split('.default')[0].replace('aten.', 'torch.')}, which netdsl "
                               "has no op for", self.origin(node), SUPPORTED)
         return handler(self, node, _bind(node))
-
-
-def _ancestors(g, name: str) -> list[str]:
-    import networkx as nx
-
-    return list(nx.ancestors(g, name))
 
 
 def _output_keys(program, count: int) -> list | None:

@@ -10,7 +10,7 @@ import networkx as nx
 import numpy as np
 
 from compiler.diagnostics import NetError
-from compiler.ir import add_node, new_graph
+from compiler.ir import add_node, new_graph, remove_nodes
 from compiler.shapes import fmt, infer_node_shape
 
 # Words the .net grammar reserves: never an input, output or network name.
@@ -99,6 +99,16 @@ class GraphBuilder:
                            f"gives {fmt(expected)}", notes=["this is a bug in the importer; please report it"])
         self.g.nodes[name]["shape"] = tuple(shape)
         return name
+
+
+def dead_nodes(g: nx.DiGraph) -> list[str]:
+    """Remove the nodes no output depends on (an op whose result the model drops); returns their names."""
+    live = set(g.graph["outputs"].values())
+    for out in list(live):
+        live |= nx.ancestors(g, out)
+    dead = [n for n in g.nodes if n not in live]
+    remove_nodes(g, dead)
+    return dead
 
 
 def unsupported(what: str, origin: str, supported: list[str], notes: list[str] | None = None) -> NetError:

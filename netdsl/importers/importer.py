@@ -113,13 +113,13 @@ def read_model(request: ImportRequest):
         return imported, _onnx_runner(request.source), kind
     import torch
 
-    from compiler.backend.weights import load_weights, read_weights
+    from compiler.backend.weights import load_state_dict_strict, read_weights
     from netdsl.importers.from_torch import import_torch
 
     args = dict(parse_arg(a) for a in request.args)
     model = build_model(request.source, args)
     if request.state_dict is not None:
-        load_weights(model, read_weights(request.state_dict), str(request.state_dict))
+        load_state_dict_strict(model, read_weights(request.state_dict), str(request.state_dict))
     if not shapes:
         first = next((m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))), None)
         hint = (f"its first layer takes {first.in_channels} channels: e.g. --input {first.in_channels}x224x224"
@@ -204,11 +204,11 @@ def _lowered_with_weights(g, imported: ImportedModel):
     import torch
 
     from compiler.backend.lower import lower_to_torch
-    from compiler.backend.weights import load_weights
+    from compiler.backend.weights import load_state_dict_strict
 
     module = lower_to_torch(g).eval()
     state = {k: torch.from_numpy(np.array(v)) for k, v in imported.weights.items()}
-    load_weights(module, state, "the imported weights")
+    load_state_dict_strict(module, state, "the imported weights")
     return module
 
 

@@ -11,8 +11,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from compiler.diagnostics import NetError
-from netdsl.values import did_you_mean
+from compiler.diagnostics import NetError, did_you_mean
 
 SPEC_FORMS = "path/to/file.py:Name or package.module:Name"
 

@@ -6,9 +6,9 @@ import json
 
 import networkx as nx
 
-from compiler.backend.codegen import LAYER_OPS
 from compiler.cost import network_cost
-from compiler.ir import copy_graph
+from compiler.ir import copy_graph, remove_nodes, replace_uses
+from compiler.ops import OPS
 from compiler.shapes import conv_padding
 
 COMMUTATIVE = frozenset({"add", "mul"})
@@ -18,13 +18,8 @@ def without(g: nx.DiGraph, op: str) -> nx.DiGraph:
     """A copy with every `op` node bypassed (its consumers read its input)."""
     g = copy_graph(g)
     for name in [n for n, d in g.nodes(data=True) if d["op"] == op]:
-        source = g.nodes[name]["inputs"][0]
-        for user in list(g.successors(name)):
-            d = g.nodes[user]
-            d["inputs"] = [source if i == name else i for i in d["inputs"]]
-            g.add_edge(source, user)
-        g.graph["outputs"] = {k: source if v == name else v for k, v in g.graph["outputs"].items()}
-        g.remove_node(name)
+        replace_uses(g, name, g.nodes[name]["inputs"][0])
+        remove_nodes(g, [name])
     return g
 
 
@@ -53,7 +48,7 @@ def _labelled(g: nx.DiGraph) -> nx.DiGraph:
     out = nx.DiGraph()
     outputs = {v: k for k, v in g.graph["outputs"].items()}
     for name, d in g.nodes(data=True):
-        named = name if d["op"] in LAYER_OPS else None
+        named = name if OPS[d["op"]].layer is not None else None
         attrs = d["attrs"] if d["op"] != "input" else {}
         out.add_node(name, key=(d["op"], json.dumps(attrs, sort_keys=True), tuple(d["shape"]), named,
                                 name in outputs))

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from compiler.backend.lower import lower_to_torch
+from compiler.lint import lint
 from netdsl.importers.from_torch import import_torch
 from netdsl.importers.importer import ImportRequest, import_model
 from netdsl.importers.netfile import write_checked
@@ -58,7 +59,7 @@ def test_user_models_import_with_the_same_outputs_and_state_dict_keys(name, tmp_
     report = import_case(name, tmp_path, state_dict=tmp_path / "trained.pt")
     assert not report.flat
     assert report.max_abs_diff <= 1e-5 * report.output_scale
-    g = load_network(tmp_path / "model.net")
+    g = lint(load_network(tmp_path / "model.net"))
     lowered = lower_to_torch(g).eval()
     lowered.load_state_dict(model.state_dict(), strict=True)  # the user's checkpoint loads by name
     x = torch.randn(3, *CASES[name][2])
@@ -159,6 +160,7 @@ def test_random_conv_chains_import_with_the_same_outputs(layers, channels, side)
     torch.manual_seed(0)
     model = Chain(layers, channels, side).eval()
     imported = import_torch(model, [(channels, side, side)], "chain.py:Chain")
+    lint(imported.graph)
     text, recovered = write_checked(imported, "chain.net")
     assert recovered
     g = load_network_text(text, "chain.net")
