@@ -168,9 +168,9 @@ def _op(name: str, category: str, arity: int = 1, params: tuple[Param, ...] = ()
 
 def _conv_common() -> tuple[Param, ...]:
     return (
-        Param("stride", "pos", 1),
+        Param("stride", "pos2", 1),
         Param("padding", "padding", 0),
-        Param("dilation", "pos", 1),
+        Param("dilation", "pos2", 1),
     )
 
 
@@ -179,11 +179,11 @@ OPS: dict[str, OpSpec] = {
     for spec in [
         _op("input", "input", 0, (Param("shape", "shape"),), doc="a network input"),
         _op("conv", "layer", 1,
-            (Param("out", "pos"), Param("k", "pos"), *_conv_common(), Param("groups", "pos", 1), Param("bias", "bool", True)),
+            (Param("out", "pos"), Param("k", "pos2"), *_conv_common(), Param("groups", "pos", 1), Param("bias", "bool", True)),
             ("out", "k"), "2-D convolution (torch.nn.Conv2d)",
             shape="conv", cost="conv", channels="conv", layer="conv", stridable=True, factorizable=True),
         _op("dwconv", "layer", 1,
-            (Param("k", "pos"), *_conv_common(), Param("multiplier", "pos", 1), Param("bias", "bool", True)),
+            (Param("k", "pos2"), *_conv_common(), Param("multiplier", "pos", 1), Param("bias", "bool", True)),
             ("k",), "depthwise convolution: groups = in channels, out = in x multiplier",
             shape="dwconv", cost="dwconv", channels="depthwise", layer="conv", stridable=True),
         _op("conv_transpose", "layer", 1,
@@ -211,12 +211,12 @@ OPS: dict[str, OpSpec] = {
             "softmax over a per-sample dim (0 = channels)",
             shape="softmax", cost="softmax", codegen="softmax", torch="F.softmax"),
         _op("maxpool", "pool", 1,
-            (Param("k", "pos"), Param("stride", "optpos", None), Param("padding", "nonneg", 0),
-             Param("dilation", "pos", 1), Param("ceil_mode", "bool", False)),
+            (Param("k", "pos2"), Param("stride", "optpos2", None), Param("padding", "nonneg2", 0),
+             Param("dilation", "pos2", 1), Param("ceil_mode", "bool", False)),
             ("k",), "max pooling; stride defaults to k",
             shape="pool", cost="maxpool", codegen="pool", torch="F.max_pool2d"),
         _op("avgpool", "pool", 1,
-            (Param("k", "pos"), Param("stride", "optpos", None), Param("padding", "nonneg", 0),
+            (Param("k", "pos2"), Param("stride", "optpos2", None), Param("padding", "nonneg2", 0),
              Param("ceil_mode", "bool", False), Param("count_include_pad", "bool", True)),
             ("k",), "average pooling; stride defaults to k",
             shape="pool", cost="avgpool", codegen="pool", torch="F.avg_pool2d"),
@@ -271,6 +271,19 @@ def _is_num(v: object) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _pair_of(test):
+    """A kind's check for one value or an [h, w] pair of such values (non-square kernels, strides, padding)."""
+    return lambda v: test(v) or (isinstance(v, list) and len(v) == 2 and all(test(x) for x in v))
+
+
+def _pos(v: object) -> bool:
+    return _is_int(v) and v > 0
+
+
+def _nonneg(v: object) -> bool:
+    return _is_int(v) and v >= 0
+
+
 KIND_CHECKS: dict[str, tuple[str, object]] = {
     "pos": ("a positive integer", lambda v: _is_int(v) and v > 0),
     "nonneg": ("a non-negative integer", lambda v: _is_int(v) and v >= 0),
@@ -282,13 +295,27 @@ KIND_CHECKS: dict[str, tuple[str, object]] = {
     "optbool": ("true, false or none", lambda v: v is None or isinstance(v, bool)),
     "optpos": ("a positive integer or none", lambda v: v is None or (_is_int(v) and v > 0)),
     "optposnum": ("a positive number or none", lambda v: v is None or (_is_num(v) and v > 0)),
-    "padding": ('a non-negative integer or "same"', lambda v: v == "same" or (_is_int(v) and v >= 0)),
+    "pos2": ("a positive integer or a list [h, w] of two", _pair_of(_pos)),
+    "optpos2": ("a positive integer, a list [h, w] of two, or none", lambda v: v is None or _pair_of(_pos)(v)),
+    "nonneg2": ("a non-negative integer or a list [h, w] of two", _pair_of(_nonneg)),
+    "padding": ('a non-negative integer, a list [h, w] of two, or "same"', lambda v: v == "same" or _pair_of(_nonneg)(v)),
     "sections": ("a positive integer or a list of positive integers",
                  lambda v: (_is_int(v) and v > 0) or (isinstance(v, list) and v and all(_is_int(x) and x > 0 for x in v))),
     "shape": ("a list of positive integers", lambda v: isinstance(v, list) and v and all(_is_int(x) and x > 0 for x in v)),
     "gelu_mode": ('"none" or "tanh"', lambda v: v in ("none", "tanh")),
     "upsample_mode": ('"nearest" or "bilinear"', lambda v: v in ("nearest", "bilinear")),
 }
+
+
+# kinds whose [h, w] pairs are written as one number when h == w (the canonical form: k=3, not k=[3, 3])
+PAIR_KINDS = frozenset({"pos2", "optpos2", "nonneg2", "padding"})
+
+
+def canonical(kind: str, value: object) -> object:
+    """A value as the IR keeps it: an [h, w] pair with h == w becomes that one number."""
+    if kind in PAIR_KINDS and isinstance(value, list) and len(value) == 2 and value[0] == value[1]:
+        return value[0]
+    return value
 
 
 def check_value(kind: str, value: object) -> str | None:

@@ -33,11 +33,22 @@ def _window(size: int, k: int, stride: int, pad: int, dilation: int, ceil_mode: 
     return out
 
 
-def conv_padding(attrs: dict) -> int:
-    """The explicit padding of a conv-like node ("same" resolved; needs stride 1)."""
+def pair(v) -> tuple[int, int]:
+    """(h, w) of a kernel, stride, padding or dilation given as one number or an [h, w] pair."""
+    return (v[0], v[1]) if isinstance(v, (list, tuple)) else (v, v)
+
+
+def one_or_pair(h: int, w: int):
+    """The canonical value of (h, w): one number when equal, else [h, w]."""
+    return h if h == w else [h, w]
+
+
+def conv_padding(attrs: dict):
+    """The explicit padding of a conv-like node ("same" resolved; needs stride 1): a number, or [h, w]."""
     pad = attrs["padding"]
     if pad == "same":
-        return attrs["dilation"] * (attrs["k"] - 1) // 2
+        (kh, kw), (dh, dw) = pair(attrs["k"]), pair(attrs["dilation"])
+        return one_or_pair(dh * (kh - 1) // 2, dw * (kw - 1) // 2)
     return pad
 
 
@@ -58,14 +69,14 @@ def _conv_window(name, node, shape, groups, out):
     a = node["attrs"]
     if c % groups or out % groups:
         raise _fail(name, node, f"groups={groups} must divide input channels ({c}) and output channels ({out})")
+    k, stride, dilation = pair(a["k"]), pair(a["stride"]), pair(a["dilation"])
     if a["padding"] == "same":
-        if a["stride"] != 1:
+        if stride != (1, 1):
             raise _fail(name, node, 'padding="same" needs stride=1 (as in PyTorch)')
-        if (a["dilation"] * (a["k"] - 1)) % 2:
+        if any((d * (n - 1)) % 2 for d, n in zip(dilation, k)):
             raise _fail(name, node, 'padding="same" needs an odd effective kernel size')
     pad = conv_padding(a)
-    oh = _window(h, a["k"], a["stride"], pad, a["dilation"])
-    ow = _window(w, a["k"], a["stride"], pad, a["dilation"])
+    oh, ow = (_window(size, *args) for size, args in zip((h, w), zip(k, stride, pair(pad), dilation)))
     if oh < 1 or ow < 1:
         raise _fail(name, node, f"kernel {a['k']} (dilation {a['dilation']}, padding {pad}) is larger than its input {fmt((c, h, w))}")
     return (out, oh, ow)
@@ -101,12 +112,11 @@ def _conv_transpose(g, name, node, shapes):
 def _pool(g, name, node, shapes):
     c, h, w = _image(name, node, shapes[0])
     a = node["attrs"]
-    stride = a["stride"] or a["k"]
-    dilation = a.get("dilation", 1)
-    if a["padding"] * 2 > a["k"]:
+    k, pad = pair(a["k"]), pair(a["padding"])
+    stride, dilation = pair(a["stride"] or a["k"]), pair(a.get("dilation", 1))
+    if any(p * 2 > n for p, n in zip(pad, k)):
         raise _fail(name, node, f"padding {a['padding']} must be at most half the kernel size {a['k']}")
-    oh = _window(h, a["k"], stride, a["padding"], dilation, a["ceil_mode"])
-    ow = _window(w, a["k"], stride, a["padding"], dilation, a["ceil_mode"])
+    oh, ow = (_window(size, *args, a["ceil_mode"]) for size, args in zip((h, w), zip(k, stride, pad, dilation)))
     if oh < 1 or ow < 1:
         raise _fail(name, node, f"window {a['k']} is larger than its input {fmt((c, h, w))}")
     return (c, oh, ow)

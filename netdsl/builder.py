@@ -8,11 +8,12 @@ import networkx as nx
 
 from compiler.diagnostics import NetError, Span, did_you_mean
 from compiler.ir import add_node, new_graph
-from compiler.ops import OPS, REQUIRED, VARIADIC, check_value
+from compiler.ops import OPS, REQUIRED, VARIADIC, canonical, check_value
 from compiler.shapes import infer_node_shape, split_sizes
 from netdsl import syntax as ast
 from netdsl.values import ARITH, FUNCTIONS, Choice, Value, describe, is_number
 
+INTEGER_KINDS = frozenset({"pos", "nonneg", "int", "optpos", "pos2", "optpos2", "nonneg2", "padding"})
 MAX_NODES = 100_000  # a guard against runaway repeat counts: real networks have a few thousand at most
 
 
@@ -330,14 +331,14 @@ class Builder:
         return self.node(frame, call.name, attrs, [v.node for v in inputs], (call.name,), choices, call.span, name, fixed)
 
     def check_kind(self, op: str, p, value, span: Span):
-        if isinstance(value, float) and value.is_integer() and p.kind in ("pos", "nonneg", "int", "optpos"):
+        if isinstance(value, float) and value.is_integer() and p.kind in INTEGER_KINDS:
             value = int(value)
         if isinstance(value, list):
             value = [int(v) if isinstance(v, float) and v.is_integer() else v for v in value]
         wanted = check_value(p.kind, value)
         if wanted:
             raise NetError(f"'{op}' parameter '{p.name}' must be {wanted}, got {describe(value)}", span)
-        return value
+        return canonical(p.kind, value)
 
     def split(self, call, frame, inputs, attrs, name, fixed, parts):
         channels = self.g.nodes[inputs[0].node]["shape"][0]

@@ -64,7 +64,7 @@ def slot_program(program: CostProgram) -> SlotProgram:
     for i in program.costly.tolist():
         j = int(in_idx[t[ck.IN_PTR, i]])
         out, inp = slot_of_rep[int(t[ck.REP, i])], slot_of_rep[int(t[ck.REP, j])]
-        op, flags, k2 = int(t[ck.OP, i]), int(t[ck.FLAGS, i]), int(t[ck.K, i]) ** 2
+        op, flags, k2 = int(t[ck.OP, i]), int(t[ck.FLAGS, i]), int(t[ck.AREA, i])
         hw, ihw = int(t[ck.OUT_H, i] * t[ck.OUT_W, i]), int(t[ck.OUT_H, j] * t[ck.OUT_W, j])
         if op == ck.OP_BN:
             if flags & ck.F_AFFINE:

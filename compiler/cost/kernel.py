@@ -16,8 +16,8 @@ from numba import njit
 OP_INPUT, OP_CONV, OP_DWCONV, OP_CONVT, OP_LINEAR, OP_BN, OP_ELEMENTWISE, OP_SOFTMAX = 0, 1, 2, 3, 4, 5, 6, 7
 OP_MAXPOOL, OP_AVGPOOL, OP_GAP, OP_ADAPTIVE, OP_UPSAMPLE, OP_ADD, OP_MOVE = 8, 9, 10, 11, 12, 13, 14
 
-# table rows
-OUT_C, OUT_H, OUT_W, OP, K, GROUPS, ARG, FLAGS = 0, 1, 2, 3, 4, 5, 6, 7
+# table rows (AREA: the kernel's kh * kw)
+OUT_C, OUT_H, OUT_W, OP, AREA, GROUPS, ARG, FLAGS = 0, 1, 2, 3, 4, 5, 6, 7
 IN_PTR, IN_N, FREE_PTR, FREE_N, CH_RULE, CH_ARG, REP = 8, 9, 10, 11, 12, 13, 14
 FIELDS = 15
 
@@ -48,7 +48,7 @@ def node_cost(t, i, c, cin, j):
     op = t[OP, i]
     hw = t[OUT_H, i] * t[OUT_W, i]
     ihw = t[OUT_H, j] * t[OUT_W, j]
-    k2 = t[K, i] * t[K, i]
+    k2 = t[AREA, i]
     bias = c if t[FLAGS, i] & F_BIAS else 0
     macs = 0
     params = 0

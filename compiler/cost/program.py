@@ -13,6 +13,7 @@ import compiler.cost.kernel as ck
 from compiler.diagnostics import NetError
 from compiler.ops import OPS
 from compiler.rewrite.coupling import ChannelPlan, channel_plan, expr_vars, producer_order
+from compiler.shapes import pair
 
 # cost trait (compiler.ops.TRAITS["cost"]) -> the kernel's op code
 COST_CODES: dict[str, int] = {
@@ -94,7 +95,7 @@ def _last_uses(inputs_of: list[list[int]], owner: list[int], outputs: list[int])
 
 
 # the table rows in the order compile_costs lists them
-_ROW_ORDER = (ck.OUT_C, ck.OUT_H, ck.OUT_W, ck.OP, ck.K, ck.GROUPS, ck.ARG, ck.FLAGS, ck.IN_PTR, ck.IN_N, ck.FREE_PTR, ck.FREE_N,
+_ROW_ORDER = (ck.OUT_C, ck.OUT_H, ck.OUT_W, ck.OP, ck.AREA, ck.GROUPS, ck.ARG, ck.FLAGS, ck.IN_PTR, ck.IN_N, ck.FREE_PTR, ck.FREE_N,
               ck.CH_RULE, ck.CH_ARG, ck.REP)
 assert _ROW_ORDER == tuple(range(ck.FIELDS))
 
@@ -132,7 +133,7 @@ def compile_costs(g: nx.DiGraph) -> CostProgram:
             _, ih, iw = _spatial(data[d["inputs"][0]]["shape"])
             arg = _adaptive_windows(ih, a["size"]) * _adaptive_windows(iw, a["size"])
         rule, rule_arg, rep = _channel_rule(name, d, plan, column, fixed_vars, inputs, table)
-        table.append([c, h, w, code, a.get("k", 0), a.get("groups", 1), arg, flags, len(in_idx), len(inputs),
+        table.append([c, h, w, code, math.prod(pair(a.get("k", 0))), a.get("groups", 1), arg, flags, len(in_idx), len(inputs),
                       0, 0, rule, rule_arg, i if rep < 0 else rep])
         in_idx += inputs
         inputs_of.append(inputs)

@@ -15,7 +15,7 @@ import numpy as np
 
 from compiler.ir import add_node, copy_graph, set_inputs
 from compiler.ops import OPS
-from compiler.shapes import infer_shapes
+from compiler.shapes import infer_shapes, pair
 
 
 def factorizable_convs(g: nx.DiGraph) -> list[str]:
@@ -26,7 +26,7 @@ def factorizable_convs(g: nx.DiGraph) -> list[str]:
         if not OPS[d["op"]].factorizable or d.get("fixed") or d.get("choices"):
             continue
         a = d["attrs"]
-        if a["groups"] != 1 or a["k"] <= 1 or g.nodes[d["inputs"][0]]["shape"][0] < 2:
+        if a["groups"] != 1 or max(pair(a["k"])) <= 1 or g.nodes[d["inputs"][0]]["shape"][0] < 2:
             continue
         found.append(name)
     return found
@@ -69,7 +69,7 @@ def factorized_pairs(parent: nx.DiGraph, child: nx.DiGraph) -> dict[str, str]:
         pw = readers[0]
         p = parent.nodes.get(pw)
         c = child.nodes[pw]
-        if p is not None and p["op"] == c["op"] == "conv" and c["attrs"]["k"] == 1 < p["attrs"]["k"]:
+        if p is not None and p["op"] == c["op"] == "conv" and c["attrs"]["k"] == 1 < max(pair(p["attrs"]["k"])):
             pairs[pw] = name
     return pairs
 

@@ -17,7 +17,7 @@ import networkx as nx
 from compiler.diagnostics import NetError
 from compiler.ir import copy_graph, topo_order
 from compiler.ops import OPS
-from compiler.shapes import conv_padding, infer_shapes
+from compiler.shapes import conv_padding, infer_shapes, pair
 
 STRIDE = 2
 
@@ -46,7 +46,7 @@ def _try_stride(g: nx.DiGraph, name: str) -> nx.DiGraph | None:
     """g with `name` strided, or None where that is not allowed."""
     d = g.nodes[name]
     a = d["attrs"]
-    if not OPS[d["op"]].stridable or d.get("fixed") or d.get("choices") or a["stride"] != 1 or a["k"] < 2:
+    if not OPS[d["op"]].stridable or d.get("fixed") or d.get("choices") or a["stride"] != 1 or max(pair(a["k"])) < 2:
         return None
     try:
         out = _strided(g, name)

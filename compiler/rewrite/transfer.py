@@ -23,7 +23,7 @@ from compiler.ir import topo_order
 from compiler.ops import OPS
 from compiler.rewrite.coupling import is_depthwise_conv
 from compiler.rewrite.factorize import factorized_pairs, separable_factors
-from compiler.shapes import conv_groups, split_sizes
+from compiler.shapes import conv_groups, pair, split_sizes
 
 Index = list[int]
 CHOSEN = frozenset({"conv", "width"})  # channels traits whose kept channels are chosen (`kept`), not derived
@@ -185,23 +185,23 @@ def _take(tensor, rows: Index, cols: list[Index] | Index | None = None):
     return tensor[list(rows)][:, list(cols)]
 
 
-def _fit_kernel(weight, kernel: int):
-    """A conv kernel centre-cropped or zero-padded to kernel x kernel: a 3x3 kernel inside 5x5 zeros computes
-    the same function under "same" padding, so a choice(3, 5) of kernel size inherits trained weights."""
-    size = weight.shape[-1]
-    if size == kernel:
+def _fit_kernel(weight, kernel):
+    """A conv kernel centre-cropped or zero-padded to the kernel size (a number, or [h, w]): a 3x3 kernel inside 5x5
+    zeros computes the same function under "same" padding, so a choice(3, 5) of kernel size inherits trained weights."""
+    kh, kw = pair(kernel)
+    if tuple(weight.shape[-2:]) == (kh, kw):
         return weight
-    if size > kernel:
-        lo = (size - kernel) // 2
-        return weight[..., lo:lo + kernel, lo:lo + kernel]
-    lo = (kernel - size) // 2
     if hasattr(weight, "new_zeros"):
-        out = weight.new_zeros((*weight.shape[:-2], kernel, kernel))
+        out = weight.new_zeros((*weight.shape[:-2], kh, kw))
     else:
         import numpy as np
 
-        out = np.zeros((*weight.shape[:-2], kernel, kernel), dtype=weight.dtype)
-    out[..., lo:lo + size, lo:lo + size] = weight
+        out = np.zeros((*weight.shape[:-2], kh, kw), dtype=weight.dtype)
+    (sh, sw) = weight.shape[-2:]
+    # per axis: crop the centre of a larger kernel, or place a smaller one in the centre of zeros
+    src = [slice(max(0, (s - k) // 2), max(0, (s - k) // 2) + min(s, k)) for s, k in ((sh, kh), (sw, kw))]
+    dst = [slice(max(0, (k - s) // 2), max(0, (k - s) // 2) + min(s, k)) for s, k in ((sh, kh), (sw, kw))]
+    out[..., dst[0], dst[1]] = weight[..., src[0], src[1]]
     return out
 
 

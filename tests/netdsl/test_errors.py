@@ -95,7 +95,7 @@ SEMANTIC = [
     (net("    output y = x -> conv(4, 3, strid=2)"), r"'conv' has no parameter 'strid'", 3, 32),
     (net("    output y = x -> conv(4)"), r"'conv' needs its parameter 'k'", 3, 21),
     (net("    output y = x -> conv(4, 3, 1)"), r"'conv' takes at most 2 positional parameters", 3, 32),
-    (net('    output y = x -> conv(4, k="a")'), r"'conv' parameter 'k' must be a positive integer, got the str 'a'", 3, 29),
+    (net('    output y = x -> conv(4, k="a")'), r"'conv' parameter 'k' must be a positive integer or a list \[h, w\] of two, got the str 'a'", 3, 29),
     (net("    output y = x -> conv(4, k=3, k=3)"), r"argument 'k' is given twice", 3, 34),
     (net("    output y = x -> conv(4, 3, k=3)"), r"'k' is given both by position and by name", 3, 32),
     (net("    output y = x -> conv(k=3, 4)"), r"positional arguments come before keyword arguments", 3, 31),

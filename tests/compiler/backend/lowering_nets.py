@@ -14,7 +14,8 @@ from compiler.shapes import conv_padding, infer_shapes, split_sizes
 
 EXAMPLES = sorted(Path(__file__).resolve().parents[3].joinpath("examples").glob("*.net"))
 
-# Every op of the language at least once, with non-default parameters, two inputs and two outputs.
+# Every op of the language at least once, with non-default parameters (non-square kernels, strides and padding
+# among them), two inputs and two outputs.
 EVERY_OP = """
 network every_op {
     input image: [3, 12, 12]
@@ -33,7 +34,9 @@ network every_op {
     g = concat(f, f2, dim=-1) as cat_w -> upsample(size=6) as resize
     gate = f -> adaptive_avgpool(1) as squeeze -> conv(8, k=1) as excite -> hardsigmoid as hsig
     h = mul(g, gate) as gated -> sigmoid as sig
-    h2 = add(h, f3) as sum2 -> channel_shuffle(2) as shuffle
+    n = a -> conv(8, k=[1, 3], stride=2, padding=[0, 1]) as c_wide -> maxpool([3, 1], stride=1, padding=[1, 0])
+        as mp_tall -> avgpool([1, 3], stride=[1, 1], padding=[0, 1]) as ap_wide -> dwconv([3, 1], padding="same") as dw_tall
+    h2 = add(h, f3, n) as sum2 -> channel_shuffle(2) as shuffle
     p0, p1 = h2 -> split([3, 5]) as part
     q = p1 -> conv(3, k=1, bias=false) as proj -> relu as relu
     r = concat(p0, q) as cat_c -> upsample(scale=2, mode="bilinear", align_corners=false) as up_bl
