@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler.diagnostics import NetError
-from compiler.shapes import fmt
+from compiler.shapes import fmt, one_or_pair, pair
 from compiler.validate import validate
 from netdsl.importers.imported import (
     GraphBuilder,
@@ -274,15 +274,26 @@ def _square(c: _Converter, node, values, what: str) -> int:
     return values[0]
 
 
-def _pads(c: _Converter, node, a: dict, k: int, dilation: int = 1):
+def _pair(values) -> int | list[int]:
+    """One int, or [h, w] where the two differ (the language's non-square kernels, strides, padding)."""
+    values = [int(v) for v in values]
+    return one_or_pair(values[0], values[-1])
+
+
+def _pads(c: _Converter, node, a: dict, k, dilation=1):
+    """The padding of a Conv or pool node as netdsl writes it (ONNX's pads are [top, left, bottom, right])."""
     auto = a.get("auto_pad", "NOTSET")
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        if (dilation * (k - 1)) % 2:
+        if any((d * (n - 1)) % 2 for d, n in zip(pair(dilation), pair(k))):
             raise unsupported(f"pads asymmetrically ({auto} with an even kernel)", c.origin(node), SUPPORTED)
-        return dilation * (k - 1) // 2
+        return one_or_pair(*(d * (n - 1) // 2 for d, n in zip(pair(dilation), pair(k))))
     if auto == "VALID":
         return 0
-    return _square(c, node, a.get("pads", [0, 0, 0, 0]), "padding")
+    pads = [int(p) for p in a.get("pads", [0, 0, 0, 0])]
+    if pads[:2] != pads[2:]:
+        raise unsupported(f"pads asymmetrically {pads} (netdsl pads each side of an axis alike)", c.origin(node),
+                          SUPPORTED)
+    return _pair(pads[:2])
 
 
 # ---- handlers -------------------------------------------------------------------------------------------------------
@@ -290,9 +301,8 @@ def _conv(c: _Converter, node, a: dict) -> None:
     x = c.tensor(node.input[0], node)
     w = c.const(node.input[1], node, "weight")
     b = c.const(node.input[2], node, "bias") if len(node.input) > 2 else None
-    k = _square(c, node, w.shape[2:], "kernel")
-    dilation = _square(c, node, a.get("dilations", [1, 1]), "dilation")
-    common = {"stride": _square(c, node, a.get("strides", [1, 1]), "stride"), "padding": _pads(c, node, a, k, dilation),
+    k, dilation = _pair(w.shape[2:]), _pair(a.get("dilations", [1, 1]))
+    common = {"stride": _pair(a.get("strides", [1, 1])), "padding": _pads(c, node, a, k, dilation),
               "dilation": dilation, "bias": b is not None}
     cin, cout, groups = c.shape(x)[0], int(w.shape[0]), int(a.get("group", 1))
     if groups > 1 and groups == cin and cout % cin == 0:
@@ -390,9 +400,9 @@ def _softmax(c: _Converter, node, a: dict) -> None:
 def _pool(op: str):
     def handler(c: _Converter, node, a: dict) -> None:
         x = c.tensor(node.input[0], node)
-        k = _square(c, node, a["kernel_shape"], "kernel")
-        stride = _square(c, node, a.get("strides", [1, 1]), "stride")
-        dilation = _square(c, node, a.get("dilations", [1, 1]), "dilation")
+        k = _pair(a["kernel_shape"])
+        stride = _pair(a.get("strides", [1, 1]))
+        dilation = _pair(a.get("dilations", [1, 1]))
         attrs = {"k": k, "stride": None if stride == k else stride, "padding": _pads(c, node, a, k, dilation)}
         if op == "maxpool":
             attrs.update(dilation=dilation, ceil_mode=bool(a.get("ceil_mode", 0)))

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from compiler.diagnostics import NetError
-from compiler.shapes import fmt
+from compiler.shapes import fmt, one_or_pair
 from compiler.validate import validate
 from netdsl.importers.imported import (
     GraphBuilder,
@@ -36,11 +36,11 @@ PASS_THROUGH = frozenset({"clone", "contiguous", "alias", "detach", "lift_fresh_
 IGNORED = frozenset({"_assert_tensor_metadata", "_assert_scalar", "sym_constrain_range_for_size"})
 # what the errors list as supported (PyTorch spellings)
 SUPPORTED = [
-    "nn.Conv2d (any groups, dilation, padding)", "nn.ConvTranspose2d", "nn.Linear", "nn.BatchNorm1d/2d",
+    "nn.Conv2d (any groups, dilation, padding; square or not)", "nn.ConvTranspose2d (square)", "nn.Linear", "nn.BatchNorm1d/2d",
     "ReLU", "ReLU6", "LeakyReLU", "Sigmoid", "Hardswish", "Hardsigmoid", "SiLU", "GELU", "Softmax",
-    "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "mean((2, 3))", "flatten/view/reshape to [N, features]",
+    "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d (square)", "mean((2, 3))", "flatten/view/reshape to [N, features]",
     "+ / += / torch.add", "* (tensor by tensor)", "torch.cat", "chunk/split on channels",
-    "channel shuffle (view-transpose-view or nn.ChannelShuffle)", "F.interpolate / nn.Upsample (nearest, bilinear)",
+    "channel shuffle (view-transpose-view or nn.ChannelShuffle)", "F.interpolate / nn.Upsample (nearest, bilinear; one factor or a square size)",
     "Dropout", "Identity",
 ]
 
@@ -131,6 +131,14 @@ def _bind(node) -> dict:
         else:
             out[arg.name] = None
     return out
+
+
+def _pair(value) -> int | list[int]:
+    """One int, or [h, w] where the two differ (the language's non-square kernels, strides, padding)."""
+    if isinstance(value, int):
+        return value
+    values = [int(v) for v in value]
+    return one_or_pair(values[0], values[-1])
 
 
 def _square(name: str, value, what: str, origin: str) -> int:
@@ -351,15 +359,12 @@ def _conv(c: _Converter, node, a: dict) -> str:
     w = c.param(a["weight"])
     if w is None:
         raise unsupported("convolves with a weight computed by the network", c.origin(node), SUPPORTED)
-    origin = c.origin(node)
-    k = _square("kernel", w.tensor.shape[2:], "a convolution", origin)
-    stride = _square("stride", a["stride"], "a convolution", origin)
-    dilation = _square("dilation", a["dilation"], "a convolution", origin)
+    k, stride, dilation = _pair(w.tensor.shape[2:]), _pair(a["stride"]), _pair(a["dilation"])
     padding = a["padding"]
     if padding == "valid":
         padding = 0
     elif padding != "same":
-        padding = _square("padding", padding, "a convolution", origin)
+        padding = _pair(padding)
     cin, cout, groups = c.b.g.nodes[x]["shape"][0], int(w.tensor.shape[0]), int(a["groups"])
     bias = c.param(a["bias"]) if a.get("bias") is not None else None
     common = {"stride": stride, "padding": padding, "dilation": dilation, "bias": bias is not None}
@@ -459,12 +464,12 @@ def _pool(op: str):
     def handler(c: _Converter, node, a: dict) -> str:
         origin = c.origin(node)
         x = c.tensor(a["self"], node)
-        k = _square("kernel", a["kernel_size"], "pooling", origin)
-        stride = _square("stride", a["stride"], "pooling", origin) if a["stride"] else None
+        k = _pair(a["kernel_size"])
+        stride = _pair(a["stride"]) if a["stride"] else None
         attrs = {"k": k, "stride": None if stride == k else stride,
-                 "padding": _square("padding", a["padding"], "pooling", origin)}
+                 "padding": _pair(a["padding"])}
         if op == "maxpool":
-            attrs["dilation"] = _square("dilation", a["dilation"], "pooling", origin)
+            attrs["dilation"] = _pair(a["dilation"])
             attrs["ceil_mode"] = bool(a["ceil_mode"])
         else:
             if a.get("divisor_override") is not None:

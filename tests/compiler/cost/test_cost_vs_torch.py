@@ -52,3 +52,19 @@ def test_rewritten_widths_match_pytorch(name):
     wide = apply_widths(g, dict(zip(program.width_groups, row.tolist())), program.plan)
     report = network_cost(wide)
     assert (report.macs, report.params, report.buffers) == torch_counts(wide)
+
+
+def test_non_square_windows_match_pytorch():
+    """A kernel's area is kh x kw: factorized 1x7 / 7x1 convs, a tall depthwise conv, non-square pooling."""
+    from netdsl.loader import load_network_text
+
+    g = load_network_text("""network Inception {
+        input x: [16, 17, 23]
+        x -> conv(24, k=[1, 7], padding=[0, 3], bias=false) -> conv(32, k=[7, 1], stride=[2, 1], padding=[3, 0])
+            -> dwconv([5, 3], dilation=[1, 2], padding="same", multiplier=2)
+            -> maxpool([3, 1], stride=[2, 1]) -> avgpool([1, 3], padding=[0, 1])
+        output y = gap -> linear(5)
+    }""")
+    report = network_cost(g)
+    assert (report.macs, report.params, report.buffers) == torch_counts(g)
+    assert report.node("conv")["macs"] == 24 * 17 * 23 * 16 * 7

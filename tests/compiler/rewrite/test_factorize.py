@@ -127,3 +127,18 @@ def test_inherited_weights_reproduce_a_separable_parent_exactly():
         parent(x)
         child(x)
     assert (feats["parent"] - feats["child"]).abs().max() <= 1e-5 * feats["parent"].abs().max()
+
+
+def test_non_square_convs_factorize_into_non_square_depthwise():
+    from compiler.rewrite.factorize import factorizable_convs, factorize_convs
+    from netdsl.loader import load_network_text
+
+    g = load_network_text("""network N {
+        input x: [4, 9, 9]
+        x -> conv(8, k=[1, 7], padding=[0, 3]) as wide -> conv(8, k=[3, 1], stride=[2, 1]) as tall
+        output y = gap -> linear(2)
+    }""")
+    assert set(factorizable_convs(g)) == {"wide", "tall"}
+    f = factorize_convs(g, ["wide", "tall"])
+    assert f.nodes["wide_dw"]["attrs"]["k"] == [1, 7] and f.nodes["tall_dw"]["attrs"]["stride"] == [2, 1]
+    assert f.nodes["tall"]["shape"] == g.nodes["tall"]["shape"] == (8, 4, 9)

@@ -253,3 +253,16 @@ def test_any_kept_channels_of_a_narrowed_child_compute_what_the_parent_does_with
     x = torch.randn(2, 3, 6, 6, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(child(x), parent(x), rtol=1e-10, atol=1e-10)
+
+
+def test_kernels_fit_per_axis_for_non_square_sizes():
+    """A 3x5 kernel fit to 5x3: rows padded with zeros around it, columns cropped to the centre."""
+    import numpy as np
+
+    from compiler.rewrite.transfer import _fit_kernel
+
+    w = np.arange(15, dtype=np.float32).reshape(1, 1, 3, 5)
+    fit = _fit_kernel(w, [5, 3])
+    assert fit.shape == (1, 1, 5, 3)
+    assert (fit[0, 0, 1:4] == w[0, 0, :, 1:4]).all() and not fit[0, 0, [0, 4]].any()
+    assert _fit_kernel(w, [3, 5]) is w

@@ -29,6 +29,7 @@ CASES = {
     "UNet": ("UNet", [], (1, 16, 16)),
     "FunctionalNet": ("FunctionalNet", [], (1, 28, 28)),
     "Misc": ("Misc", [], (3, 16, 16)),
+    "InceptionNet": ("InceptionNet", [], (3, 20, 12)),
 }
 
 
@@ -99,6 +100,28 @@ def test_unet_up_block_has_two_inputs(tmp_path):
     assert 'upsample(2, mode="bilinear")' in text
 
 
+def test_inception_factorized_convs_import_as_non_square_kernels(tmp_path):
+    report = import_case("InceptionNet", tmp_path)
+    text = (tmp_path / "model.net").read_text()
+    assert report.blocks["InceptionC"] == 2 and report.blocks["BasicConv2d"] >= 8
+    assert "k=[1, 7]" in text and "padding=[0, 3]" in text and "maxpool([3, 1], stride=[2, 1], padding=[1, 0])" in text
+
+
+def test_non_square_onnx_imports(tmp_path):
+    """The same network through PyTorch's ONNX exporter (batch norm folded into the convolutions)."""
+    pytest.importorskip("onnxruntime")
+    import warnings
+
+    model = original("InceptionNet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.randn(1, 3, 20, 12),), str(tmp_path / "inception.onnx"), dynamo=False,
+                          input_names=["image"], output_names=["logits"])
+    report = import_model(ImportRequest(str(tmp_path / "inception.onnx"), tmp_path / "inception.net"))
+    assert not report.flat and report.max_abs_diff <= 1e-5 * report.output_scale
+    assert "k=[7, 1]" in (tmp_path / "inception.net").read_text()
+
+
 def test_resnet50_sized_model_imports(tmp_path):
     """A Bottleneck's `out` is its output width; its inner convs are written as fractions of it."""
     import tests.netdsl.importers.user_models as models
@@ -109,40 +132,44 @@ def test_resnet50_sized_model_imports(tmp_path):
 
 
 # ---- property: random conv chains built in PyTorch import with the same outputs -----------------------------------
+PAIR = st.one_of(st.integers(1, 2), st.tuples(st.integers(1, 2), st.integers(1, 2)))
 LAYER = st.fixed_dictionaries({
-    "out": st.integers(1, 6), "k": st.sampled_from([1, 3, 5]), "stride": st.integers(1, 2),
-    "padding": st.integers(0, 2), "dilation": st.integers(1, 2), "grouped": st.booleans(), "bias": st.booleans(),
+    "out": st.integers(1, 6), "k": st.one_of(st.sampled_from([1, 3, 5]), st.tuples(st.integers(1, 5), st.integers(1, 5))),
+    "stride": PAIR, "padding": st.one_of(st.integers(0, 2), st.tuples(st.integers(0, 2), st.integers(0, 2))),
+    "dilation": PAIR, "grouped": st.booleans(), "bias": st.booleans(),
     "bn": st.booleans(), "act": st.sampled_from(["relu", "relu6", "silu", "hardswish", "leaky", None]),
     "pool": st.sampled_from([None, "max", "avg"]), "skip": st.booleans(),
 })
 
 
 class Chain(nn.Module):
-    """Convs (any groups, dilation, padding), batch norm, activations, pooling and `+` shortcuts."""
+    """Convs (any groups, dilation, padding, square or not), batch norm, activations, pooling and `+` shortcuts."""
 
     def __init__(self, layers: list[dict], channels: int, side: int):
         super().__init__()
+        side = [side, side]
         self.blocks = nn.ModuleList()
         self.skips = []  # whether each block adds its input (a conv alone that keeps the shape)
         for spec in layers:
             groups = channels if spec["grouped"] else 1
             out = spec["out"] * groups
-            span = spec["dilation"] * (spec["k"] - 1) + 1
-            if side + 2 * spec["padding"] < span:
+            k, stride, padding, dilation = (v if isinstance(v, tuple) else (v, v) for v in
+                                            (spec["k"], spec["stride"], spec["padding"], spec["dilation"]))
+            span = [d * (n - 1) + 1 for d, n in zip(dilation, k)]
+            sizes = [(s + 2 * p - n) // st_ + 1 for s, p, n, st_ in zip(side, padding, span, stride)]
+            if min(sizes) < 1:
                 continue
-            parts = [nn.Conv2d(channels, out, spec["k"], spec["stride"], spec["padding"], spec["dilation"], groups,
-                               spec["bias"])]
-            before = side
-            side = (side + 2 * spec["padding"] - span) // spec["stride"] + 1
+            parts = [nn.Conv2d(channels, out, k, stride, padding, dilation, groups, spec["bias"])]
+            before, side = side, sizes
             if spec["bn"]:
                 parts.append(nn.BatchNorm2d(out))
             act = {"relu": nn.ReLU(), "relu6": nn.ReLU6(), "silu": nn.SiLU(), "hardswish": nn.Hardswish(),
                    "leaky": nn.LeakyReLU(0.1)}.get(spec["act"] or "")
             if act is not None:
                 parts.append(act)
-            if spec["pool"] and side >= 2:
+            if spec["pool"] and min(side) >= 2:
                 parts.append(nn.MaxPool2d(2) if spec["pool"] == "max" else nn.AvgPool2d(2, ceil_mode=True))
-                side = side // 2 if spec["pool"] == "max" else -(-side // 2)
+                side = [s // 2 if spec["pool"] == "max" else -(-s // 2) for s in side]
             self.blocks.append(nn.Sequential(*parts))
             self.skips.append(spec["skip"] and len(parts) == 1 and out == channels and side == before)
             channels = out

@@ -321,3 +321,44 @@ class Misc(nn.Module):
         x = self.pool(F.relu6(x))
         x = F.interpolate(x, size=(4, 4), mode="bilinear", align_corners=True)
         return self.head(x)
+
+
+# ---- Inception-style factorized convolutions: non-square kernels, strides, padding and pooling ----------------------
+class BasicConv2d(nn.Module):
+    def __init__(self, cin, cout, **kwargs):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, bias=False, **kwargs)
+        self.bn = nn.BatchNorm2d(cout, eps=0.001)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)), inplace=True)
+
+
+class InceptionC(nn.Module):
+    def __init__(self, cin, c7):
+        super().__init__()
+        self.branch1x1 = BasicConv2d(cin, 16, kernel_size=1)
+        self.branch7x7_1 = BasicConv2d(cin, c7, kernel_size=1)
+        self.branch7x7_2 = BasicConv2d(c7, c7, kernel_size=(1, 7), padding=(0, 3))
+        self.branch7x7_3 = BasicConv2d(c7, 16, kernel_size=(7, 1), padding=(3, 0))
+        self.branch_pool = BasicConv2d(cin, 16, kernel_size=1)
+
+    def forward(self, x):
+        b1 = self.branch1x1(x)
+        b7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
+        bp = self.branch_pool(F.avg_pool2d(x, kernel_size=3, stride=1, padding=1))
+        return torch.cat([b1, b7, bp], 1)
+
+
+class InceptionNet(nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.stem = BasicConv2d(3, 24, kernel_size=(3, 5), stride=(2, 1), padding=(1, 2))
+        self.pool = nn.MaxPool2d(kernel_size=(3, 1), stride=(2, 1), padding=(1, 0))
+        self.mixed_a = InceptionC(24, 8)
+        self.mixed_b = InceptionC(48, 12)
+        self.fc = nn.Linear(48, classes)
+
+    def forward(self, x):
+        x = self.mixed_b(self.mixed_a(self.pool(self.stem(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, (1, 1)), 1))
