@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +20,12 @@ from netdsl.importers.imported import (
     GraphBuilder,
     ImportedModel,
     Scope,
+    Shuffling,
     dead_nodes,
     net_name,
     node_segment,
     unsupported,
+    window_value,
 )
 
 BATCH = 7919  # a batch size no layer has: shape arithmetic on it shows where the batch dim goes
@@ -36,15 +37,6 @@ SUPPORTED = ["Conv", "ConvTranspose", "Gemm", "MatMul (+ Add)", "BatchNormalizat
 FOLDABLE = frozenset({"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Mul", "Div", "Add",
                       "Sub", "Mod", "Neg", "Equal", "Where", "Expand", "Reshape", "Identity", "ConstantOfShape",
                       "Range", "Floor", "Ceil", "Sqrt", "Min", "Max"})
-
-
-@dataclass(frozen=True)
-class Shuffling:
-    """A channel shuffle in progress: channels viewed as [groups, C/groups], transposed once `swapped`."""
-
-    source: str
-    groups: int
-    swapped: bool
 
 
 def _attrs(node) -> dict:
@@ -274,12 +266,6 @@ def _square(c: _Converter, node, values, what: str) -> int:
     return values[0]
 
 
-def _pair(values) -> int | list[int]:
-    """One int, or [h, w] where the two differ (the language's non-square kernels, strides, padding)."""
-    values = [int(v) for v in values]
-    return one_or_pair(values[0], values[-1])
-
-
 def _pads(c: _Converter, node, a: dict, k, dilation=1):
     """The padding of a Conv or pool node as netdsl writes it (ONNX's pads are [top, left, bottom, right])."""
     auto = a.get("auto_pad", "NOTSET")
@@ -293,7 +279,7 @@ def _pads(c: _Converter, node, a: dict, k, dilation=1):
     if pads[:2] != pads[2:]:
         raise unsupported(f"pads asymmetrically {pads} (netdsl pads each side of an axis alike)", c.origin(node),
                           SUPPORTED)
-    return _pair(pads[:2])
+    return window_value(pads[:2])
 
 
 # ---- handlers -------------------------------------------------------------------------------------------------------
@@ -301,8 +287,8 @@ def _conv(c: _Converter, node, a: dict) -> None:
     x = c.tensor(node.input[0], node)
     w = c.const(node.input[1], node, "weight")
     b = c.const(node.input[2], node, "bias") if len(node.input) > 2 else None
-    k, dilation = _pair(w.shape[2:]), _pair(a.get("dilations", [1, 1]))
-    common = {"stride": _pair(a.get("strides", [1, 1])), "padding": _pads(c, node, a, k, dilation),
+    k, dilation = window_value(w.shape[2:]), window_value(a.get("dilations", [1, 1]))
+    common = {"stride": window_value(a.get("strides", [1, 1])), "padding": _pads(c, node, a, k, dilation),
               "dilation": dilation, "bias": b is not None}
     cin, cout, groups = c.shape(x)[0], int(w.shape[0]), int(a.get("group", 1))
     if groups > 1 and groups == cin and cout % cin == 0:
@@ -400,9 +386,9 @@ def _softmax(c: _Converter, node, a: dict) -> None:
 def _pool(op: str):
     def handler(c: _Converter, node, a: dict) -> None:
         x = c.tensor(node.input[0], node)
-        k = _pair(a["kernel_shape"])
-        stride = _pair(a.get("strides", [1, 1]))
-        dilation = _pair(a.get("dilations", [1, 1]))
+        k = window_value(a["kernel_shape"])
+        stride = window_value(a.get("strides", [1, 1]))
+        dilation = window_value(a.get("dilations", [1, 1]))
         attrs = {"k": k, "stride": None if stride == k else stride, "padding": _pads(c, node, a, k, dilation)}
         if op == "maxpool":
             attrs.update(dilation=dilation, ceil_mode=bool(a.get("ceil_mode", 0)))

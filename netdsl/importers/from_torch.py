@@ -16,16 +16,18 @@ import torch
 from torch import nn
 
 from compiler.diagnostics import NetError
-from compiler.shapes import fmt, one_or_pair
+from compiler.shapes import fmt
 from compiler.validate import validate
 from netdsl.importers.imported import (
     GraphBuilder,
     ImportedModel,
     Scope,
+    Shuffling,
     dead_nodes,
     net_name,
     node_segment,
     unsupported,
+    window_value,
 )
 from netdsl.importers.python_source import located_frames, user_frame
 
@@ -59,15 +61,6 @@ class Parts:
 
     source: str
     sections: object  # an int (equal parts) or a list of sizes
-
-
-@dataclass(frozen=True)
-class Shuffling:
-    """A channel shuffle in progress: the channels viewed as [groups, C/groups] (transposed once `swapped`)."""
-
-    source: str
-    groups: int
-    swapped: bool
 
 
 @contextlib.contextmanager
@@ -131,14 +124,6 @@ def _bind(node) -> dict:
         else:
             out[arg.name] = None
     return out
-
-
-def _pair(value) -> int | list[int]:
-    """One int, or [h, w] where the two differ (the language's non-square kernels, strides, padding)."""
-    if isinstance(value, int):
-        return value
-    values = [int(v) for v in value]
-    return one_or_pair(values[0], values[-1])
 
 
 def _square(name: str, value, what: str, origin: str) -> int:
@@ -359,12 +344,12 @@ def _conv(c: _Converter, node, a: dict) -> str:
     w = c.param(a["weight"])
     if w is None:
         raise unsupported("convolves with a weight computed by the network", c.origin(node), SUPPORTED)
-    k, stride, dilation = _pair(w.tensor.shape[2:]), _pair(a["stride"]), _pair(a["dilation"])
+    k, stride, dilation = window_value(w.tensor.shape[2:]), window_value(a["stride"]), window_value(a["dilation"])
     padding = a["padding"]
     if padding == "valid":
         padding = 0
     elif padding != "same":
-        padding = _pair(padding)
+        padding = window_value(padding)
     cin, cout, groups = c.b.g.nodes[x]["shape"][0], int(w.tensor.shape[0]), int(a["groups"])
     bias = c.param(a["bias"]) if a.get("bias") is not None else None
     common = {"stride": stride, "padding": padding, "dilation": dilation, "bias": bias is not None}
@@ -464,12 +449,12 @@ def _pool(op: str):
     def handler(c: _Converter, node, a: dict) -> str:
         origin = c.origin(node)
         x = c.tensor(a["self"], node)
-        k = _pair(a["kernel_size"])
-        stride = _pair(a["stride"]) if a["stride"] else None
+        k = window_value(a["kernel_size"])
+        stride = window_value(a["stride"]) if a["stride"] else None
         attrs = {"k": k, "stride": None if stride == k else stride,
-                 "padding": _pair(a["padding"])}
+                 "padding": window_value(a["padding"])}
         if op == "maxpool":
-            attrs["dilation"] = _pair(a["dilation"])
+            attrs["dilation"] = window_value(a["dilation"])
             attrs["ceil_mode"] = bool(a["ceil_mode"])
         else:
             if a.get("divisor_override") is not None:

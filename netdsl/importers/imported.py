@@ -11,7 +11,7 @@ import numpy as np
 
 from compiler.diagnostics import NetError
 from compiler.ir import add_node, new_graph, remove_nodes
-from compiler.shapes import fmt, infer_node_shape
+from compiler.shapes import fmt, infer_node_shape, one_or_pair
 
 # Words the .net grammar reserves: never an input, output or network name.
 NET_KEYWORDS = frozenset({"fixed", "as", "in", "input", "output", "let", "block", "network", "import", "from",
@@ -43,6 +43,24 @@ class ImportedModel:
     scopes: dict[str, Scope] = field(default_factory=dict)
     source: str = ""
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Shuffling:
+    """A channel shuffle in progress: the channels viewed as [groups, C/groups] (transposed once `swapped`); the
+    reshape back to [C, H, W] completes it."""
+
+    source: str
+    groups: int
+    swapped: bool
+
+
+def window_value(value) -> int | list[int]:
+    """A kernel size, stride, padding or dilation as the language writes it: one int, or [h, w] where they differ."""
+    if isinstance(value, int):
+        return value
+    values = [int(v) for v in value]
+    return one_or_pair(values[0], values[-1])
 
 
 def net_name(text: str, fallback: str) -> str:

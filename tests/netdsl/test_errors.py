@@ -102,7 +102,7 @@ SEMANTIC = [
     (net("    output y = x -> relu(x)"), r"'relu' takes 1 input; the tensor 'x' is one too many", 3, 26),
     (net('    output y = x -> relu("a")'), r"'relu' takes no parameters", 3, 26),
     (net("    output y = x -> bn(0.1)"), r"'bn' takes no parameters by position", 3, 24),
-    (net("    output y = x -> maxpool(2, stride=true)"), r"'maxpool' parameter 'stride' must be a positive integer or none", 3, 32),
+    (net("    output y = x -> maxpool(2, stride=true)"), r"'maxpool' parameter 'stride' must be a positive integer, a list \[h, w\] of two, or none", 3, 32),
     (net('    output y = x -> upsample(2, mode="cubic")'), r'must be "nearest" or "bilinear"', 3, 33),
     (net("    output y = x -> relu -> concat(dim=0)"), r"'concat' takes two or more inputs but has 1 input here", 3, 29),
     (net("    output y = f(1)", "block f(a, b; c) { concat(a, b) }\n"), r"'f' takes 2 inputs but has 1 input here", 4, 16),
