@@ -37,6 +37,8 @@ def register(sub) -> None:
     arguments.add_network_arguments(p)
     add_training_arguments(p)
     p.add_argument("--out", default=None, help="output directory (default: runs/<network>)")
+    p.add_argument("--weights", metavar="W", help="start from these weights (.safetensors or a state dict, e.g. "
+                   "from netdsl import) instead of a fresh initialisation")
     arguments.add_json_argument(p, "the metrics")
     p.set_defaults(run=run)
 
@@ -62,6 +64,10 @@ def run(args) -> int:
 
     torch.manual_seed(config.seed)  # the initial weights follow --seed, not whatever ran before in the process
     model = lower_to_torch(g)
+    if args.weights:
+        from compiler.backend.weights import load_weights_file
+
+        load_weights_file(model, args.weights)
     from netdsl.cli.training_view import metrics_text, training_progress
 
     with training_progress(config.epochs, enabled=not args.json) as (on_batch, on_epoch):

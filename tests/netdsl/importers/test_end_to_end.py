@@ -51,11 +51,18 @@ def test_import_a_trained_model_and_synthesise_from_its_weights(tmp_path, capsys
     model.eval()
     with torch.no_grad():
         accuracy = (model(data.val_x).argmax(1) == data.val_y).float().mean().item()
+        test_accuracy = (model(data.test_x).argmax(1) == data.test_y).float().mean().item()
     torch.save(model.state_dict(), tmp_path / "trained.pth")
 
     assert main(["import", f"{tmp_path / 'small_cnn.py'}:SmallCNN", "--state-dict", str(tmp_path / "trained.pth"),
                  "--input", "1x12x12", "-o", str(tmp_path / "small.net")]) == 0
     assert "same outputs" in capsys.readouterr().out
+    assert main(["eval", str(tmp_path / "small.net"), "--weights", str(tmp_path / "small.safetensors"), "--data", spec,
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == test_accuracy
+    assert main(["train", str(tmp_path / "small.net"), "--weights", str(tmp_path / "small.safetensors"), "--data",
+                 spec, "--epochs", "1", "--out", str(tmp_path / "tuned"), "--json"]) == 0  # fine-tunes the import
+    capsys.readouterr()
     assert main(["synth", str(tmp_path / "small.net"), "--weights", str(tmp_path / "small.safetensors"),
                  "--data", spec, "--req", "acc>=0.3", "--req", "macs<=1M", "--cycles", "1", "--per-cycle", "1",
                  "--images", "64", "--finalists", "1", "--final-epochs", "1", "--device", "cpu",

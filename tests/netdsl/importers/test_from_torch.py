@@ -196,3 +196,24 @@ def test_random_conv_chains_import_with_the_same_outputs(layers, channels, side)
     x = torch.randn(2, channels, side, side)
     with torch.no_grad():
         torch.testing.assert_close(lowered(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_package_module_spec_with_safetensors_weights_exports_the_same_model(tmp_path, monkeypatch):
+    """package.module:Name with a .safetensors state dict; the written weights load into export."""
+    import safetensors.torch
+
+    from netdsl.cli.main import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+    model = original("FunctionalNet")
+    safetensors.torch.save_file(model.state_dict(), str(tmp_path / "trained.safetensors"))
+    assert main(["import", "tests.netdsl.importers.user_models:FunctionalNet", "--input", "1x28x28", "--state-dict",
+                 str(tmp_path / "trained.safetensors"), "--name", "Digits", "-o", str(tmp_path / "digits.net")]) == 0
+    weights = str(tmp_path / "digits.safetensors")
+    assert load_network(tmp_path / "digits.net").graph["name"] == "Digits"
+    assert main(["export", str(tmp_path / "digits.net"), "--to", "torchscript", "-o", str(tmp_path / "d.pt"),
+                 "--weights", weights]) == 0
+    scripted = torch.jit.load(str(tmp_path / "d.pt"))
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), model(x), rtol=1e-5, atol=1e-5)
