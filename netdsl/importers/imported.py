@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import keyword
 import re
 from dataclasses import dataclass, field
@@ -73,9 +74,13 @@ def net_name(text: str, fallback: str) -> str:
     return name
 
 
+_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
+
+
+@functools.lru_cache(maxsize=4096)
 def node_segment(text: str) -> str:
     """One segment of a node name: a word or an integer (module names are; anything else is made so)."""
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*|\d+", text):
+    if _SEGMENT.fullmatch(text):
         return text
     return re.sub(r"\W", "_", text) or "_"
 

@@ -207,7 +207,7 @@ def _lowered_with_weights(g, imported: ImportedModel):
     from compiler.backend.weights import load_state_dict_strict
 
     module = lower_to_torch(g).eval()
-    state = {k: torch.from_numpy(np.array(v)) for k, v in imported.weights.items()}
+    state = {k: torch.as_tensor(v) for k, v in imported.weights.items()}
     load_state_dict_strict(module, state, "the imported weights")
     return module
 
