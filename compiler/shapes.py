@@ -44,12 +44,28 @@ def one_or_pair(h: int, w: int):
 
 
 def conv_padding(attrs: dict):
-    """The explicit padding of a conv-like node ("same" resolved; needs stride 1): a number, or [h, w]."""
+    """The padding before each spatial dim of a conv-like node ("same" resolved; needs stride 1): a number, or
+    [h, w]. Under "same" an odd total pads one more after than before, as PyTorch does (see same_padding)."""
     pad = attrs["padding"]
     if pad == "same":
-        (kh, kw), (dh, dw) = pair(attrs["k"]), pair(attrs["dilation"])
-        return one_or_pair(dh * (kh - 1) // 2, dw * (kw - 1) // 2)
+        (top, _), (left, _) = same_padding(attrs)
+        return one_or_pair(top, left)
     return pad
+
+
+def same_padding(attrs: dict) -> tuple[tuple[int, int], tuple[int, int]]:
+    """padding="same" as PyTorch resolves it, per axis ((top, bottom), (left, right)): d(k-1) in all, half before
+    and the rest after."""
+    sides = []
+    for k, d in zip(pair(attrs["k"]), pair(attrs["dilation"])):
+        total = d * (k - 1)
+        sides.append((total // 2, total - total // 2))
+    return sides[0], sides[1]
+
+
+def symmetric_padding(attrs: dict) -> bool:
+    """Whether a conv-like node pads each side equally (not "same" around an even effective kernel)."""
+    return attrs["padding"] != "same" or all(before == after for before, after in same_padding(attrs))
 
 
 def in_channels(g: nx.DiGraph, name: str) -> int:
@@ -73,8 +89,7 @@ def _conv_window(name, node, shape, groups, out):
     if a["padding"] == "same":
         if stride != (1, 1):
             raise _fail(name, node, 'padding="same" needs stride=1 (as in PyTorch)')
-        if any((d * (n - 1)) % 2 for d, n in zip(dilation, k)):
-            raise _fail(name, node, 'padding="same" needs an odd effective kernel size')
+        return (out, h, w)  # PyTorch pads d(k-1) per axis in all, an odd total one more after than before
     pad = conv_padding(a)
     oh, ow = (_window(size, *args) for size, args in zip((h, w), zip(k, stride, pair(pad), dilation)))
     if oh < 1 or ow < 1:

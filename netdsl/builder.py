@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from compiler.diagnostics import NetError, Span, did_you_mean
+from compiler.diagnostics import NetError, Span, did_you_mean, source_line
 from compiler.ir import add_node, new_graph
 from compiler.ops import OPS, REQUIRED, VARIADIC, canonical, check_value
 from compiler.shapes import infer_node_shape, split_sizes
@@ -19,7 +19,10 @@ MAX_NODES = 100_000  # a guard against runaway repeat counts: real networks have
 
 @dataclass
 class Frame:
-    """What a statement sees: its variables, name prefix, current value and visible blocks."""
+    """What a statement sees: its variables, name prefix, current value, visible blocks and its file's constants.
+
+    `origins` maps a block parameter to the argument that passed it (followed through blocks that pass it on),
+    so that a bad repeat count is reported at the call the user wrote."""
 
     env: dict
     prefix: str
@@ -27,6 +30,17 @@ class Frame:
     current: Value | None = None
     fixed: bool = False
     in_block: bool = False
+    constants: dict = field(default_factory=dict)
+    origins: dict = field(default_factory=dict)
+
+    def has(self, name: str) -> bool:
+        return name in self.env or name in self.constants
+
+    def get(self, name: str):
+        return self.env[name] if name in self.env else self.constants[name]
+
+    def names(self) -> list[str]:
+        return [*self.env, *self.constants]
 
 
 @dataclass
@@ -34,10 +48,13 @@ class Builder:
     """Builds one network; `visible` maps a file to the blocks its definitions may call."""
 
     visible: dict[str, dict[str, ast.BlockDef]]
+    lets: dict[str, list[ast.LetStmt]] = field(default_factory=dict)
     g: nx.DiGraph = field(default_factory=lambda: new_graph(""))
     used: set = field(default_factory=set)
     next_suffix: dict = field(default_factory=dict)
     stack: list = field(default_factory=list)
+    network_params: dict = field(default_factory=dict)
+    file_constants: dict = field(default_factory=dict)
 
     # ---- naming -------------------------------------------------------------------------
     def fresh(self, prefix: str, base: str) -> str:
@@ -59,9 +76,18 @@ class Builder:
         return name
 
     # ---- networks and statements --------------------------------------------------------
+    def constants(self, file: str) -> dict:
+        """The file's constants (its top-level `let`s, in order; each sees those before it), computed once."""
+        if file not in self.file_constants:
+            frame = Frame({}, "", self.visible.get(file, {}))
+            self.file_constants[file] = frame.env  # a let sees the ones before it
+            for let in self.lets.get(file, ()):
+                self.statement(let, frame)
+        return self.file_constants[file]
+
     def build(self, net: ast.NetworkDef, file: str, overrides: dict | None = None) -> nx.DiGraph:
         self.g.graph["name"] = net.name
-        frame = Frame({}, "", self.visible[file])
+        frame = Frame({}, "", self.visible[file], constants=self.constants(file))
         overrides = dict(overrides or {})
         for p in net.params:
             if p.name in overrides:
@@ -70,6 +96,7 @@ class Builder:
                 frame.env[p.name] = self.expr(p.default, frame)
             else:
                 raise NetError(f"network parameter '{p.name}' has no default; give it a value", p.span)
+            self.network_params[p.name] = frame.env[p.name]
         if overrides:
             name = next(iter(overrides))
             raise NetError(f"network '{net.name}' has no parameter '{name}'", net.span,
@@ -142,9 +169,9 @@ class Builder:
     def step(self, step: ast.Step, frame: Frame, source, head: bool, parts: int | None):
         expr = step.expr
         if isinstance(expr, ast.Ref) and len(expr.path) == 1 and self.callable_name(expr.path[0], frame):
-            if not head or expr.path[0] not in frame.env:
+            if not head or not frame.has(expr.path[0]):
                 expr = ast.Call(expr.path[0], (), expr.span, expr.span)
-        if not head and isinstance(expr, ast.Ref) and len(expr.path) == 1 and expr.path[0] not in frame.env:
+        if not head and isinstance(expr, ast.Ref) and len(expr.path) == 1 and not frame.has(expr.path[0]):
             known = [*frame.blocks, *(o for o in OPS if o != "input")]
             raise NetError(f"unknown op or block '{expr.text}'", expr.span, did_you_mean(expr.text, known))
         is_layer = isinstance(expr, ast.Call) and expr.name not in FUNCTIONS and expr.name != "choice"
@@ -158,18 +185,37 @@ class Builder:
         if source is not None and not isinstance(source, Value):
             raise NetError(f"only a tensor can flow into '{expr.name}' with '->'; this is {describe(source)}",
                            step.span)
-        times = 1
+        times, start = 1, 0
         if step.repeat is not None:
-            times = self.expr(step.repeat, frame)
-            if not (isinstance(times, int) and not isinstance(times, bool) and times >= 1):
-                raise NetError(f"repeat count must be a positive integer, got {times!r}", step.span)
+            times = self.count(step.repeat, frame, "repeat count")
             if times > MAX_NODES:
                 raise NetError(f"repeat count {times} is too large (a network has at most {MAX_NODES} nodes)", step.span)
+        if step.start is not None:
+            start = self.count(step.start, frame, "repeat start")
+            if step.name is None:
+                raise NetError("start= numbers the names given by `as`; add `as NAME`", step.start.span)
         fixed = frame.fixed or step.fixed
+        if times == 0:  # repeat(0): the call is applied no times; its input flows through
+            return source if source is not None else self.call_inputs(expr, frame)[0]
         for r in range(times):
-            name = step.name if step.name is None or step.repeat is None else step.name + (str(r),)
+            name = step.name if step.name is None or step.repeat is None else step.name + (str(start + r),)
             source = self.call(expr, frame, source, name, fixed, parts if r == times - 1 else None)
         return source
+
+    def count(self, e, frame: Frame, what: str) -> int:
+        """A repeat count or start: a non-negative integer. A bad one that came from a block's argument is
+        reported at the argument the user wrote, with a note of where the block uses it."""
+        value = self.expr(e, frame)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        message = f"{what} must be a non-negative integer, got {describe(value)}"
+        for name in refs_in(e):
+            if name in frame.origins:
+                text = source_text(e.span)
+                used = f"{e.span.file}:{e.span.line}:{e.span.column}"
+                raise NetError(f"{message} ({text} with {name} = {frame.get(name)!r})", frame.origins[name],
+                               [f"'{name}' is used as the {what} at {used}"])
+        raise NetError(message, e.span)
 
     # ---- expressions --------------------------------------------------------------------
     def expr(self, e, frame: Frame):
@@ -190,6 +236,14 @@ class Builder:
             return frame.env["in"]
         if isinstance(e, ast.ListExpr):
             return [self.expr(i, frame) for i in e.items]
+        if isinstance(e, ast.Index):
+            return self.index(e, frame)
+        if isinstance(e, ast.NetworkParam):
+            if e.name not in self.network_params:
+                known = list(self.network_params)
+                raise NetError(f"network '{self.g.graph['name']}' has no parameter '{e.name}'", e.span,
+                               did_you_mean(e.name, known) + [f"its parameters: {', '.join(known) or 'none'}"])
+            return self.network_params[e.name]
         if isinstance(e, ast.Neg):
             v = self.expr(e.operand, frame)
             if not is_number(v):
@@ -208,15 +262,31 @@ class Builder:
             return self.call(e, frame, None, None, frame.fixed, None)
         raise NetError(f"unexpected expression {e!r}", getattr(e, "span", None))  # pragma: no cover
 
+    def index(self, e: ast.Index, frame: Frame):
+        items, i = self.expr(e.base, frame), self.expr(e.index, frame)
+        if not isinstance(items, list):
+            raise NetError(f"only a list can be indexed; this is {describe(items)}", e.base.span)
+        if isinstance(i, float) and i.is_integer():
+            i = int(i)
+        if not isinstance(i, int) or isinstance(i, bool):
+            raise NetError(f"a list index must be an integer, got {describe(i)}", e.index.span)
+        if not -len(items) <= i < len(items):
+            raise NetError(f"index {i} is out of range for a list of {len(items)} item{'s' * (len(items) != 1)}",
+                           e.index.span)
+        return items[i]
+
     def ref(self, e: ast.Ref, frame: Frame):
-        if len(e.path) == 1 and e.path[0] in frame.env:
-            return frame.env[e.path[0]]
+        if len(e.path) == 1 and frame.has(e.path[0]):
+            return frame.get(e.path[0])
         for name in (frame.prefix + e.text, e.text):
             if name in self.g:
                 return Value(name)
         if len(e.path) == 1 and self.callable_name(e.path[0], frame):
             raise NetError(f"'{e.text}' is a layer; apply it with `x -> {e.text}` or {e.text}(x)", e.span)
-        raise NetError(f"'{e.text}' is not defined", e.span, did_you_mean(e.text, frame.env))
+        notes = did_you_mean(e.text, frame.names())
+        if frame.in_block and e.text in self.network_params:
+            notes.append(f"a block reads the network's parameter explicitly: network.{e.text}")
+        raise NetError(f"'{e.text}' is not defined", e.span, notes)
 
     def function(self, call: ast.Call, frame: Frame):
         args = [self.expr(a.value, frame) for a in call.args if a.name is None]
@@ -232,7 +302,7 @@ class Builder:
                 raise NetError(f"{call.name}() takes numbers, got {describe(v)}", call.span)
         try:
             return FUNCTIONS[call.name](*args, **kwargs)
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, OverflowError, ZeroDivisionError) as err:
             raise NetError(f"{call.name}(): {err}", call.span) from None
 
     # ---- calls of ops and blocks --------------------------------------------------------
@@ -241,6 +311,13 @@ class Builder:
             if source is not None:
                 raise NetError(f"{call.name}() is a function of numbers, not a layer", call.name_span)
             return self.function(call, frame)
+        inputs, params = self.call_arguments(call, frame, source)
+        if call.name in frame.blocks:
+            return self.expand(frame.blocks[call.name], call, frame, inputs, params, name, fixed)
+        return self.op(call, frame, inputs, params, name, fixed, parts)
+
+    def call_arguments(self, call: ast.Call, frame: Frame, source):
+        """The tensor inputs and parameters of an op or block call."""
         if call.name in frame.blocks:
             block = frame.blocks[call.name]
             arity, names = len(block.inputs or ("in",)), [p.name for p in block.params]
@@ -250,25 +327,29 @@ class Builder:
         else:
             known = [*frame.blocks, *(o for o in OPS if o != "input"), *FUNCTIONS]
             raise NetError(f"unknown op or block '{call.name}'", call.name_span, did_you_mean(call.name, known))
-        inputs, params = self.arguments(call, frame, source, arity, names)
-        if call.name in frame.blocks:
-            return self.expand(frame.blocks[call.name], call, frame, inputs, params, name, fixed)
-        return self.op(call, frame, inputs, params, name, fixed, parts)
+        return self.arguments(call, frame, source, arity, names)
+
+    def call_inputs(self, call: ast.Call, frame: Frame) -> list[Value]:
+        """The tensors a call at the head of a chain would take (for repeat(0), which applies it no times)."""
+        return self.call_arguments(call, frame, None)[0]
 
     def arguments(self, call: ast.Call, frame: Frame, source, arity: int, names: list[str]):
-        """Split a call's arguments into tensor inputs and named parameters."""
+        """Split a call's arguments into tensor inputs and parameters {name: (value, span, origin)}; the origin of a
+        value passed on unchanged from the caller's own parameter is where the caller got it."""
         values = [source] if source is not None else []
         positional, keywords = [], {}
         for a in call.args:
             v = self.expr(a.value, frame)
+            passed = bare_name(a.value)
+            origin = frame.origins.get(passed, a.span) if passed is not None else a.span
             if a.name is None:
                 if keywords:
                     raise NetError("positional arguments come before keyword arguments", a.span)
-                positional.append((v, a.span))
+                positional.append((v, a.span, origin))
             elif a.name in keywords:
                 raise NetError(f"argument '{a.name}' is given twice", a.span)
             else:
-                keywords[a.name] = (v, a.span)
+                keywords[a.name] = (v, a.span, origin)
         want = arity if arity != VARIADIC else len(positional) + 2
         leading = 0
         while leading < len(positional) and isinstance(positional[leading][0], Value):
@@ -276,7 +357,7 @@ class Builder:
         if source is None and frame.current is not None and len(values) + leading < (2 if arity == VARIADIC else arity):
             values.append(frame.current)
         take = leading if arity == VARIADIC else min(leading, max(0, want - len(values)))
-        values += [v for v, _ in positional[:take]]
+        values += [v for v, _, _ in positional[:take]]
         positional = positional[take:]
         need = f"{arity} input{'s' if arity != 1 else ''}" if arity != VARIADIC else "two or more inputs"
         if (arity == VARIADIC and len(values) < 2) or (arity != VARIADIC and len(values) < arity):
@@ -284,7 +365,7 @@ class Builder:
                            f"{'s' if len(values) != 1 else ''} here", call.span)
         params = {}
         order = self.positional_names(call.name, frame, names)
-        for i, (v, span) in enumerate(positional):
+        for i, (v, span, origin) in enumerate(positional):
             if isinstance(v, Value):
                 raise NetError(f"'{call.name}' takes {need}; {describe(v)} is one too many", span)
             if not order:
@@ -293,13 +374,13 @@ class Builder:
             if i >= len(order):
                 raise NetError(f"'{call.name}' takes at most {len(order)} positional parameter"
                                f"{'s' if len(order) != 1 else ''}", span)
-            params[order[i]] = (v, span)
-        for key, (v, span) in keywords.items():
+            params[order[i]] = (v, span, origin)
+        for key, (v, span, origin) in keywords.items():
             if key not in names:
                 raise NetError(f"'{call.name}' has no parameter '{key}'", span, did_you_mean(key, names))
             if key in params:
                 raise NetError(f"'{key}' is given both by position and by name", span)
-            params[key] = (v, span)
+            params[key] = (v, span, origin)
         return values, params
 
     def positional_names(self, callee: str, frame: Frame, names: list[str]) -> list[str]:
@@ -312,7 +393,7 @@ class Builder:
         attrs, choices = {}, {}
         for p in spec.params:
             if p.name in params:
-                value, span = params[p.name]
+                value, span, _ = params[p.name]
             elif p.default is REQUIRED and p.name == "part" and parts:
                 continue
             elif p.default is REQUIRED:
@@ -379,22 +460,71 @@ class Builder:
             cycle = " -> ".join([*self.stack[self.stack.index(block.name):], block.name])
             raise NetError(f"block '{block.name}' calls itself ({cycle})", call.span)
         scope = self.explicit(frame.prefix, name, call.span) if name else self.fresh(frame.prefix, block.name)
-        inner = Frame({}, scope + ".", self.visible[block.file], inputs[0], fixed, True)
+        inner = Frame({}, scope + ".", self.visible[block.file], inputs[0], fixed, True, self.constants(block.file))
         inner.env["in"] = inputs[0]
         for input_name, value in zip(block.inputs, inputs):
             inner.env[input_name] = value
-        for p in block.params:
-            if p.name in params:
-                inner.env[p.name] = params[p.name][0]
-            elif p.default is not None:
-                inner.env[p.name] = self.expr(p.default, inner)
-            else:
-                raise NetError(f"block '{block.name}' needs its parameter '{p.name}'", call.span)
         self.g.graph["scopes"][scope] = block.name
+        self.g.graph.setdefault("calls", {})[scope] = call.span
         self.stack.append(block.name)
         try:
+            for p in block.params:
+                if p.name in params:
+                    inner.env[p.name], _, inner.origins[p.name] = params[p.name]
+                elif p.default is not None:
+                    inner.env[p.name] = self.expr(p.default, inner)
+                else:
+                    raise NetError(f"block '{block.name}' needs its parameter '{p.name}'", call.span)
             for stmt in block.body:
                 self.statement(stmt, inner)
+        except NetError as err:
+            if not within(err.span, call.span):  # a traceback of block calls, innermost first
+                where = f"{call.span.file}:{call.span.line}:{call.span.column}"
+                err.notes.append(f"in block '{block.name}', called at {where}: {source_text(call.span)}")
+            raise
         finally:
             self.stack.pop()
         return inner.current
+
+
+def bare_name(e) -> str | None:
+    """The name an argument passes on unchanged (`n`, not `n - 1`), or None."""
+    while isinstance(e, ast.Chain) and len(e.steps) == 1:
+        step = e.steps[0]
+        if step.fixed or step.repeat is not None or step.name is not None:
+            return None
+        e = step.expr
+    return e.path[0] if isinstance(e, ast.Ref) and len(e.path) == 1 else None
+
+
+def refs_in(e) -> list[str]:
+    """The plain names an expression reads, in source order."""
+    if isinstance(e, ast.Ref):
+        return [e.path[0]] if len(e.path) == 1 else []
+    if isinstance(e, ast.BinOp):
+        return refs_in(e.left) + refs_in(e.right)
+    if isinstance(e, ast.Neg):
+        return refs_in(e.operand)
+    if isinstance(e, ast.Index):
+        return refs_in(e.base) + refs_in(e.index)
+    if isinstance(e, ast.Call):
+        return [n for a in e.args for n in refs_in(a.value)]
+    if isinstance(e, ast.Chain):
+        return [n for step in e.steps for n in refs_in(step.expr)]
+    return []
+
+
+def within(inner: Span | None, outer: Span | None) -> bool:
+    """Whether span `inner` lies inside span `outer` (same file)."""
+    if inner is None or outer is None or inner.file != outer.file:
+        return False
+    return (outer.line, outer.column) <= (inner.line, inner.column) and \
+        (inner.end_line, inner.end_column) <= (outer.end_line, outer.end_column)
+
+
+def source_text(span: Span, limit: int = 40) -> str:
+    """The source a span covers (its first line), clipped to `limit` characters."""
+    line = source_line(span) or ""
+    end = span.end_column - 1 if span.end_line == span.line else len(line)
+    text = line[span.column - 1:end].strip()
+    return text if len(text) <= limit else text[:limit - 3] + "..."

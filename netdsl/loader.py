@@ -7,6 +7,7 @@ from pathlib import Path
 
 import networkx as nx
 
+from compiler.backend.codegen import check_module_names
 from compiler.diagnostics import NetError, did_you_mean
 from compiler.validate import validate
 from netdsl import syntax as ast
@@ -131,11 +132,13 @@ class Loader:
             raise NetError(f"{file} has no network '{network}'", None,
                            [f"networks: {', '.join(module.networks)}"] + did_you_mean(network, module.networks))
         try:
-            g = Builder(self.visible).build(net, file, params)
+            g = Builder(self.visible, {f: m.lets for f, m in self.modules.items()}).build(net, file, params)
         except RecursionError:
             raise NetError(f"network '{net.name}' nests expressions or blocks too deeply", net.span) from None
         g.graph["source"] = file
-        return validate(g)
+        validate(g)
+        check_module_names(g)  # what export needs of names, refused here already: check and export agree
+        return g
 
 
 def load_network(path: str, network: str | None = None, params: dict | None = None) -> nx.DiGraph:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 
 from lark import Lark, Token, Transformer, v_args
@@ -22,6 +23,11 @@ TERMINAL_WORDS = {
     "AS": "'as'",
     "$END": "end of file",
 }
+
+# The words the grammar reserves: none can name a layer, variable, parameter, block or network.
+KEYWORDS = ("fixed", "as", "in", "input", "output", "let", "block", "network", "import", "from", "repeat", "true",
+            "false", "none")
+CLOSING = {"(": ")", "[": "]", "{": "}"}
 
 OPERATOR_WORDS = frozenset({"'+'", "'-'", "'*'", "'/'", "'//'", "'%'"})
 # The words most likely to be the fix come first (a missing bracket, arrow or comma), so that they
@@ -61,28 +67,87 @@ def _span_of(file: str, meta_or_token) -> Span:
     return Span(file, m.line, m.column, m.end_line, m.end_column)
 
 
+def open_brackets(text: str, end: int) -> list[tuple[str, int, int]]:
+    """The brackets still open at offset `end` of the text: (bracket, line, column), innermost last.
+
+    Strings and comments are skipped as the lexer skips them; a closer pops the innermost bracket."""
+    stack: list[tuple[str, int, int]] = []
+    line, column, i = 1, 1, 0
+    in_string = in_comment = False
+    while i < min(end, len(text)):
+        ch = text[i]
+        if ch == "\n":
+            line, column, in_string, in_comment = line + 1, 1, False, False
+            i += 1
+            continue
+        if in_comment:
+            pass
+        elif in_string:
+            in_string = ch != '"'
+        elif ch == '"':
+            in_string = True
+        elif ch == "#":
+            in_comment = True
+        elif ch in CLOSING:
+            stack.append((ch, line, column))
+        elif ch in CLOSING.values() and stack:
+            stack.pop()
+        i += 1
+        column += 1
+    return stack
+
+
+def _notes(file: str, text: str, offset: int, expected: set[str], found: Token | None) -> list[str]:
+    """What may help with a syntax error: a keyword used as a name; the bracket left open on an earlier line
+    (the parser notices a missing ')' only where the next statement begins) or, at the end, a '{'."""
+    notes = []
+    before = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*$", text[:offset])  # `in=3`: the keyword parsed, then '='
+    if found is not None and str(found) in KEYWORDS and found.type != "NAME" and "NAME" in expected:
+        word = str(found)
+    elif found is not None and str(found) in ("=", ":") and before and before.group(1) in KEYWORDS:
+        word = before.group(1)
+    else:
+        word = None
+    if word is not None:
+        notes.append(f"'{word}' is a keyword; keywords cannot name layers, variables, parameters or blocks")
+    still_open = open_brackets(text, offset)
+    if still_open:
+        bracket, line, column = still_open[-1]
+        here = text.count("\n", 0, offset) + 1
+        at_end = not text[offset:].strip()
+        wanted = any(describe_expected(_parser(), {name}) == f"'{CLOSING[bracket]}'" for name in expected)
+        if wanted and (at_end or (bracket != "{" and line < here)):
+            notes.append(f"the '{bracket}' opened at {file}:{line}:{column} is not closed")
+    return notes
+
+
 def syntax_error(parser: Lark, err: UnexpectedInput, file: str, text: str) -> NetError:
     """A NetError for a lark parse failure, pointing at the offending character or token."""
     if isinstance(err, UnexpectedCharacters):
         ch = text[err.pos_in_stream] if err.pos_in_stream < len(text) else ""
         span = Span(file, err.line, err.column, err.line, err.column + 1)
         what = f"unexpected character {ch!r}"
-        expected = describe_expected(parser, set(err.allowed or ()))
-        return NetError(f"{what}; expected {expected}", span)
+        allowed = set(err.allowed or ())
+        expected = describe_expected(parser, allowed)
+        return NetError(f"{what}; expected {expected}", span, _notes(file, text, err.pos_in_stream, allowed, None))
     if isinstance(err, UnexpectedEOF):
         lines = text.splitlines() or [""]
         span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
-        return NetError(f"unexpected end of file; expected {describe_expected(parser, set(err.expected))}", span)
+        return NetError(f"unexpected end of file; expected {describe_expected(parser, set(err.expected))}", span,
+                        _notes(file, text, len(text), set(err.expected), None))
     assert isinstance(err, UnexpectedToken)
     tok = err.token
     if tok.type == "$END":
         lines = text.splitlines() or [""]
         span = Span(file, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
-        found = "end of file"
+        found, offset = "end of file", len(text)
     else:
         span = Span(file, tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
-        found = f"{tok.value!r}"
-    return NetError(f"unexpected {found}; expected {describe_expected(parser, set(err.expected))}", span)
+        keyword = str(tok) in KEYWORDS and tok.type != "NAME"
+        found, offset = f"{'keyword ' if keyword else ''}{tok.value!r}", tok.start_pos
+    expected = set(err.expected)
+    return NetError(f"unexpected {found}; expected {describe_expected(parser, expected)}", span,
+                    _notes(file, text, offset, expected, tok if tok.type != "$END" else None))
 
 
 @v_args(meta=True, inline=True)
@@ -128,6 +193,12 @@ class _ToSyntax(Transformer):
     def node_ref(self, meta, path):
         return ast.NodeRef(path, self._s(meta))
 
+    def network_param(self, meta, name):
+        return ast.NetworkParam(str(name), self._s(meta))
+
+    def index(self, meta, base, index):
+        return ast.Index(base, index, self._s(meta))
+
     def _bin(op):  # noqa: N805 - a small factory used at class creation
         def method(self, meta, left, right):
             return ast.BinOp(op, left, right, self._s(meta))
@@ -161,11 +232,12 @@ class _ToSyntax(Transformer):
         return ast.Arg(str(name), value, self._s(meta))
 
     # chains
-    def repeat(self, meta, expr):
-        return expr
+    def repeat(self, meta, count, start):
+        return count, start
 
     def step(self, meta, fixed, repeat, expr, as_tok, path):
-        return ast.Step(expr, self._s(meta), fixed is not None, repeat, path)
+        count, start = repeat if repeat is not None else (None, None)
+        return ast.Step(expr, self._s(meta), fixed is not None, count, path, start)
 
     def chain(self, meta, *steps):
         return ast.Chain(tuple(steps), self._s(meta))
@@ -233,6 +305,10 @@ class _ToSyntax(Transformer):
         for item in items:
             if isinstance(item, ast.Import):
                 mod.imports.append(item)
+            elif isinstance(item, ast.LetStmt):
+                if any(let.name == item.name for let in mod.lets):
+                    raise NetError(f"'{item.name}' is already defined in this file", item.span)
+                mod.lets.append(item)
             elif isinstance(item, ast.BlockDef):
                 if item.name in mod.blocks:
                     raise NetError(f"block '{item.name}' is defined twice", item.span)

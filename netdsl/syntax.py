@@ -81,6 +81,23 @@ class ListExpr:
 
 
 @dataclass(frozen=True)
+class Index:
+    """base[index]: an item of a list (0-based; negative counts from the end)."""
+
+    base: object
+    index: object
+    span: Span
+
+
+@dataclass(frozen=True)
+class NetworkParam:
+    """network.NAME: a parameter of the network being built, read explicitly (from a block or the network)."""
+
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True)
 class Arg:
     """A call argument: positional when name is None."""
 
@@ -101,13 +118,14 @@ class Call:
 
 @dataclass(frozen=True)
 class Step:
-    """One link of a chain: an expression, optionally fixed, repeated and named."""
+    """One link of a chain: an expression, optionally fixed, repeated (numbering its names from `start`) and named."""
 
     expr: object
     span: Span
     fixed: bool = False
     repeat: object | None = None
     name: tuple[str, ...] | None = None
+    start: object | None = None
 
 
 @dataclass(frozen=True)
@@ -205,9 +223,10 @@ class Import:
 
 @dataclass
 class Module:
-    """One parsed file: its imports, blocks and networks in source order."""
+    """One parsed file: its imports, constants (file-level `let`s), blocks and networks in source order."""
 
     file: str
     imports: list[Import] = field(default_factory=list)
+    lets: list[LetStmt] = field(default_factory=list)
     blocks: dict[str, BlockDef] = field(default_factory=dict)
     networks: dict[str, NetworkDef] = field(default_factory=dict)

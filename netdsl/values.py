@@ -35,9 +35,29 @@ def _divisible(v, divisor=8, min_value=None):
     return new + divisor if new < 0.9 * v else new
 
 
+def _log(x, base=math.e):
+    """The logarithm of x (natural, or to `base`), as math.log."""
+    if x <= 0 or base <= 0 or base == 1:
+        raise ValueError("takes a positive number and a positive base other than 1")
+    return math.log(x, base)
+
+
+def _pow(x, y):
+    """x to the power y: an int for ints (y >= 0), else a float; never a complex number."""
+    if isinstance(x, int) and isinstance(y, int) and y >= 0:
+        if abs(x) > 1 and y * math.log2(abs(x)) > 63:
+            raise ValueError(f"{x} ** {y} is too large")
+        return x**y
+    if x < 0 and not float(y).is_integer():
+        raise ValueError("a negative number to a fractional power is not a real number")
+    if x == 0 and y < 0:
+        raise ValueError("0 to a negative power is undefined")
+    return math.pow(x, y)
+
+
 FUNCTIONS = {
     "int": int, "float": float, "round": round, "min": min, "max": max,
-    "ceil": math.ceil, "floor": math.floor, "divisible": _divisible,
+    "ceil": math.ceil, "floor": math.floor, "divisible": _divisible, "log": _log, "pow": _pow,
 }
 
 ARITH = {

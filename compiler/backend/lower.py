@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the generated code's spelling)
 from torch import nn
 
-from compiler.backend.codegen import INIT_SOURCE, class_name, forward_source, layer_specs, scopes_of
+from compiler.backend.codegen import INIT_SOURCE, check_module_names, class_name, forward_source, layer_specs, scopes_of
 from compiler.diagnostics import NetError
 from compiler.ir import copy_graph
 from compiler.shapes import infer_shapes
@@ -46,6 +46,7 @@ class LoweredNetwork(nn.Module):
         super().__init__()
         if any(d.get("shape") is None for _, d in graph.nodes(data=True)):
             graph = infer_shapes(copy_graph(graph))
+        check_module_names(graph)
         self.ir = graph
         self.network = graph.graph["name"]
         self.shapes = {n: tuple(d["shape"]) for n, d in graph.nodes(data=True)}

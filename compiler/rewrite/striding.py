@@ -17,7 +17,7 @@ import networkx as nx
 from compiler.diagnostics import NetError
 from compiler.ir import copy_graph, topo_order
 from compiler.ops import OPS
-from compiler.shapes import conv_padding, infer_shapes, pair
+from compiler.shapes import conv_padding, infer_shapes, pair, symmetric_padding
 
 STRIDE = 2
 
@@ -47,6 +47,8 @@ def _try_stride(g: nx.DiGraph, name: str) -> nx.DiGraph | None:
     d = g.nodes[name]
     a = d["attrs"]
     if not OPS[d["op"]].stridable or d.get("fixed") or d.get("choices") or a["stride"] != 1 or max(pair(a["k"])) < 2:
+        return None
+    if not symmetric_padding(a):  # "same" on an even kernel pads unequally, which no explicit padding can keep
         return None
     try:
         out = _strided(g, name)

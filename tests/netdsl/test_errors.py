@@ -64,9 +64,9 @@ SYNTAX = [
     (net("    output y = x -> relu -> "), r"unexpected '\}'; expected '\(', a name, a number", 4, 1),
     (net("    output y = x -> conv(4, k=)"), r"unexpected '\)'", 3, 31),
     ("network N { input x [4, 8, 8] }", r"unexpected '\['; expected ':'", 1, 21),
-    ("netwrk N { }", r"unexpected 'netwrk'; expected 'block', 'from', 'import' or 'network'", 1, 1),
-    (net("    let in = 3"), r"unexpected 'in'; expected a name", 3, 9),
-    (net("    output y = x -> relu\n}"), r"unexpected '\}'; expected 'block', 'from', 'import' or 'network'", 5, 1),
+    ("netwrk N { }", r"unexpected 'netwrk'; expected 'block', 'from', 'import', 'let' or 'network'", 1, 1),
+    (net("    let in = 3"), r"unexpected keyword 'in'; expected a name", 3, 9),
+    (net("    output y = x -> relu\n}"), r"unexpected '\}'; expected 'block', 'from', 'import', 'let' or 'network'", 5, 1),
 ]
 
 
@@ -125,8 +125,8 @@ SEMANTIC = [
     (net("    output y = fixed x"), r"'fixed', 'repeat' and 'as' apply to a layer or block call", 3, 16),
     (net("    output y = x -> 3"), r"only a layer or block can follow '->'; this is the int 3", 3, 21),
     (net("    output y = x -> maxpool(2 -> relu)"), r"only a tensor can flow into 'relu'", 3, 34),
-    (net("    output y = x -> repeat(0) relu"), r"repeat count must be a positive integer, got 0", 3, 21),
-    (net("    output y = x -> repeat(1.5) relu"), r"repeat count must be a positive integer, got 1.5", 3, 21),
+    (net("    output y = x -> repeat(-1) relu"), r"repeat count must be a non-negative integer, got the int -1", 3, 28),
+    (net("    output y = x -> repeat(1.5) relu"), r"repeat count must be a non-negative integer, got the float 1.5", 3, 28),
     (net("    output y = x -> repeat(10000000) relu"), r"repeat count 10000000 is too large", 3, 21),
     (net("    let c = 1\n    let c = 2\n    output y = x -> relu"), r"'c' is already defined here", 4, 5),
     (net("    output y = x -> relu\n    output y = x -> sigmoid"), r"output 'y' is declared twice", 4, 5),
@@ -323,3 +323,53 @@ def test_mutated_examples_raise_only_net_errors(index, mutations):
 ))
 def test_random_text_raises_only_net_errors(text):
     load_or_net_error(text)
+
+
+# ---- where an error comes from: block calls, keywords, open brackets -----------------------------
+
+def test_an_error_inside_a_library_block_shows_the_calls_that_led_there():
+    text = ("from std import basic\n"
+            "block stage(c) {\n"
+            "    basic(c)\n"
+            "}\n"
+            "network N {\n"
+            "    input x: [4, 8, 8]\n"
+            "    output y = x -> stage(4) as s1 -> stage(8)\n"
+            "}\n")
+    err = error_of(text)
+    assert err.span.file == "<std>" and "operand shapes do not match" in err.message
+    assert err.notes == ["in block 'basic', called at bad.net:3:5: basic(c)",
+                         "in block 'stage', called at bad.net:7:39: stage(8)"]
+    rendered = err.render().splitlines()
+    assert rendered[0].startswith("<std>:") and rendered[-1] == "  note: in block 'stage', called at bad.net:7:39: stage(8)"
+    # an error in a parameter default is inside the block too
+    err = error_of(net("    output y = x -> b", "block b(c=1 / 0) { conv(c, 1) }\n"))
+    assert "division by zero" in err.message and err.notes == ["in block 'b', called at bad.net:4:21: b"]
+    # an error at the call itself needs no note
+    err = error_of(net("    output y = x -> b", "block b(c) { conv(c, 1) }\n"))
+    assert err.notes == []
+
+
+@pytest.mark.parametrize("body, column", [
+    ("    block = x -> relu\n    output y = block", 5),
+    ("    output y = x -> relu as block", 29),
+    ("    let network = 3\n    output y = x -> relu", 9),
+    ("    output y = x -> conv(4, 1, in=3)", 34),
+])
+def test_a_keyword_used_as_a_name_says_it_is_a_keyword(body, column):
+    err = error_of(net(body))
+    assert err.message.startswith("unexpected ") and (err.span.line, err.span.column) == (3, column)
+    assert any("is a keyword; keywords cannot name layers, variables, parameters or blocks" in n for n in err.notes)
+
+
+def test_a_missing_bracket_notes_where_it_was_opened():
+    err = error_of(net("    y = x -> conv(4, k=3\n    output z = y -> relu"))
+    assert (err.span.line, err.span.column) == (4, 5)  # where the parser noticed
+    assert "the '(' opened at bad.net:3:18 is not closed" in err.notes
+    err = error_of(net("    let s = [1, 2\n    output z = x -> relu"))
+    assert "the '[' opened at bad.net:3:13 is not closed" in err.notes
+    err = error_of("network N {\n    input x: [4, 8, 8]\n    output y = x -> relu\n")
+    assert "the '{' opened at bad.net:1:11 is not closed" in err.notes
+    # brackets inside comments and strings do not count; a bracket closed on its own line gets no note
+    err = error_of(net('    # (\n    y = x -> upsample(2, mode="(")\n    output z = y -> relu -> )'))
+    assert not any("opened" in n for n in err.notes)

@@ -10,7 +10,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from compiler.ir import copy_graph, topo_order
-from compiler.shapes import conv_padding, infer_shapes, split_sizes
+from compiler.shapes import infer_shapes, same_padding, split_sizes
 
 EXAMPLES = sorted(Path(__file__).resolve().parents[3].joinpath("examples").glob("*.net"))
 
@@ -38,7 +38,7 @@ network every_op {
         as mp_tall -> avgpool([1, 3], stride=[1, 1], padding=[0, 1]) as ap_wide -> dwconv([3, 1], padding="same") as dw_tall
     h2 = add(h, f3, n) as sum2 -> channel_shuffle(2) as shuffle
     p0, p1 = h2 -> split([3, 5]) as part
-    q = p1 -> conv(3, k=1, bias=false) as proj -> relu as relu
+    q = p1 -> conv(3, k=1, bias=false) as proj -> conv(3, k=2, padding="same") as c_even -> relu as relu
     r = concat(p0, q) as cat_c -> upsample(scale=2, mode="bilinear", align_corners=false) as up_bl
         -> upsample(scale=1.5) as up_nn -> upsample(scale=0.5, mode="bilinear", align_corners=true) as down_bl
         -> identity as same -> relu6 as relu6
@@ -81,7 +81,11 @@ def reference_forward(g: nx.DiGraph, module: nn.Module, inputs: list[torch.Tenso
             continue
         if op in ("conv", "dwconv"):
             groups = x.shape[1] if op == "dwconv" else a["groups"]
-            y = F.conv2d(x, layer.weight, layer.bias, a["stride"], conv_padding(a), a["dilation"], groups)
+            if a["padding"] == "same":  # PyTorch's rule, written out: the odd pixel of padding goes after
+                (top, bottom), (left, right) = same_padding(a)
+                x = F.pad(x, (left, right, top, bottom))
+            padding = 0 if a["padding"] == "same" else a["padding"]
+            y = F.conv2d(x, layer.weight, layer.bias, a["stride"], padding, a["dilation"], groups)
         elif op == "conv_transpose":
             y = F.conv_transpose2d(x, layer.weight, layer.bias, a["stride"], a["padding"], a["output_padding"],
                                    a["groups"], a["dilation"])

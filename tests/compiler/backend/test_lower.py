@@ -5,16 +5,18 @@ from __future__ import annotations
 import copy
 import inspect
 
+import networkx as nx
 import pytest
 import torch
 from torch import nn
 
-from compiler.backend.codegen import forward_source
+from compiler.backend.codegen import LOWERED_ATTRIBUTES, MODULE_ATTRIBUTES, forward_source
 from compiler.backend.lower import lower_to_torch, parameter_count
 from compiler.cost import network_cost
 from compiler.diagnostics import NetError
 from compiler.ir import copy_graph
 from netdsl.loader import load_network, load_network_text
+from netdsl.parser import KEYWORDS
 from tests.compiler.backend.lowering_nets import (
     EVERY_OP,
     EXAMPLES,
@@ -174,10 +176,44 @@ def test_an_op_without_lowering_is_named(every_op):
         lower_to_torch(g)
 
 
-def test_a_layer_named_like_a_module_attribute_is_refused():
-    g = load_network_text(TINY.replace("as fc", "as training"))
-    with pytest.raises(NetError, match="'training'.*taken by torch.nn.Module"):
+def test_reserved_names_cover_every_attribute_of_the_installed_torch():
+    """check refuses (compiler.backend.codegen, no torch) exactly what lowering could not place: every attribute of
+    nn.Module, and the lowered module's own at the top level."""
+    plain = set(dir(nn.Module()))
+    lowered = set(dir(lower_to_torch(load_network_text("network N { input x: [1, 2, 2] output y = x -> relu }"))))
+    dunder = {a for a in plain if a.startswith("__")}
+    assert plain - dunder <= MODULE_ATTRIBUTES, plain - dunder - MODULE_ATTRIBUTES
+    assert lowered - plain <= LOWERED_ATTRIBUTES
+
+
+@pytest.mark.parametrize("name", ["training", "ir", "shapes", "code", "network", "input_names", "output_names",
+                                  "forward", "state_dict", "__init__"])
+def test_a_layer_named_like_a_module_attribute_is_refused_at_load_and_by_lowering(name):
+    text = TINY.replace("as fc", f"as {name}")
+    refusal = "is a keyword" if name in KEYWORDS else f"'{name}' cannot name a layer"
+    with pytest.raises(NetError, match=refusal) as info:
+        load_network_text(text, "tiny.net")
+    assert info.value.span is not None and info.value.span.file == "tiny.net"
+    g = load_network_text(TINY.replace("as fc", "as head"))
+    g = nx.relabel_nodes(g, {"head": name})  # an IR that skipped the loader: lowering refuses it the same way
+    g.graph["outputs"] = {k: name if v == "head" else v for k, v in g.graph["outputs"].items()}
+    for node in g:
+        g.nodes[node]["inputs"] = [name if i == "head" else i for i in g.nodes[node]["inputs"]]
+    with pytest.raises(NetError, match=f"'{name}' cannot name a layer"):
         lower_to_torch(g)
+
+
+def test_names_refused_only_where_pytorch_needs_them():
+    """A block scope is a container only when it holds a layer; a parameter-free node is no submodule; deeper levels
+    are plain nn.Modules, which have no `ir`."""
+    ok = ["relu as ir", "conv(2, 1) as stem.ir"]
+    for step in ok:
+        g = load_network_text(f"network N {{ input x: [1, 4, 4] output y = x -> {step} }}")
+        lower_to_torch(g)
+    with pytest.raises(NetError, match="'training' cannot name a block"):
+        load_network_text("block b() { conv(2, 1) }\nnetwork N { input x: [1, 4, 4] output y = x -> b as training }")
+    with pytest.raises(NetError, match="layer 'a' is also the name of a block"):
+        load_network_text("network N { input x: [1, 4, 4] output y = x -> conv(2, 1) as a -> conv(2, 1) as a.b }")
 
 
 def test_fvcore_macs_equal_the_cost_model():
