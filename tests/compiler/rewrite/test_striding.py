@@ -40,6 +40,8 @@ def test_which_convs_may_be_strided():
     # not the residual branch (the add would see two sizes), a 1 x 1 conv, a fixed one or one already strided
     assert stridable_convs(g) == ["same", "last"]
     assert not can_stride(load_network_text(FLAT, "flat.net"), "c")  # the linear layer would see more features
+    even = load_network_text(MIXED.replace('k=3, padding="same"', 'k=2, padding="same"'), "even.net")
+    assert stridable_convs(even) == ["last"]  # "same" around an even kernel pads unequally: no explicit padding keeps it
     fashion = load_network("examples/fashion_cnn.net")
     assert stridable_convs(fashion) == ["conv", "conv_2", "conv_4"]  # the stem and each stage's first conv
 
