@@ -109,7 +109,8 @@ def _notes(file: str, text: str, offset: int, expected: set[str], found: Token |
     else:
         word = None
     if word is not None:
-        notes.append(f"'{word}' is a keyword; keywords cannot name layers, variables, parameters or blocks")
+        notes.append(f"'{word}' is a keyword: it cannot name a variable, parameter, block or network "
+                     f"(a layer may take it with `as {word}`)")
     still_open = open_brackets(text, offset)
     if still_open:
         bracket, line, column = still_open[-1]

@@ -103,20 +103,20 @@ def test_mobilenet_v1_multiply_adds_match_the_paper():
 def test_resnet18_layout_follows_torchvision_names():
     g = load_network(str(EXAMPLES / "resnet18.net"))
     names = set(g.nodes)
-    assert {"conv1", "bn1", "maxpool", "layer1.0.conv1", "layer1.1.bn2", "layer2.down.downsample.0",
-            "layer2.down.downsample.1", "layer4.rest.0.conv2", "fc"} <= names
+    assert {"conv1", "bn1", "maxpool", "layer1.0.conv1", "layer1.1.bn2", "layer2.0.downsample.0",
+            "layer2.0.downsample.1", "layer4.1.conv2", "fc"} <= names
     assert "layer1.0.downsample.0" not in names  # identity shortcut in the first stage
     assert shape(g, "maxpool") == (64, 56, 56)
-    assert shape(g, "layer2.down.add") == (128, 28, 28)
-    assert shape(g, "layer4.rest.0.relu_1") == (512, 7, 7)
+    assert shape(g, "layer2.0.add") == (128, 28, 28)
+    assert shape(g, "layer4.1.relu_1") == (512, 7, 7)
     # the shortcut adds the block's input
     assert inputs(g, "layer1.1.add") == ["layer1.1.bn2", "layer1.0.relu_1"]
-    assert g.nodes["layer2.down.downsample.0"]["attrs"]["stride"] == 2
+    assert g.nodes["layer2.0.downsample.0"]["attrs"]["stride"] == 2
 
 
 def test_mobilenet_v3_squeeze_excite():
     g = load_network(str(EXAMPLES / "mobilenet_v3_small.net"))
-    fc1 = [n for n in g.nodes if n.endswith(".se.fc1")]
+    fc1 = [n for n in g.nodes if n.endswith(".fc1")]
     # squeeze channels = divisible(expanded // 4, 8) for expanded 16, 96, 240, 240, 120, 144, 288, 576, 576
     assert [g.nodes[n]["attrs"]["out"] for n in fc1] == [8, 24, 64, 64, 32, 40, 72, 144, 144]
     assert all(g.nodes[n]["attrs"]["bias"] for n in fc1)
@@ -129,17 +129,17 @@ def test_mobilenet_v3_squeeze_excite():
 def test_squeezenet_and_shufflenet_shapes():
     g = load_network(str(EXAMPLES / "squeezenet1_1.net"))
     assert shape(g, "maxpool") == (64, 55, 55)  # ceil_mode
-    assert shape(g, "fire_7.concat") == (512, 13, 13)
+    assert shape(g, "features.12.concat") == (512, 13, 13)
     g = load_network(str(EXAMPLES / "shufflenet_v2_x1_0.net"))
-    assert shape(g, "stage2.down.channel_shuffle") == (116, 28, 28)
-    assert shape(g, "stage3.rest.6.channel_shuffle") == (232, 14, 14)
+    assert shape(g, "stage2.0.channel_shuffle") == (116, 28, 28)
+    assert shape(g, "stage3.7.channel_shuffle") == (232, 14, 14)
     assert sum(op == "channel_shuffle" for op in ops(g).values()) == 16
 
 
 def test_mobilenet_v2_width_multiplier():
     g = load_network(str(EXAMPLES / "mobilenet_v2.net"), params={"width": 0.5})
-    assert g.nodes["conv"]["attrs"]["out"] == 16  # divisible(32 * 0.5)
-    assert g.nodes["conv_1"]["attrs"]["out"] == 1280  # the last conv never shrinks
+    assert g.nodes["features.0.0"]["attrs"]["out"] == 16  # divisible(32 * 0.5)
+    assert g.nodes["features.18.0"]["attrs"]["out"] == 1280  # the last conv never shrinks
     assert out_shape(g, "logits") == (1000,)
 
 

@@ -352,14 +352,19 @@ def test_an_error_inside_a_library_block_shows_the_calls_that_led_there():
 
 @pytest.mark.parametrize("body, column", [
     ("    block = x -> relu\n    output y = block", 5),
-    ("    output y = x -> relu as block", 29),
     ("    let network = 3\n    output y = x -> relu", 9),
     ("    output y = x -> conv(4, 1, in=3)", 34),
 ])
 def test_a_keyword_used_as_a_name_says_it_is_a_keyword(body, column):
     err = error_of(net(body))
     assert err.message.startswith("unexpected ") and (err.span.line, err.span.column) == (3, column)
-    assert any("is a keyword; keywords cannot name layers, variables, parameters or blocks" in n for n in err.notes)
+    assert any("is a keyword: it cannot name a variable, parameter, block or network" in n for n in err.notes)
+
+
+def test_a_keyword_may_name_a_layer_after_as():
+    """torchvision names modules `block.0` (MobileNetV3); `as` and `@` take any word."""
+    g = load_network_text(net("    y = x -> conv(4, 1) as block.0 -> relu as in\n    output z = @block.0 -> add(y)"))
+    assert {"block.0", "in"} <= set(g)
 
 
 def test_a_missing_bracket_notes_where_it_was_opened():

@@ -71,7 +71,7 @@ def test_show_dot_to_file_and_stdout(capsys, tmp_path):
     assert dot.startswith('digraph "ResNet18" {') and dot.rstrip().endswith("}")
     assert dot.count("{") == dot.count("}")
     assert '"layer1.0.conv1" -> "layer1.0.bn1";' in dot
-    assert "subgraph cluster_" in dot and 'label="layer2.down"' in dot
+    assert "subgraph cluster_" in dot and 'label="layer2.0"' in dot
     assert '"fc" -> "output:logits";' in dot
     code, out, _ = run(capsys, "show", LENET, "--dot", "-")
     assert code == 0 and out.startswith('digraph "LeNet5" {') and "LeNet5: " not in out
