@@ -83,6 +83,30 @@ class SynthConfig:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class WorkPlan:
+    """A run's work, counted in training images seen, per phase, and how much a resumed run has done already:
+    what a progress display estimates the time remaining from."""
+
+    prototype: int  # images the prototype's training sees (0 when --weights gives it)
+    prototype_done: bool
+    per_candidate: int  # fine-tune images of one search candidate
+    candidates: int
+    candidates_done: int
+    per_final: int  # images one finalist's training sees
+    finals: int
+    finals_done: int
+
+    @property
+    def total(self) -> int:
+        return self.prototype + self.per_candidate * self.candidates + self.per_final * self.finals
+
+    @property
+    def done(self) -> int:
+        return (self.prototype if self.prototype_done else 0) + self.per_candidate * self.candidates_done + \
+            self.per_final * self.finals_done
+
+
 def candidate_seed(run_seed: int, cycle: int, index: int) -> int:
     """A seed per candidate, derived from its position alone (never from a shared stream)."""
     digest = hashlib.sha256(f"{run_seed}:{cycle}:{index}".encode()).digest()
@@ -148,8 +172,9 @@ class Run:
             self.journal.set_meta("network", prototype.graph["name"])
             self.journal.set_meta("config", cfg.to_json())
 
-    def check_data(self) -> None:
-        """The prototype must fit the data's task, and every trained requirement must be a metric of that task."""
+    def check_data(self):
+        """The prototype must fit the data's task, and every trained requirement must be a metric of that task;
+        the data, once checked."""
         from gensynth.data import load_dataset
         from gensynth.tasks.metrics import METRICS, task_metrics
         from gensynth.tasks.objectives import TASK_WORDS, check_network_fits
@@ -166,6 +191,19 @@ class Run:
         if self.cfg.budget.distill > 0 and data.task != "classify":
             raise NetError(f"distillation is for classification only; {data.name} is {TASK_WORDS[data.task]}",
                            notes=["leave out --distill"])
+        return data
+
+    def plan(self, train_images: int) -> WorkPlan:
+        """The run's work in training images, and what the journal says is done."""
+        cfg = self.cfg
+        prototype = 0 if cfg.prototype_weights else cfg.prototype_epochs * train_images
+        finals = [r for r in self.journal.candidates() if r.key.startswith(FINAL_PREFIX)]
+        return WorkPlan(prototype=prototype, prototype_done=self.journal.candidate(PROTOTYPE) is not None,
+                        per_candidate=cfg.budget.images * cfg.budget.epochs,
+                        candidates=cfg.cycles * cfg.per_cycle,
+                        candidates_done=min(len(self.journal.searched()), cfg.cycles * cfg.per_cycle),
+                        per_final=cfg.budget.final_epochs * train_images, finals=cfg.finalists,
+                        finals_done=min(len(finals), cfg.finalists))
 
     def check_feasible(self) -> dict:
         """Structural requirements the smallest reachable network still breaks are an error before any training."""
@@ -340,7 +378,8 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
     A resumed run continues with its own journaled settings (only `workers` may change). Candidates are evaluated
     by `executor` (default: in this process, or a local pool of cfg.workers), started before anything is written,
     so that a cluster which cannot run them is an error up front. on_event(kind, payload) hears "start"
-    ({"total", "done"} search candidates, "executor" in words), "prototype_training", "prototype_epoch",
+    ({"total", "done"} search candidates, "executor" in words), "plan" (a WorkPlan), "prototype_training",
+    "prototype_epoch",
     "prototype", "cycle_start", "candidate" (a Candidate, or a Failure), "candidate_retry" ({"key", "reason",
     "attempt"}), "cycle_end", "final_start" and "final"; records come as Candidate."""
     import time
@@ -363,7 +402,8 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
         started = run.journal.get_meta("wall_s") or 0.0
         t0 = time.perf_counter()
         try:
-            run.check_data()
+            data = run.check_data()
+            run.on_event("plan", run.plan(len(data.train_x)))
             run.check_feasible()
             weights, proto_record = run.prototype_weights()
             run.on_event("prototype", proto_record)

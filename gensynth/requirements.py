@@ -59,8 +59,13 @@ def parse_requirement(text: str, index: int = 1) -> Requirement:
     except UnexpectedInput as err:
         col = getattr(err, "column", len(text) + 1)
         col = col if isinstance(col, int) and col > 0 else len(text) + 1
+        notes = [f"known metrics: {', '.join(METRICS)}"]
+        if text.strip() in METRICS:
+            # `--req acc>=0.9` unquoted: the shell takes `>=0.9` as a redirection of netdsl's output
+            notes.insert(0, f"quote it: --req \"{text.strip()}>=VALUE\"; unquoted, a shell reads \">=VALUE\" as "
+                            "sending the output to a file named \"=VALUE\"")
         raise NetError("a requirement is METRIC OP NUMBER[UNIT], e.g. macs<=2M, acc>=0.9, latency<=1.5ms",
-                       span(col), [f"known metrics: {', '.join(METRICS)}"]) from None
+                       span(col), notes) from None
     metric, comparison, number, unit = tree.children
     name = str(metric)
     if name not in METRICS:

@@ -107,5 +107,6 @@ def _rows(items: list[list[int]], fields: int) -> np.ndarray:
 
 def slot_costs(sp: SlotProgram, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """MACs and params of every row (the caller has ruled out overflow)."""
+    ck.jit()
     return ck.slot_kernel(widths, sp.slots, sp.derived, sp.derived_in, sp.terms, sp.linear, sp.base_macs,
                           sp.base_params)

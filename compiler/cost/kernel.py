@@ -1,5 +1,10 @@
 """The numba kernels of the cost model: per-node MACs, parameters, buffers, other ops, activations and peak memory.
 
+The kernels are plain Python until `jit()` compiles them all with numba (once per process, from numba's on-disk
+cache when warm). Costing one network (show, cost, check of a file) runs the Python form: numba's import and
+cache load take longer than evaluating a few thousand nodes in Python; the batched forms, which synthesis calls
+thousands of times, call `jit()` first.
+
 A program is a struct-of-arrays: one int64 table `t[FIELD, node]` (rows named below), the inputs of node i as
 `in_idx[t[IN_PTR, i] : t[IN_PTR, i] + t[IN_N, i]]` and the tensors freed after node i as the same slice of
 `free_idx` by FREE_PTR/FREE_N. Nodes are in execution order (network inputs first). The formulas are documented in
@@ -10,7 +15,6 @@ so that numba's on-disk cache, keyed on this file, never runs a kernel against o
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 # op codes
 OP_INPUT, OP_CONV, OP_DWCONV, OP_CONVT, OP_LINEAR, OP_BN, OP_ELEMENTWISE, OP_SOFTMAX = 0, 1, 2, 3, 4, 5, 6, 7
@@ -34,12 +38,34 @@ RESULTS = 5
 LIMIT = 9.0e18  # a little under 2**63: a float shadow above this means the int64 figure may have wrapped
 
 
+_KERNELS: dict = {}  # name -> Python function, in definition order (each after the kernels it calls)
+_JITTED: list[bool] = []
+
+
 def _jit(fn):
-    """njit with numba's on-disk cache; without it where no cache directory is writable (numba raises then)."""
-    try:
-        return njit(cache=True)(fn)
-    except RuntimeError:  # "cannot cache function ...: no locator available" (read-only install, no HOME cache)
-        return njit(fn)
+    """A kernel: plain Python until jit() replaces it, in this module, by its numba-compiled form."""
+    _KERNELS[fn.__name__] = fn
+    return fn
+
+
+def jit() -> None:
+    """Compile every kernel with numba, callees first, and put the compiled ones in their place (once)."""
+    if _JITTED:
+        return
+    from numba import njit
+
+    for name, fn in _KERNELS.items():
+        try:
+            compiled = njit(cache=True)(fn)
+        except RuntimeError:  # "cannot cache function ...: no locator available" (read-only install, no HOME cache)
+            compiled = njit(fn)
+        globals()[name] = compiled  # the kernels after it resolve it here when numba compiles them
+    _JITTED.append(True)
+
+
+def jitted() -> bool:
+    """Whether the kernels are numba's compiled ones."""
+    return bool(_JITTED)
 
 
 @_jit

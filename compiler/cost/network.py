@@ -84,9 +84,17 @@ def _overflow(program: CostProgram, where: str) -> NetError:
                     f"(a figure above {ck.LIMIT:.1e})")
 
 
+# Up to this many nodes a one-off evaluation runs the kernel as Python (a 400-layer network: milliseconds, where
+# importing numba and loading its cache take about 0.4 s); larger ones, or once numba is loaded, the compiled one.
+PYTHON_NODES = 5000
+
+
 def cost_of(program: CostProgram, dtype_bytes: int = 4) -> CostReport:
     """Evaluate the program once: per-node figures, totals and the peak of live activations."""
-    per_node, peak, bad = ck.cost_kernel(program.table, program.in_idx, program.free_idx)
+    if len(program.names) > PYTHON_NODES:
+        ck.jit()
+    with np.errstate(over="ignore"):  # the Python form wraps as numba's does; the shadow sums catch it
+        per_node, peak, bad = ck.cost_kernel(program.table, program.in_idx, program.free_idx)
     if bad >= 0:
         raise _overflow(program, f"{program.ops[bad]} '{program.names[bad]}'")
     return CostReport(program, per_node, int(peak), dtype_bytes)
@@ -113,6 +121,7 @@ def batched_costs(program: CostProgram, widths) -> tuple[np.ndarray, np.ndarray]
                        f"positive multiple of {int(program.multiple_of[col])}, got {int(widths[row, col])}")
     if widths.shape[0] == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    ck.jit()
     fast = _slot_program(program)
     # every figure grows with every width: if the column-wise maximum does not overflow, no row does
     _, _, overflow = ck.batched_kernel(program.table, program.in_idx, program.active, program.costly,

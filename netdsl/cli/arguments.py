@@ -10,12 +10,12 @@ from compiler.diagnostics import NetError
 from netdsl.loader import load_network
 
 
-def add_network_arguments(p: argparse.ArgumentParser) -> None:
+def add_network_arguments(p: argparse.ArgumentParser, optional: bool = False) -> None:
     """FILE, --network NAME, --param NAME=VALUE."""
-    p.add_argument("file", help="a .net file")
+    p.add_argument("file", nargs="?" if optional else None, help="a .net file")
     p.add_argument("--network", help="which network of the file (default: the last one)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="set a network parameter, e.g. --param width=0.5 (repeatable)")
+                   help="set a network parameter, e.g. --param width=0.5 (repeatable; default: the defaults the file gives)")
 
 
 DATA_SPECS = ("classification: fashion-mnist[:DIR], idx:DIR, cifar10:DIR, npz:FILE; segmentation: fashion-seg[:DIR], "
@@ -31,7 +31,8 @@ def add_data_arguments(p: argparse.ArgumentParser, *, task: bool = True, limit_t
         p.add_argument("--task", choices=["classify", "segment", "detect"],
                        help="the task (default: the one the data holds; a mismatch is an error)")
     if limit_train:
-        p.add_argument("--limit-train", type=int, help="use only this many training images (quick runs)")
+        p.add_argument("--limit-train", type=int, metavar="N",
+                       help="use only this many training images, for quick runs (default: every training image)")
 
 
 def add_device_argument(p: argparse.ArgumentParser) -> None:
@@ -84,3 +85,21 @@ def print_json(data) -> None:
     """Scripts read this: one JSON document on stdout."""
     json.dump(data, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
+
+
+def write_output(target: str, text: str, what: str) -> None:
+    """Text to a file (or stdout for '-'); a path that cannot be written is a NetError naming it."""
+    if target == "-":
+        sys.stdout.write(text)
+        return
+    from pathlib import Path
+
+    path = Path(target)
+    if path.is_dir():
+        raise NetError(f"cannot write the {what} to {target}: it is a directory")
+    if not path.parent.is_dir():
+        raise NetError(f"cannot write the {what} to {target}: no directory {path.parent}")
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise NetError(f"cannot write the {what} to {target}: {err.strerror or err}") from None

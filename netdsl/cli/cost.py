@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import re
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-
 from compiler.diagnostics import NetError
 from netdsl.cli.arguments import add_json_argument, add_network_arguments, load_from_args, print_json
+from netdsl.cli.console import console as make_console
+from netdsl.cli.layout import Column, emit, figure, size, table, wrap_items
 
-BAR_WIDTH = 6
+BAR_WIDTH = 20
 
 
 def register(sub) -> None:
@@ -19,8 +17,8 @@ def register(sub) -> None:
     add_network_arguments(p)
     p.add_argument("--input", action="append", default=[], metavar="[NAME=]NxCxHxW",
                    help="cost at another input size, e.g. 1x3x160x160 (name the input when there are several; "
-                        "N scales MACs, other ops and activations)")
-    p.add_argument("--depth", type=int, metavar="N", help="one row per block: group layers by their first N name parts")
+                        "N scales MACs, other ops and activations; default: the network's own input shapes, batch 1)")
+    p.add_argument("--depth", type=int, metavar="N", help="one row per block: group layers by their first N name parts (default: one row per layer)")
     p.add_argument("--dtype-bytes", type=int, default=4, metavar="B", help="bytes per activation element (default 4)")
     add_json_argument(p, "per-node and total figures")
     p.set_defaults(run=run)
@@ -28,20 +26,12 @@ def register(sub) -> None:
 
 def human(n: int, unit: str = "") -> str:
     """3 significant digits with k/M/G/T: (1814073344, "MACs") -> '1.81 G MACs'."""
-    text = str(n)
-    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= scale:
-            text = f"{n / scale:.3g} {prefix}"
-            break
-    return f"{text} {unit}".strip()
+    return figure(n, unit)
 
 
 def human_bytes(n: int) -> str:
     """Decimal units: 1 MB = 10**6 bytes."""
-    for scale, prefix in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
-        if n >= scale:
-            return f"{n / scale:.3g} {prefix}"
-    return f"{n} B"
+    return size(n)
 
 
 def parse_input(text: str, inputs: list[str], shapes: dict[str, list[int]]) -> tuple[str, int, tuple[int, ...]]:
@@ -82,7 +72,10 @@ def resize(g, specs: list[str]):
 
 def block_rows(g, report, depth: int | None, batch: int) -> list[dict]:
     """Per-node figures, or summed per name prefix of `depth` parts; MACs/other ops/activations times batch."""
+    from netdsl.cli.show import group_kind
+
     rows: dict[str, dict] = {}
+    members: dict[str, list[str]] = {}
     for node in report.nodes():
         name = node["name"]
         key = ".".join(name.split(".")[:depth]) if depth else name
@@ -90,9 +83,11 @@ def block_rows(g, report, depth: int | None, batch: int) -> list[dict]:
         if row is None:
             row = rows[key] = {"name": key, "op": node["op"], "layers": 0, "macs": 0, "params": 0,
                                "buffers": 0, "other_ops": 0, "activation_elements": 0, "activation_bytes": 0}
+            members[key] = []
         row["layers"] += 1
+        members[key].append(name)
         if key != name:
-            row["op"] = g.graph.get("scopes", {}).get(key) or f"{row['layers']} layers"
+            row["op"] = group_kind(g, key, members[key]) or f"{row['layers']} layers"
         row["shape"] = list(g.nodes[name]["shape"])
         for f in ("macs", "other_ops", "activation_elements", "activation_bytes"):
             row[f] += node[f] * batch
@@ -109,29 +104,32 @@ def totals(report, batch: int) -> dict:
     return t
 
 
-def render(g, rows: list[dict], total: dict, label: str) -> Table:
-    table = Table(title=g.graph["name"], show_footer=True, box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column(label, footer="total", overflow="fold", min_width=10)
-    table.add_column("op", overflow="ellipsis", no_wrap=True, max_width=10)
-    table.add_column("shape", no_wrap=True)
-    table.add_column("MACs", justify="right", footer=human(total["macs"]), no_wrap=True)
-    table.add_column("params", justify="right", footer=human(total["params"]), no_wrap=True)
-    table.add_column("output", justify="right", footer=human_bytes(total["activation_bytes"]), no_wrap=True)
-    table.add_column("MACs share", footer="100%", no_wrap=True, min_width=BAR_WIDTH + 6)
+def columns(label: str) -> list[Column]:
+    """The cost table's columns; at a narrow width the share bar goes first, then the op, then the output size."""
+    return [Column(label), Column("op", wrap=True, min_width=10, drop=2), Column("shape", style="green"),
+            Column("MACs", right=True), Column("params", right=True), Column("output", right=True, drop=3),
+            Column("share", right=True), Column("", drop=1, style="magenta")]
+
+
+def render(g, rows: list[dict], total: dict, label: str, width: int):
+    """The table as laid-out text: one row per layer (or block), a total row."""
+    body = []
     for row in rows:
         share = row["macs"] / total["macs"] if total["macs"] else 0.0
-        bar = "█" * round(share * BAR_WIDTH)
-        table.add_row(row["name"], row["op"], "x".join(map(str, row["shape"])),
-                      human(row["macs"]) if row["macs"] else "", human(row["params"]) if row["params"] else "",
-                      human_bytes(row["activation_bytes"]), f"[magenta]{bar:<{BAR_WIDTH}}[/magenta]{share:6.1%}")
-    return table
+        body.append([row["name"], row["op"], "x".join(map(str, row["shape"])),
+                     human(row["macs"]) if row["macs"] else "", human(row["params"]) if row["params"] else "",
+                     human_bytes(row["activation_bytes"]), f"{share:.1%}", "█" * round(share * BAR_WIDTH)])
+    footer = ["total", "", "", human(total["macs"]), human(total["params"]), human_bytes(total["activation_bytes"]),
+              "100%", ""]
+    return table(columns(label), body, width, title=g.graph["name"], footer=footer)
 
 
-def summary(g, total: dict, inputs: str, dtype_bytes: int) -> str:
-    return (f"{g.graph['name']}: {human(total['macs'], 'MACs')}, {human(total['params'], 'params')} "
-            f"(+{human(total['buffers'], 'buffer elements')}), {human(total['other_ops'], 'other ops')}; "
-            f"peak activations {human_bytes(total['peak_activation_bytes'])} ({dtype_bytes} B/element); "
-            f"input {inputs}")
+def summary(g, total: dict, inputs: str, dtype_bytes: int) -> list[str]:
+    """The totals as items a line may break between."""
+    return [f"{g.graph['name']}: {human(total['macs'], 'MACs')}", human(total["params"], "params"),
+            f"+{human(total['buffers'], 'buffer elements')}", human(total["other_ops"], "other ops"),
+            f"peak activations {human_bytes(total['peak_activation_bytes'])} ({dtype_bytes} B/element)",
+            f"input {inputs}"]
 
 
 def run(args) -> int:
@@ -152,8 +150,8 @@ def run(args) -> int:
             data["blocks"] = block_rows(g, report, args.depth, batch)
         print_json(data)
         return 0
-    console = Console(highlight=False)
+    console = make_console()
     rows = block_rows(g, report, args.depth, batch)
-    console.print(render(g, rows, total, "block" if args.depth else "layer"))
-    console.print(summary(g, total, inputs, args.dtype_bytes))
+    emit(console, render(g, rows, total, "block" if args.depth else "layer", console.width))
+    console.print(wrap_items(summary(g, total, inputs, args.dtype_bytes), console.width), markup=False)
     return 0

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from rich.console import Console
-
-from netdsl.cli.arguments import add_network_arguments, load_from_args
+from netdsl.cli.arguments import add_json_argument, add_network_arguments, load_from_args, print_json
+from netdsl.cli.console import console, escape
 
 
 def register(sub) -> None:
@@ -13,7 +12,9 @@ def register(sub) -> None:
     p.add_argument("--to", required=True, metavar="TARGET", help="onnx, torchscript or pytorch")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="the file to write")
     p.add_argument("--weights", metavar="W",
-                   help="trained weights: .safetensors or a torch state dict (never executed)")
+                   help="trained weights: .safetensors or a torch state dict, never executed (default: freshly initialised "
+                        "weights)")
+    add_json_argument(p, "what was written: file, format, network, parameters, weights (docs/schemas/export.json)")
     p.set_defaults(run=run)
 
 
@@ -27,6 +28,11 @@ def run(args) -> int:
     weights = f"weights from {args.weights}" if args.weights else "freshly initialised weights"
     if args.to == "pytorch":
         weights = "no weights (load a state dict with load_state_dict)"
-    Console(highlight=False).print(f"[green]wrote[/green] {args.output}: {g.graph['name']} as {args.to}, "
-                                   f"{params:,} parameters, {weights}")
+    if args.json:
+        print_json({"ok": True, "file": args.file, "network": g.graph["name"], "format": args.to,
+                    "output": args.output, "params": params,
+                    "weights": args.weights if args.to != "pytorch" else None})
+        return 0
+    console().print(f"[green]wrote[/green] {escape(args.output)}: {g.graph['name']} as {args.to}, "
+                    f"{params:,} parameters, {escape(weights)}")
     return 0

@@ -1,12 +1,15 @@
-"""The `netdsl` command: parse arguments, call the library, render with rich. Errors exit 2, never a traceback."""
+"""The `netdsl` command: parse arguments, call the library, render with rich. Errors exit 2, never a traceback.
+
+With --json, a command that fails prints an error document on stdout (docs/schemas/error.json) as well as the
+located message on stderr, so a script reads one JSON document either way.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
-
-from rich.console import Console
 
 from compiler.diagnostics import NetError
 from netdsl import __version__
@@ -16,8 +19,25 @@ COMMANDS = {"show": "show", "check": "check", "cost": "cost", "export": "export"
             "train": "train", "eval": "eval", "synth": "synth", "generate": "generate"}
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, with every option's default said (unless its help already says it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (default not in (None, False, [], argparse.SUPPRESS) and "default" not in text
+                and action.option_strings):
+            text += " (default: %(default)s)"
+        return text
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are NetErrors (exit 2 with a clear message, like every other bad input)."""
+    """argparse, but usage errors are NetErrors (exit 2 with a clear message, like every other bad input) that
+    point at the help of the command they are about."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         raise NetError(f"{self.prog}: {message}", notes=[f"see `{self.prog} --help`"])
@@ -32,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = _command_module(module_name)
         if module is not None:
             module.register(sub)
+    parser.commands = sub.choices  # name -> its parser, for usage errors found after the subcommand parsed
     return parser
 
 
@@ -44,17 +65,36 @@ def _command_module(name: str):
         raise
 
 
+def error_document(err: NetError, command: str | None) -> dict:
+    """The JSON a --json run prints when it fails (docs/schemas/error.json)."""
+    span = err.span
+    where = None
+    if span is not None:
+        where = {"file": span.file, "line": span.line, "column": span.column, "end_line": span.end_line,
+                 "end_column": span.end_column}
+    return {"ok": False, "command": command, "error": {"message": err.message, "location": where,
+                                                      "notes": list(err.notes), "text": err.render()}}
+
+
 def main(argv: list[str] | None = None) -> int:
-    err_console = Console(stderr=True, highlight=False)
+    from rich.console import Console
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+    command = next((a for a in argv if not a.startswith("-")), None)
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
         if not getattr(args, "command", None):
             parser.print_help()
             return 2
+        if extra:
+            parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
         return int(args.run(args) or 0)
     except NetError as err:
         err_console.print(err.render(), markup=False)
+        if "--json" in argv:
+            sys.stdout.write(json.dumps(error_document(err, command), indent=2) + "\n")
         return 2
     except KeyboardInterrupt:
         err_console.print("interrupted", markup=False)

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from gensynth.executor import RETRIES
 from netdsl.cli import arguments
+from netdsl.cli.console import console as make_console
 
 
 def register(sub) -> None:
     p = sub.add_parser("synth", help="generative synthesis from a prototype", description=__doc__)
-    arguments.add_network_arguments(p)
+    arguments.add_network_arguments(p, optional=True)
     arguments.add_data_arguments(p, task=False)
     p.add_argument("--req", action="append", default=[], metavar="REQ",
-                   help='a requirement such as "acc>=0.9", "macs<=2M", "params<200K", "latency<=1.5ms" (repeatable)')
+                   help='a requirement such as "acc>=0.9", "macs<=2M", "params<200K", "latency<=1.5ms"; quote each '
+                        "one, the shell reads > and < as redirections (repeatable; default: none, the utility alone)")
     p.add_argument("--out", help="run directory (default runs/<network>-synth)")
-    p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")
+    p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR; FILE may be left out, the "
+                   "run keeps its prototype (default: start a new run in --out)")
     p.add_argument("--cycles", type=int, default=4, help="generator update cycles (default 4)")
     p.add_argument("--per-cycle", type=int, default=6, help="candidates per cycle (default 6)")
     p.add_argument("--workers", type=int, default=None,
@@ -41,7 +41,8 @@ def register(sub) -> None:
                    help="what synthesis maximises under the requirements: NetScore (default), information "
                         "density, or the accuracy (mIoU, mAP@0.5) itself")
     arguments.add_seed_argument(p, "the run's seed: the prototype's initial weights and every candidate's seed")
-    p.add_argument("--weights", help="trained prototype weights (skips training the prototype)")
+    p.add_argument("--weights", help="trained prototype weights, which skip training the prototype (default: train it "
+                   "for --prototype-epochs)")
     p.add_argument("--prototype-epochs", type=int, default=8, help="epochs of training the prototype (default 8)")
     p.add_argument("--images", type=int, default=12000, help="fine-tune images per search candidate (default 12000)")
     arguments.add_lr_argument(p, "fine-tuning", "0.02 with sgd, 0.001 with adamw")
@@ -119,22 +120,38 @@ def executor_from_args(args, device: str):
                        retries=args.retries, device=device)
 
 
+def prototype_from_args(args):
+    """The prototype: FILE, or with --resume DIR and no FILE, the one the run's journal keeps."""
+    from compiler.diagnostics import NetError
+
+    if args.file is not None:
+        return arguments.load_from_args(args)
+    if not args.resume:
+        raise NetError("netdsl synth needs the prototype's .net FILE (or --resume DIR to continue a run)",
+                       notes=["see `netdsl synth --help`"])
+    if args.network or args.param:
+        raise NetError("--network and --param choose a network from FILE; a resumed run keeps its prototype")
+    from gensynth.loop import stored_prototype
+    from netdsl.loader import load_network_text
+
+    return load_network_text(stored_prototype(args.resume), f"{args.resume}/prototype.net")
+
+
 def run(args) -> int:
     from gensynth.loop import run_config, synthesize
+    from netdsl.cli.synth_view import SynthView
 
-    g = arguments.load_from_args(args)
+    g = prototype_from_args(args)
     cfg = config_from_args(args, g)
     out = Path(args.resume or args.out or f"runs/{g.graph['name']}-synth")
     executor = executor_from_args(args, (run_config(out, cfg) if args.resume else cfg).budget.device)
     executor.start()  # a cluster that cannot run the candidates is an error before the progress display
-    console = Console(stderr=True, highlight=False)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("{task.fields[best]}"), console=console, disable=args.json)
-    task = progress.add_task("synthesis", total=None, best="")
-    with progress:
-        result = synthesize(g, cfg, out, resume=bool(args.resume), executor=executor,
-                            on_event=None if args.json else _progress_view(console, progress, task, executor.name,
-                                                                           args.retries))
+    view = SynthView(make_console(stderr=True), cfg.utility, executor.name, args.retries)
+    if args.json:
+        result = synthesize(g, cfg, out, resume=bool(args.resume), executor=executor)
+    else:
+        with view:
+            result = synthesize(g, cfg, out, resume=bool(args.resume), executor=executor, on_event=view)
     if args.json:
         arguments.print_json({"out": str(result.out), "prototype": result.prototype.summary(),
                               "fermi_nets": [r.summary() for r in result.finals],
@@ -144,7 +161,7 @@ def run(args) -> int:
                               "executor": result.executor,
                               "generator": str(result.out / "generator.json"), "report": str(result.report)})
         return 0
-    out_console = Console(highlight=False)
+    out_console = make_console()
     meeting = [r for r in result.finals if r.meets]
     if meeting:
         out_console.print(f"[green]{len(meeting)} FermiNet(s) meet every requirement[/green]; see {result.report}")
@@ -152,57 +169,5 @@ def run(args) -> int:
         out_console.print("[red]no network met every requirement[/red]; the least-violating ones are in "
                           f"{result.report}")
         for r in sorted(result.finals, key=lambda r: r.violation)[:3]:
-            out_console.print(f"  {r.name}: missed {', '.join(r.missed)}")
+            out_console.print(f"  {r.name}: missed {', '.join(r.missed)}", markup=False)
     return 0
-
-
-def _progress_view(console: Console, progress: Progress, task, executor: str, retries: int):
-    """on_event for synthesize: a progress bar over the search candidates and one line per finished network."""
-    from rich.markup import escape
-
-    from gensynth.records import Failure
-    from netdsl.cli.training_view import metrics_text
-
-    best = []
-
-    def on_event(kind: str, payload) -> None:
-        if kind == "start":
-            progress.update(task, total=payload["total"], completed=payload["done"])
-            console.print(f"candidates run on: {payload['executor']}")
-        elif kind == "prototype_training":
-            progress.update(task, description=f"training the prototype ({payload['epochs']} epochs)")
-        elif kind == "prototype_epoch":
-            st = payload["stats"]
-            console.print(f"prototype epoch {st.epoch}: val {metrics_text(st.val_metrics or {})}, "
-                          f"{st.images_per_s:,.0f} img/s")
-        elif kind == "prototype":
-            console.print(f"prototype: val {payload.metric} {payload.score:.2%}, {payload.macs / 1e6:.2f} M MACs, "
-                          f"{payload.params / 1e3:.1f} K params, NetScore {payload.netscore:.1f}")
-        elif kind == "cycle_start":
-            progress.update(task, description=f"cycle {payload['cycle'] + 1}/{payload['cycles']} ({executor})")
-            progress.advance(task, 0)
-        elif kind == "candidate_retry":
-            console.print(f"  candidate {payload['key']} lost: {escape(payload['reason'])}; attempt "
-                          f"{payload['attempt']} of {retries + 1}")
-        elif kind == "candidate" and isinstance(payload, Failure):
-            progress.advance(task)
-            console.print(f"  [red]candidate {payload.key} failed[/red] after {payload.attempts} attempt(s): "
-                          f"{escape(payload.error)}")
-        elif kind == "candidate":
-            if not best or payload.utility > best[0].utility:
-                best[:] = [payload]
-            progress.advance(task)
-            top = best[0]
-            progress.update(task, best=f"best NetScore {top.netscore:.1f} ({top.score:.1%}, "
-                                       f"{top.macs / 1e6:.2f} M MACs)")
-            console.print(f"  candidate {payload.key}: val {payload.metric} {payload.score:.2%}, "
-                          f"{payload.macs / 1e6:.2f} M MACs, {payload.params / 1e3:.1f} K params, "
-                          f"utility {payload.utility:.1f}, {payload.wall_s:.1f} s")
-        elif kind == "final_start":
-            progress.update(task, description=f"training {payload['name']} fully")
-        elif kind == "final":
-            console.print(f"[bold]{payload.name}[/bold]: val {payload.metric} {payload.score:.2%}, test "
-                          f"{payload.test_score:.2%}, {payload.macs / 1e6:.2f} M MACs, "
-                          f"meets requirements: {'yes' if payload.meets else 'no'}")
-
-    return on_event

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from rich.console import Console
-
 from netdsl.cli import arguments
+from netdsl.cli.console import console as make_console
+from netdsl.cli.layout import wrap_items
 
 
 def add_training_arguments(p, epochs: int = 10) -> None:
@@ -38,8 +38,8 @@ def register(sub) -> None:
     add_training_arguments(p)
     p.add_argument("--out", default=None, help="output directory (default: runs/<network>)")
     p.add_argument("--weights", metavar="W", help="start from these weights (.safetensors or a state dict, e.g. "
-                   "from netdsl import) instead of a fresh initialisation")
-    arguments.add_json_argument(p, "the metrics")
+                   "from netdsl import) instead of a fresh initialisation (default: a fresh initialisation)")
+    arguments.add_json_argument(p, "the network, data, metrics and where the run was saved (docs/schemas/train.json)")
     p.set_defaults(run=run)
 
 
@@ -85,8 +85,9 @@ def run(args) -> int:
     else:
         val = metrics_text(last.val_metrics) if last.val_metrics else "n/a"
         test = metrics_text(result.test.metrics) if result.test else "n/a"
-        Console(highlight=False).print(
-            f"[bold]{g.graph['name']}[/bold] on {data.name}: val {val}; test {test}; "
-            f"{result.wall_s:.1f} s on {result.device}; weights in {out}/weights.safetensors")
+        console = make_console()
+        console.print(wrap_items([f"{g.graph['name']} on {data.name}: val {val}", f"test {test}",
+                                  f"{result.wall_s:.1f} s on {result.device}", f"weights in {out}/weights.safetensors"],
+                                 console.width, sep="; "), markup=False)
     return 0
 

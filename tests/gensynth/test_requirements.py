@@ -56,3 +56,13 @@ def test_repeated_bound_is_an_error():
     with pytest.raises(NetError, match="repeats the bound"):
         parse_requirements(["macs<=2M", "macs<3M"])
     assert len(parse_requirements(["macs<=2M", "macs>=1M"])) == 2
+
+
+def test_a_requirement_the_shell_cut_short_says_to_quote_it():
+    """`--req acc>=0.9` typed unquoted: the shell redirects the output to a file '=0.9' and netdsl sees `acc`."""
+    with pytest.raises(NetError) as info:
+        parse_requirements(["acc"])
+    assert info.value.notes[0].startswith('quote it: --req "acc>=VALUE"')
+    with pytest.raises(NetError) as info:
+        parse_requirements(["acc>=x"])
+    assert not any("quote" in n for n in info.value.notes)
