@@ -45,7 +45,7 @@ def test_train_and_eval_a_segmenter(tmp_path, capsys, seg_data):
     assert trained["task"] == "segment" and evaluated["task"] == "segment"
     # all background scores mIoU ~0.3; with --seed 0 this tiny run reaches 0.59 (other initial weights: 0.5-0.8)
     assert trained["test_metrics"]["miou"] > 0.5 and trained["test_metrics"]["pixel_acc"] > 0.85
-    assert evaluated["miou"] == pytest.approx(trained["test_metrics"]["miou"], abs=1e-9)
+    assert evaluated["metrics"]["miou"] == pytest.approx(trained["test_metrics"]["miou"], abs=1e-9)
     assert len(evaluated["confusion"]) == 3 and evaluated["classes"] == ["background", "square", "plus"]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["task"] == "segment" and len(metrics["val_metrics"]) == 10
@@ -55,7 +55,7 @@ def test_train_and_eval_a_detector(tmp_path, capsys, det_data):
     trained, evaluated = train_and_eval(tmp_path, capsys, DET_NET, det_data, epochs=25)
     assert trained["task"] == "detect" and trained["train_acc"] is None
     assert trained["test_metrics"]["map50"] > 0.3 and 0 <= trained["test_metrics"]["map"] <= trained["test_metrics"]["map50"]
-    assert evaluated["map50"] == pytest.approx(trained["test_metrics"]["map50"], abs=1e-9)
+    assert evaluated["metrics"]["map50"] == pytest.approx(trained["test_metrics"]["map50"], abs=1e-9)
     assert evaluated["confusion"] is None
 
 

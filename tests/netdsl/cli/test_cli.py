@@ -33,21 +33,46 @@ def test_show_tree(capsys):
     code, out, err = run(capsys, "show", RESNET)
     assert code == 0 and not err
     lines = out.splitlines()
-    assert lines[0] == "ResNet18"
-    # blocks are branches labelled with their block name; layers show their call and shape
-    assert any(re.search(r"layer1\b", line) for line in lines)
-    assert any(re.search(r"\b0 \(basic\)", line) for line in lines)
-    assert any(re.search(r"conv1\s+conv\(64, k=7, stride=2, padding=3, bias=false\)\s+\[64, 112, 112\]", line)
-               for line in lines)
-    assert any(re.search(r"fc\s+linear\(1000\)\s+\[1000\]", line) for line in lines)
+    assert lines[0] == "ResNet18" and re.match(r"layer\s+call\s+shape\s+params\s+MACs$", lines[1])
+    # blocks are branches with their block (and subtotals); layers show their call, shape and costs
+    assert any(re.search(r"^├─ layer1\s+2 × basic\s+\[64, 56, 56\]\s+148 k\s+462 M$", line) for line in lines)
+    assert any(re.search(r"^│ ├─ 0\s+basic_down\s+\[128, 28, 28\]", line) for line in lines)
+    assert any(re.search(r"conv1\s+conv\(64, k=7, stride=2, padding=3, bias=false\)\s+\[64, 112, 112\]\s+9.41 k\s+118 M",
+                         line) for line in lines)
+    # an op reading more than the row above names its operands, relative to its block as @ resolves them
+    assert any(re.search(r"add\s+add\(@bn2, @maxpool\)", line) for line in lines)
+    assert any(re.search(r"└─ fc\s+linear\(1000\)\s+\[1000\]", line) for line in lines)
     assert "inputs image [3, 224, 224]" in out and "outputs logits [1000]" in out
+
+
+def test_show_depth_collapses_blocks_with_subtotals(capsys):
+    code, out, _ = run(capsys, "show", str(ROOT / "examples" / "resnet50.net"), "--depth", "1")
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) < 20  # resnet50 has 176 layers; at depth 1, its stages are one row each
+    layer3 = next(line for line in lines if "layer3" in line)
+    assert re.search(r"layer3 …\s+bottleneck_down \+ 5 × bottleneck\s+\[1024, 14, 14\]\s+7.1 M\s+1.46 G", layer3)
+    code, out, _ = run(capsys, "show", str(ROOT / "examples" / "resnet50.net"), "--depth", "2")
+    assert sum("…" in line for line in out.splitlines()) == 16  # every bottleneck collapsed
+    code, _, err = run(capsys, "show", RESNET, "--depth", "0")
+    assert code == 2 and "--depth must be at least 1" in err
 
 
 def test_show_flat(capsys):
     code, out, _ = run(capsys, "show", RESNET, "--flat")
     assert code == 0
-    assert re.search(r"layer1\.0\.conv1\s*│\s*conv\s*│\s*64, k=3, padding=1, bias=false\s*│\s*maxpool\s*│\s*\[64, 56, 56\]", out)
-    assert re.search(r"layer1\.0\.add\s*│\s*add\s*│\s*│\s*layer1\.0\.bn2, maxpool", out)
+    assert re.search(r"^layer1\.0\.conv1\s+conv\(64, k=3, padding=1, bias=false\)\s+\[64, 56, 56\]\s+36.9 k\s+116 M$",
+                     out, re.M)
+    assert re.search(r"^layer1\.0\.add\s+add\(@layer1\.0\.bn2, @maxpool\)\s+\[64, 56, 56\]$", out, re.M)
+
+
+def test_show_shows_the_operands_of_skips(capsys):
+    """The U-Net's decoder concatenates an encoder's output: the tree says which."""
+    code, out, _ = run(capsys, "show", str(ROOT / "examples" / "unet_small.net"))
+    assert code == 0
+    concat = [line for line in out.splitlines() if re.search(r"─ concat(_\d+)?\s", line)]
+    assert len(concat) == 2 and all("@" in line for line in concat)
+    assert any("@double_conv_1" in line for line in concat)
 
 
 def test_show_json(capsys):
@@ -64,17 +89,43 @@ def test_show_json(capsys):
 
 
 def test_show_dot_to_file_and_stdout(capsys, tmp_path):
-    target = tmp_path / "lenet.dot"
-    code, out, _ = run(capsys, "show", RESNET, "--dot", str(target))
-    assert code == 0 and "ResNet18" in out  # the tree is still shown
+    target = tmp_path / "resnet.dot"
+    code, out, err = run(capsys, "show", RESNET, "--dot", str(target))
+    assert code == 0 and not out  # the DOT file only: no tree on stdout
+    assert f"wrote {target}" in err
     dot = target.read_text()
     assert dot.startswith('digraph "ResNet18" {') and dot.rstrip().endswith("}")
     assert dot.count("{") == dot.count("}")
     assert '"layer1.0.conv1" -> "layer1.0.bn1";' in dot
-    assert "subgraph cluster_" in dot and 'label="layer2.0"' in dot
     assert '"fc" -> "output:logits";' in dot
+    # labels break lines with DOT's \n, once escaped (not \\n), and carry shapes and costs
+    assert 'label="conv1\\nconv(64, k=7, stride=2, padding=3, bias=false)\\n64x112x112\\n9.41 k params, 118 M MACs"' in dot
+    assert "\\\\n" not in dot
+    # blocks are nested clusters: layer2 holds layer2.0 (basic_down), which holds its downsample group
+    layer2 = dot.index('label="layer2\\n')
+    block = dot.index('label="layer2.0 (basic_down)\\n128x28x28\\n230 k params, 180 M MACs"')
+    down = dot.index('label="layer2.0.downsample\\n')
+    closing = dot.index("}", down)
+    assert layer2 < block < down < closing and dot[layer2:closing].count("subgraph cluster_") == 2
     code, out, _ = run(capsys, "show", LENET, "--dot", "-")
     assert code == 0 and out.startswith('digraph "LeNet5" {') and "LeNet5: " not in out
+
+
+def test_dot_renders_with_graphviz(tmp_path):
+    """What a person does with the file: dot -Tsvg. Skipped only where Graphviz is not installed."""
+    import shutil
+
+    target = tmp_path / "unet.dot"
+    assert main(["show", str(ROOT / "examples" / "unet_small.net"), "--dot", str(target)]) == 0
+    dot = shutil.which("dot")
+    if dot is None:
+        pytest.skip("Graphviz `dot` is not installed (apt-get install graphviz)")
+    svg = tmp_path / "unet.svg"
+    result = subprocess.run([dot, "-Tsvg", str(target), "-o", str(svg)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    text = svg.read_text()
+    assert text.count('class="cluster"') >= 10 and "double_conv_1 (double_conv)" in text
+    assert "\\n" not in text  # every label line broken, none shown as a literal backslash-n
 
 
 def test_show_with_parameters_and_network(capsys, tmp_path):
@@ -90,11 +141,13 @@ def test_show_with_parameters_and_network(capsys, tmp_path):
 def test_check_ok(capsys):
     code, out, err = run(capsys, "check", LENET)
     assert code == 0 and not err
-    assert out.startswith(f"ok {LENET}: network LeNet5") and "logits [10]" in out
+    assert out.startswith(f"ok {LENET}: network LeNet5, 12 layers") and "logits [10]" in out
     code, out, _ = run(capsys, "check", LENET, "--json")
     data = json.loads(out)
     assert code == 0 and data["ok"] is True and data["network"] == "LeNet5"
-    assert data["layers"] == 13 and data["outputs"] == {"logits": [10]}
+    assert data["layers"] == 12 and data["outputs"] == {"logits": [10]} and data["inputs"] == {"image": [1, 32, 32]}
+    code, out, _ = run(capsys, "show", LENET)
+    assert "LeNet5: 12 layers" in out  # check and show agree
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.net")), ids=lambda p: p.name)
@@ -129,6 +182,11 @@ def test_usage_errors_exit_2(capsys, tmp_path):
     assert code == 2 and "'linear' parameter 'out' must be a positive integer, got the str 'x'" in err
     code, _, err = run(capsys, "frobnicate")
     assert code == 2 and "invalid choice" in err
+    # a usage error in a subcommand points at that subcommand's help, wherever argparse noticed it
+    code, _, err = run(capsys, "show", LENET, "--bogus")
+    assert code == 2 and "netdsl show: unrecognized arguments: --bogus" in err and "see `netdsl show --help`" in err
+    code, _, err = run(capsys, "cost", LENET, "--depth", "x")
+    assert code == 2 and "see `netdsl cost --help`" in err
     code, out, _ = run(capsys)
     assert code == 2 and "usage: netdsl" in out
 
@@ -145,3 +203,26 @@ def test_show_does_not_import_torch():
             "assert rc == 0; assert 'torch' not in sys.modules, 'torch was imported'")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_every_option_has_help_that_states_its_default(capsys):
+    """`netdsl CMD --help` explains every option and what happens when it is left out."""
+    import argparse
+
+    from netdsl.cli.main import HelpFormatter, build_parser
+
+    parser = build_parser()
+    for name, sub in parser.commands.items():
+        formatter = HelpFormatter(name)
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            assert action.help, f"netdsl {name} {action.option_strings or action.dest}: no help text"
+            flag = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+            if action.option_strings and not action.required and not flag:
+                text = formatter._get_help_string(action) % {"default": action.default}
+                assert "default" in text, f"netdsl {name} {action.option_strings}: help does not say its default"
+    with pytest.raises(SystemExit):
+        main(["cost", "--help"])
+    out = capsys.readouterr().out
+    assert "--dtype-bytes B" in out and "(default 4)" in out and "one row per layer" in out

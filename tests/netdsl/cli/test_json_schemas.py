@@ -116,6 +116,11 @@ def test_train_eval_synth_generate(capsys, tmp_path):
                            "--finalists", "1", "--device", "cpu", "--out", str(run))
     assert code == 0
     validate("synth", synth)
+    # a finished (or interrupted) run resumes from its directory alone: the journal keeps the prototype
+    code, again = run_json(capsys, "synth", "--resume", str(run), "--device", "cpu")
+    assert code == 0 and again["fermi_nets"] == synth["fermi_nets"] and again["candidates"] == synth["candidates"]
+    code, doc = run_json(capsys, "synth", "--resume", str(run), "--param", "classes=3")
+    assert code == 2 and "a resumed run keeps its prototype" in doc["error"]["message"]
     code, generated = run_json(capsys, "generate", synth["generator"], "--count", "2", "-o", str(tmp_path / "gen"))
     assert code == 0
     validate("generate", generated)

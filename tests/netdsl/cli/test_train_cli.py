@@ -21,7 +21,7 @@ def test_train_then_eval_on_the_command_line(tmp_path, capsys):
     confusion = result["confusion"]
     assert len(confusion) == 4 and all(len(row) == 4 for row in confusion)
     assert sum(map(sum, confusion)) == result["count"]
-    assert abs(result["accuracy"] - summary["test_acc"]) < 1e-9  # the same weights on the same test split
+    assert abs(result["metrics"]["acc"] - summary["test_acc"]) < 1e-9  # the same weights on the same test split
 
 
 def test_training_input_errors_exit_2(tmp_path, capsys):
