@@ -190,6 +190,11 @@ def show_json(g, costs: dict) -> dict:
 def run(args) -> int:
     if args.depth is not None and args.depth < 1:
         raise NetError(f"--depth must be at least 1, got {args.depth}")
+    chosen = [flag for flag, on in (("--json", args.json), ("--flat", args.flat), ("--depth", args.depth)) if on]
+    if args.dot and chosen:
+        raise NetError(f"--dot writes Graphviz DOT only; leave out {' and '.join(chosen)}")
+    if args.flat and args.depth:
+        raise NetError("--depth collapses the tree; --flat has no blocks to collapse")
     g = load_from_args(args)
     if args.dot:
         from compiler.dot import to_dot
