@@ -201,7 +201,7 @@ class Run:
         return WorkPlan(prototype=prototype, prototype_done=self.journal.candidate(PROTOTYPE) is not None,
                         per_candidate=cfg.budget.images * cfg.budget.epochs,
                         candidates=cfg.cycles * cfg.per_cycle,
-                        candidates_done=min(len(self.journal.searched()), cfg.cycles * cfg.per_cycle),
+                        candidates_done=min(finished_so_far(self.journal), cfg.cycles * cfg.per_cycle),
                         per_final=cfg.budget.final_epochs * train_images, finals=cfg.finalists,
                         finals_done=min(len(finals), cfg.finalists))
 
@@ -418,3 +418,19 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
         finally:
             run.journal.set_meta("wall_s", started + time.perf_counter() - t0)
             run.journal.close()
+
+
+def stored_prototype(out: Path) -> str:
+    """The prototype a run in `out` was started from, as the canonical .net text its journal keeps (for resuming
+    without the prototype's file)."""
+    path = Path(out) / JOURNAL
+    if not path.exists():
+        raise NetError(f"nothing to resume in {out}: it has no {JOURNAL}")
+    journal = Journal(path)
+    try:
+        text = journal.get_meta("prototype")
+    finally:
+        journal.close()
+    if text is None:
+        raise NetError(f"{path} keeps no prototype; resume with the prototype's file: netdsl synth FILE --resume {out}")
+    return text
