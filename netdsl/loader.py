@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
 import networkx as nx
 
 from compiler.backend.codegen import check_module_names
-from compiler.diagnostics import NetError, did_you_mean
+from compiler.diagnostics import NetError, did_you_mean, register_source
 from compiler.validate import validate
 from netdsl import syntax as ast
 from netdsl.builder import Builder
@@ -49,6 +50,17 @@ def refuse_binary(path: str, head: bytes) -> None:
         raise NetError(f"{path} is {what}, not a .net file", notes=[todo.format(path=path)])
 
 
+@cache
+def _stdlib_text(name: str) -> str:
+    return resources.files(STDLIB_PACKAGE).joinpath(name + ".net").read_text(encoding="utf-8")
+
+
+@cache
+def _stdlib_parsed(name: str) -> ast.Module:
+    """A standard-library module parsed once per process (its syntax tree is never changed by loading)."""
+    return parse_text(_stdlib_text(name), f"<{name}>")
+
+
 def stdlib_modules() -> list[str]:
     """Names importable with `from NAME import ...` (the .net files shipped in netdsl/stdlib)."""
     return sorted(p.name[:-4] for p in resources.files(STDLIB_PACKAGE).iterdir() if p.name.endswith(".net"))
@@ -62,8 +74,8 @@ class Loader:
         self.visible: dict[str, dict[str, ast.BlockDef]] = {}
         self.loading: list[str] = []
 
-    def load_text(self, text: str, file: str) -> ast.Module:
-        module = parse_text(text, file)
+    def load_text(self, text: str, file: str, parsed: ast.Module | None = None) -> ast.Module:
+        module = parsed if parsed is not None else parse_text(text, file)
         self.modules[file] = module
         self.loading.append(file)
         try:
@@ -107,8 +119,8 @@ class Loader:
             if imp.is_file:
                 self.load_file(key)
             else:
-                text = resources.files(STDLIB_PACKAGE).joinpath(imp.module + ".net").read_text(encoding="utf-8")
-                self.load_text(text, key)
+                register_source(key, _stdlib_text(imp.module))  # errors inside it quote its lines
+                self.load_text(_stdlib_text(imp.module), key, _stdlib_parsed(imp.module))
         blocks = self.modules[key].blocks
         if imp.names is None:
             return dict(blocks)
