@@ -487,6 +487,20 @@ class Builder:
         return inner.current
 
 
+def call_notes(g: nx.DiGraph, node: str) -> list[str]:
+    """The block calls that made a node, innermost first, each located (as errors raised while building note them)."""
+    calls, scopes = g.graph.get("calls", {}), g.graph.get("scopes", {})
+    parts = node.split(".")
+    notes = []
+    for depth in range(len(parts) - 1, 0, -1):
+        scope = ".".join(parts[:depth])
+        span = calls.get(scope)
+        if span is not None:
+            notes.append(f"in block '{scopes[scope]}', called at {span.file}:{span.line}:{span.column}: "
+                         f"{source_text(span)}")
+    return notes
+
+
 def bare_name(e) -> str | None:
     """The name an argument passes on unchanged (`n`, not `n - 1`), or None."""
     while isinstance(e, ast.Chain) and len(e.steps) == 1:

@@ -12,7 +12,7 @@ from compiler.backend.codegen import check_module_names
 from compiler.diagnostics import NetError, did_you_mean, register_source
 from compiler.validate import validate
 from netdsl import syntax as ast
-from netdsl.builder import Builder
+from netdsl.builder import Builder, call_notes
 from netdsl.parser import parse_text
 
 STDLIB_PACKAGE = "netdsl.stdlib"
@@ -148,8 +148,15 @@ class Loader:
         except RecursionError:
             raise NetError(f"network '{net.name}' nests expressions or blocks too deeply", net.span) from None
         g.graph["source"] = file
-        validate(g)
-        check_module_names(g)  # what export needs of names, refused here already: check and export agree
+        try:
+            validate(g)
+            check_module_names(g)  # what export needs of names, refused here already: check and export agree
+        except NetError as err:
+            # an error about a layer inside blocks: the calls that made it, as errors while building have them
+            node = next((n for n, d in g.nodes(data=True) if err.span is not None and d.get("span") == err.span), None)
+            if node is not None and not any(n.startswith("in block ") for n in err.notes):
+                err.notes += call_notes(g, node)
+            raise
         return g
 
 

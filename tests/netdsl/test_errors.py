@@ -378,3 +378,19 @@ def test_a_missing_bracket_notes_where_it_was_opened():
     # brackets inside comments and strings do not count; a bracket closed on its own line gets no note
     err = error_of(net('    # (\n    y = x -> upsample(2, mode="(")\n    output z = y -> relu -> )'))
     assert not any("opened" in n for n in err.notes)
+
+
+def test_an_error_found_after_building_still_shows_the_calls():
+    """Validation and the names check run on the finished graph; an error about a layer inside blocks gets the same
+    traceback of block calls."""
+    text = ("from std import fire\n"
+            "block wrap(c) { fire(c, c, c) as fire1 -> relu }\n"
+            "network N {\n"
+            "    input x: [4, 8, 8]\n"
+            "    y = x -> wrap(4) as w\n"
+            "    output o = x -> relu\n"
+            "}\n")
+    err = error_of(text)
+    assert "is computed but no output uses it" in err.message and err.span.file == "<std>"
+    assert err.notes == ["in block 'fire', called at bad.net:2:17: fire(c, c, c)",
+                         "in block 'wrap', called at bad.net:5:14: wrap(4)"]
