@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from compiler.diagnostics import NetError, Span, did_you_mean, source_line
+from compiler.diagnostics import NetError, Span, did_you_mean
 from compiler.ir import add_node, new_graph
-from compiler.ops import OPS, REQUIRED, VARIADIC, canonical, check_value
+from compiler.ops import OPS, REQUIRED, canonical, check_value
 from compiler.shapes import infer_node_shape, split_sizes
 from netdsl import syntax as ast
+from netdsl.calls import Argument, split_arguments
+from netdsl.origins import bare_name, refs_in, source_text, within
 from netdsl.values import ARITH, FUNCTIONS, Choice, Value, describe, is_number
 
 INTEGER_KINDS = frozenset({"pos", "nonneg", "int", "optpos", "pos2", "optpos2", "nonneg2", "padding"})
@@ -334,59 +336,14 @@ class Builder:
         return self.call_arguments(call, frame, None)[0]
 
     def arguments(self, call: ast.Call, frame: Frame, source, arity: int, names: list[str]):
-        """Split a call's arguments into tensor inputs and parameters {name: (value, span, origin)}; the origin of a
-        value passed on unchanged from the caller's own parameter is where the caller got it."""
-        values = [source] if source is not None else []
-        positional, keywords = [], {}
+        """Evaluate a call's arguments and split them into tensor inputs and parameters (netdsl.calls)."""
+        evaluated = []
         for a in call.args:
             v = self.expr(a.value, frame)
             passed = bare_name(a.value)
-            origin = frame.origins.get(passed, a.span) if passed is not None else a.span
-            if a.name is None:
-                if keywords:
-                    raise NetError("positional arguments come before keyword arguments", a.span)
-                positional.append((v, a.span, origin))
-            elif a.name in keywords:
-                raise NetError(f"argument '{a.name}' is given twice", a.span)
-            else:
-                keywords[a.name] = (v, a.span, origin)
-        want = arity if arity != VARIADIC else len(positional) + 2
-        leading = 0
-        while leading < len(positional) and isinstance(positional[leading][0], Value):
-            leading += 1
-        if source is None and frame.current is not None and len(values) + leading < (2 if arity == VARIADIC else arity):
-            values.append(frame.current)
-        take = leading if arity == VARIADIC else min(leading, max(0, want - len(values)))
-        values += [v for v, _, _ in positional[:take]]
-        positional = positional[take:]
-        need = f"{arity} input{'s' if arity != 1 else ''}" if arity != VARIADIC else "two or more inputs"
-        if (arity == VARIADIC and len(values) < 2) or (arity != VARIADIC and len(values) < arity):
-            raise NetError(f"'{call.name}' takes {need} but has {len(values) or 'no'} input"
-                           f"{'s' if len(values) != 1 else ''} here", call.span)
-        params = {}
-        order = self.positional_names(call.name, frame, names)
-        for i, (v, span, origin) in enumerate(positional):
-            if isinstance(v, Value):
-                raise NetError(f"'{call.name}' takes {need}; {describe(v)} is one too many", span)
-            if not order:
-                raise NetError(f"'{call.name}' takes no parameters by position; name them (param=value)"
-                               if names else f"'{call.name}' takes no parameters", span)
-            if i >= len(order):
-                raise NetError(f"'{call.name}' takes at most {len(order)} positional parameter"
-                               f"{'s' if len(order) != 1 else ''}", span)
-            params[order[i]] = (v, span, origin)
-        for key, (v, span, origin) in keywords.items():
-            if key not in names:
-                raise NetError(f"'{call.name}' has no parameter '{key}'", span, did_you_mean(key, names))
-            if key in params:
-                raise NetError(f"'{key}' is given both by position and by name", span)
-            params[key] = (v, span, origin)
-        return values, params
-
-    def positional_names(self, callee: str, frame: Frame, names: list[str]) -> list[str]:
-        if callee in frame.blocks:
-            return names
-        return list(OPS[callee].positional)
+            evaluated.append(Argument(a.name, v, a.span, frame.origins.get(passed, a.span) if passed else a.span))
+        order = names if call.name in frame.blocks else list(OPS[call.name].positional)
+        return split_arguments(call, evaluated, source, frame.current, arity, names, order)
 
     def op(self, call: ast.Call, frame: Frame, inputs, params, name, fixed, parts):
         spec = OPS[call.name]
@@ -485,60 +442,3 @@ class Builder:
         finally:
             self.stack.pop()
         return inner.current
-
-
-def call_notes(g: nx.DiGraph, node: str) -> list[str]:
-    """The block calls that made a node, innermost first, each located (as errors raised while building note them)."""
-    calls, scopes = g.graph.get("calls", {}), g.graph.get("scopes", {})
-    parts = node.split(".")
-    notes = []
-    for depth in range(len(parts) - 1, 0, -1):
-        scope = ".".join(parts[:depth])
-        span = calls.get(scope)
-        if span is not None:
-            notes.append(f"in block '{scopes[scope]}', called at {span.file}:{span.line}:{span.column}: "
-                         f"{source_text(span)}")
-    return notes
-
-
-def bare_name(e) -> str | None:
-    """The name an argument passes on unchanged (`n`, not `n - 1`), or None."""
-    while isinstance(e, ast.Chain) and len(e.steps) == 1:
-        step = e.steps[0]
-        if step.fixed or step.repeat is not None or step.name is not None:
-            return None
-        e = step.expr
-    return e.path[0] if isinstance(e, ast.Ref) and len(e.path) == 1 else None
-
-
-def refs_in(e) -> list[str]:
-    """The plain names an expression reads, in source order."""
-    if isinstance(e, ast.Ref):
-        return [e.path[0]] if len(e.path) == 1 else []
-    if isinstance(e, ast.BinOp):
-        return refs_in(e.left) + refs_in(e.right)
-    if isinstance(e, ast.Neg):
-        return refs_in(e.operand)
-    if isinstance(e, ast.Index):
-        return refs_in(e.base) + refs_in(e.index)
-    if isinstance(e, ast.Call):
-        return [n for a in e.args for n in refs_in(a.value)]
-    if isinstance(e, ast.Chain):
-        return [n for step in e.steps for n in refs_in(step.expr)]
-    return []
-
-
-def within(inner: Span | None, outer: Span | None) -> bool:
-    """Whether span `inner` lies inside span `outer` (same file)."""
-    if inner is None or outer is None or inner.file != outer.file:
-        return False
-    return (outer.line, outer.column) <= (inner.line, inner.column) and \
-        (inner.end_line, inner.end_column) <= (outer.end_line, outer.end_column)
-
-
-def source_text(span: Span, limit: int = 40) -> str:
-    """The source a span covers (its first line), clipped to `limit` characters."""
-    line = source_line(span) or ""
-    end = span.end_column - 1 if span.end_line == span.line else len(line)
-    text = line[span.column - 1:end].strip()
-    return text if len(text) <= limit else text[:limit - 3] + "..."

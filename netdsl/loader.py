@@ -8,11 +8,12 @@ from pathlib import Path
 
 import networkx as nx
 
-from compiler.backend.codegen import check_module_names
+from compiler.backend.names import check_module_names
 from compiler.diagnostics import NetError, did_you_mean, register_source
 from compiler.validate import validate
 from netdsl import syntax as ast
-from netdsl.builder import Builder, call_notes
+from netdsl.builder import Builder
+from netdsl.origins import call_notes
 from netdsl.parser import parse_text
 
 STDLIB_PACKAGE = "netdsl.stdlib"

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the generated code's spelling)
 from torch import nn
 
-from compiler.backend.codegen import INIT_SOURCE, check_module_names, class_name, forward_source, layer_specs, scopes_of
+from compiler.backend.codegen import INIT_SOURCE, class_name, forward_source, layer_specs, scopes_of
+from compiler.backend.names import check_module_names
 from compiler.diagnostics import NetError
 from compiler.ir import copy_graph
 from compiler.shapes import infer_shapes

@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from compiler.backend.codegen import LOWERED_ATTRIBUTES, MODULE_ATTRIBUTES, forward_source
+from compiler.backend.codegen import forward_source
 from compiler.backend.lower import lower_to_torch, parameter_count
+from compiler.backend.names import LOWERED_ATTRIBUTES, MODULE_ATTRIBUTES
 from compiler.cost import network_cost
 from compiler.diagnostics import NetError
 from compiler.ir import copy_graph
