@@ -25,12 +25,13 @@ def register(sub) -> None:
                         "models; default for ONNX: the file's)")
     p.add_argument("--name", help="the network's name (default: the class or graph name)")
     p.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="a constructor argument, as a Python literal: --arg num_classes=10 (repeatable)")
+                   help="a constructor argument, as a Python literal: --arg num_classes=10 (repeatable; default: the "
+                        "constructor's defaults)")
     p.add_argument("--state-dict", metavar="FILE", help="trained weights for a PyTorch model: a .pt/.pth state dict "
-                   "(loaded with weights_only=True) or .safetensors")
+                   "(loaded with weights_only=True) or .safetensors (default: the model's own initial weights)")
     p.add_argument("--force", action="store_true", help="overwrite OUT.net and the weights if they exist")
     p.add_argument("--no-verify", action="store_true", help="skip running the original and the import side by side")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--json", action="store_true", help="print the report as JSON (docs/schemas/import.json)")
     p.set_defaults(run=run)
 
 

@@ -125,3 +125,11 @@ def test_train_eval_synth_generate(capsys, tmp_path):
     assert code == 0
     validate("generate", generated)
     assert len(generated["networks"]) == 2
+
+
+def test_import(capsys, tmp_path):
+    code, doc = run_json(capsys, "import", "tests.netdsl.importers.user_models:FunctionalNet", "--input", "1x28x28",
+                         "-o", str(tmp_path / "digits.net"))
+    assert code == 0
+    validate("import", doc)
+    assert doc["kind"] == "pytorch" and Path(doc["out"]).exists()

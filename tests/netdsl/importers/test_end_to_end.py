@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from torch import nn
 
@@ -59,7 +60,7 @@ def test_import_a_trained_model_and_synthesise_from_its_weights(tmp_path, capsys
     assert "same outputs" in capsys.readouterr().out
     assert main(["eval", str(tmp_path / "small.net"), "--weights", str(tmp_path / "small.safetensors"), "--data", spec,
                  "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["accuracy"] == test_accuracy
+    assert json.loads(capsys.readouterr().out)["metrics"]["acc"] == pytest.approx(test_accuracy, abs=1e-6)
     assert main(["train", str(tmp_path / "small.net"), "--weights", str(tmp_path / "small.safetensors"), "--data",
                  spec, "--epochs", "1", "--out", str(tmp_path / "tuned"), "--json"]) == 0  # fine-tunes the import
     capsys.readouterr()
