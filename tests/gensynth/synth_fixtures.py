@@ -38,26 +38,33 @@ def write_npz(path, n: int = 320, classes: int = 4, seed: int = 0) -> str:
 
 def kill_9_after(args: list[str], out: Path, candidates: int = 2, timeout: float = 120) -> list[tuple[str, str]]:
     """Run `netdsl synth ARGS --out OUT`, kill -9 it once `candidates` search candidates are journaled, and return
-    the (key, record) rows it had journaled then."""
+    the (key, record) rows it had journaled when it died."""
     proc = subprocess.Popen([sys.executable, "-m", "netdsl.cli.main", "synth", *args, "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "CI": "1"})
-    journal, done = out / "journal.sqlite", []
+    journal = out / "journal.sqlite"
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
-        if journal.exists():
-            try:
-                db = sqlite3.connect(journal)
-                done = db.execute("SELECT key, record FROM candidates WHERE key LIKE '%:%' "
-                                  "AND key NOT LIKE 'final%'").fetchall()
-                db.close()
-            except sqlite3.Error:
-                done = []
-            if len(done) >= candidates:
-                break
+        if len(searched(journal)) >= candidates:
+            break
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    return done
+    return searched(journal)  # what was journaled when it died: a candidate may have landed since the last look
+
+
+def searched(journal: Path) -> list[tuple[str, str]]:
+    """The (key, record) rows of search candidates in a journal (none while it is missing or being created)."""
+    if not journal.exists():
+        return []
+    try:
+        db = sqlite3.connect(journal)
+        try:
+            return db.execute("SELECT key, record FROM candidates WHERE key LIKE '%:%' AND key NOT LIKE 'final%'"
+                              ).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []
 
 
 def journaled(out: Path) -> dict[str, str]:

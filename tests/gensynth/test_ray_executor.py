@@ -143,7 +143,7 @@ def test_a_driver_killed_with_kill_9_resumes_on_ray(tmp_path, data, cluster, cap
     progress = " ".join(capsys.readouterr().err.split())  # the same display as local runs, naming the executor
     assert f"candidates run on: Ray at {cluster}: 1 node(s), 2 CPUs, 0 GPUs; 1 CPU per candidate" in progress
     missing = {f"{c}:{i}" for c in range(2) for i in range(3)} - {key for key, _ in done}
-    assert missing and all(f"candidate {key}: val acc" in progress for key in missing)
+    assert missing and all(f"candidate {key}: val acc" in progress for key in missing), progress
     after = journaled(out)
     for key, record in done:
         assert after[key] == record  # nothing finished was redone or lost
