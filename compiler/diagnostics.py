@@ -72,3 +72,8 @@ class NetError(Exception):
 
     def __str__(self) -> str:
         return self.render()
+
+
+class NetWarning(UserWarning):
+    """Something the user should know that does not stop the command (old weights without metadata, ...);
+    the CLI prints it as `warning: ...` on stderr."""

@@ -17,6 +17,7 @@ from gensynth.inquisitor import Budget, candidate_task, inquire
 from gensynth.records import Candidate, Decisions
 from gensynth.requirements import Verdict, judge, parse_requirements
 from gensynth.space import search_space
+from gensynth.training.preprocessing import normalization_options
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ def generate_networks(path: Path, seeds: Iterable[int], out: Path, *, train_data
     if train_data is not None and (weights is None or not weights.exists()):
         raise NetError(f"--train needs the prototype's weights next to the generator ({weights}); "
                        "they are written by netdsl synth")
+    data_options = {"limit_train": limit_train} if limit_train else {}
+    if train_data is not None:  # fine-tune on the data as the prototype was trained on it
+        data_options.update(normalization_options(weights, train_data, prototype))
     records = []
     for seed in seeds:
         s = sample(state, space, seed, reqs)
@@ -88,7 +92,7 @@ def generate_networks(path: Path, seeds: Iterable[int], out: Path, *, train_data
             trained = inquire(candidate_task(
                 name, -1, s, space, train_data, weights, budget=Budget(final_epochs=epochs, final_lr=lr, device=device),
                 requirements=state.requirements, utility=state.utility,
-                data_options={**({"limit_train": limit_train} if limit_train else {}),
+                data_options={**data_options,
                               "input_shape": list(s.graph.nodes[s.graph.graph["inputs"][0]]["shape"])}, final=True,
                 save_to=str(out / f"{name}.safetensors")))
         record = Generated(seed=seed, file=str(out / f"{name}.net"), arch=s.arch, macs=cost.macs, params=cost.params,

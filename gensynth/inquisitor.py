@@ -31,6 +31,7 @@ from gensynth.space import SearchSpace
 from gensynth.tasks.objectives import objective_for
 from gensynth.training.device import resolve_device
 from gensynth.training.evaluate import evaluate
+from gensynth.training.preprocessing import metadata_for
 from gensynth.training.probe import probe
 from gensynth.training.recalibrate import recalibrate_batchnorm
 from gensynth.training.train import FINE_TUNE_LR, OPTIMIZER_DEFAULTS, TASK_OPTIMIZER, TrainConfig, train
@@ -205,7 +206,7 @@ def inquire(task: Task, data: Dataset | None = None, parent_state: dict | None =
     if task.final:  # the test split is reported only, never used to choose
         test = evaluate(model, data.test_x, data.test_y, device=device, objective=objective).metrics
         if task.save_to:
-            save_weights(model, task.save_to)
+            save_weights(model, task.save_to, metadata_for(child, data))
     else:
         n = min(b.probe_images, len(data.val_y))
 

@@ -227,25 +227,25 @@ class Run:
                       params=0, memory=0, meets=True, arch="")
         from compiler.backend.lower import lower_to_torch
         from compiler.backend.weights import load_weights_file, save_weights
+        from gensynth.data import load_dataset
+        from gensynth.training.preprocessing import metadata_for
 
+        data = load_dataset(cfg.data, **cfg.data_options)
         if cfg.prototype_weights:
             model = lower_to_torch(space.prototype)
             load_weights_file(model, cfg.prototype_weights)
-            save_weights(model, path)
         else:
-            from gensynth.data import load_dataset
             from gensynth.training.train import TrainConfig, train
 
             self.on_event("prototype_training", {"epochs": cfg.prototype_epochs})
             import torch
 
-            data = load_dataset(cfg.data, **cfg.data_options)
             torch.manual_seed(cfg.seed)  # initial weights from the run's seed, not from what ran before
             model = lower_to_torch(space.prototype)
             no_test = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
             train(model, no_test, TrainConfig(epochs=cfg.prototype_epochs, seed=cfg.seed, device=cfg.budget.device),
                   on_epoch=lambda stats: self.on_event("prototype_epoch", {"stats": stats}))
-            save_weights(model, path)
+        save_weights(model, path, metadata_for(space.prototype, data))
         # measured exactly as the finalists are, with its own weights
         task = make_task(PROTOTYPE, -1, full, space, cfg, path)
         record = inquire_without_training(task)
@@ -389,6 +389,12 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
     if resume:
         cfg = run_config(out, cfg)
     cfg.validate()
+    if cfg.prototype_weights and "mean" not in cfg.data_options:
+        from gensynth.training.preprocessing import normalization_options
+
+        # the whole run sees the data as the given prototype weights were trained on it
+        cfg = dataclasses.replace(cfg, data_options={
+            **cfg.data_options, **normalization_options(cfg.prototype_weights, cfg.data, prototype)})
     executor = executor or local_executor(cfg.workers, cfg.budget.device)
     with executor:
         run = Run(out, prototype, cfg, resume, on_event, executor)

@@ -10,6 +10,7 @@ import safetensors.torch
 import torch
 
 from compiler.backend.atomic import atomic_write
+from compiler.backend.metadata import ModelMetadata
 from compiler.diagnostics import NetError
 
 
@@ -66,8 +67,25 @@ def load_weights_file(module: torch.nn.Module, path: str | Path) -> None:
     load_state_dict_strict(module, read_weights(path), str(path))
 
 
-def save_weights(module: torch.nn.Module, path: str | Path) -> None:
-    """Atomically save the state dict as safetensors (contiguous CPU copies, so tied weights work)."""
+def save_weights(module: torch.nn.Module, path: str | Path, metadata: ModelMetadata | None = None) -> None:
+    """Atomically save the state dict as safetensors (contiguous CPU copies, so tied weights work), with the
+    metadata that says how to use them (compiler.backend.metadata) in the file's header."""
     state = {k: v.detach().to("cpu", copy=True).contiguous()
              for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)}
-    atomic_write(path, safetensors.torch.save(state))  # bytes, so the file gets the usual umask permissions
+    strings = {"format": "pt", **(metadata.to_strings() if metadata is not None else {})}
+    atomic_write(path, safetensors.torch.save(state, metadata=strings))  # bytes: the file gets the usual umask
+
+
+def read_metadata(path: str | Path) -> ModelMetadata | None:
+    """The metadata a weights file carries; None for a torch state dict or safetensors written without it."""
+    path = Path(path)
+    if not path.is_file():
+        raise NetError(f"weights file not found: {path}")
+    if not _is_safetensors(path):
+        return None
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as f:
+            strings = f.metadata() or {}
+    except Exception as exc:  # noqa: BLE001 (safetensors raises assorted types for a damaged header)
+        raise NetError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    return ModelMetadata.from_strings(strings, str(path))

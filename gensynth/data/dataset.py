@@ -7,7 +7,7 @@ normalises by the training split's statistics and caches the result.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,11 +76,14 @@ class Dataset:
 
 def load_dataset(spec: str, *, val_fraction: float = 0.1, split_seed: int = 0,
                  limit_train: int | None = None, limit_test: int | None = None, task: str | None = None,
-                 input_shape: tuple[int, ...] | None = None) -> Dataset:
+                 input_shape: tuple[int, ...] | None = None, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None) -> Dataset:
     """Load a dataset by spec (see KNOWN_SPECS), cached in-process; its task comes from the spec.
 
     A `task` given by the user must agree with the spec's (a clear error instead of a confusing loss).
     `input_shape` is the network's [C, H, W]: image folders are decoded to it (other specs ignore it).
+    Images are normalised per channel by the training split's mean and std, or by the given `mean` and `std`
+    (those a network's weights were trained with: gensynth.training.preprocessing; 0 and 1 give raw pixels).
 
     The validation split is carved from the training set with `split_seed`; `limit_train` caps the
     pool that train+val are carved from (a deterministic subset), `limit_test` the test set.
@@ -91,6 +94,11 @@ def load_dataset(spec: str, *, val_fraction: float = 0.1, split_seed: int = 0,
     for opt, value in (("limit_train", limit_train), ("limit_test", limit_test)):
         if value is not None and value < 1:
             raise NetError(f"{opt} must be a positive number of images, got {value}")
+    if (mean is None) != (std is None):
+        raise NetError("a normalisation needs both a mean and a std per channel")
+    if std is not None and any(not s > 0 for s in std):
+        raise NetError(f"the normalisation's std must be positive per channel, got {list(std)}")
+    normalization = (tuple(map(float, mean)), tuple(map(float, std))) if mean is not None else None
     kind, path = _parse_spec(spec)
     own = KIND_TASK.get(kind, "classify")
     if task is not None and task != own:
@@ -99,7 +107,8 @@ def load_dataset(spec: str, *, val_fraction: float = 0.1, split_seed: int = 0,
     shape = tuple(int(d) for d in input_shape) if kind in SHAPED and input_shape is not None else None
     if kind in SHAPED and shape is None:
         raise NetError(f"{spec}: images are decoded to the network's input size; give input_shape")
-    return _load_cached(spec, kind, path, float(val_fraction), int(split_seed), limit_train, limit_test, shape)
+    return _load_cached(spec, kind, path, float(val_fraction), int(split_seed), limit_train, limit_test, shape,
+                        normalization)
 
 
 def clear_dataset_cache() -> None:
@@ -121,11 +130,12 @@ def _parse_spec(spec: str) -> tuple[str, Path]:
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(spec: str, kind: str, path: Path, val_fraction: float, split_seed: int,
-                 limit_train: int | None, limit_test: int | None, input_shape: tuple | None = None) -> Dataset:
+                 limit_train: int | None, limit_test: int | None, input_shape: tuple | None = None,
+                 normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None) -> Dataset:
     """Read the files once per (spec, options) and build the splits."""
     task = KIND_TASK.get(kind, "classify")
     if kind in SHAPED:
-        return _compact(spec, READERS[kind](path, input_shape), split_seed, limit_train, limit_test)
+        return _compact(spec, READERS[kind](path, input_shape), split_seed, limit_train, limit_test, normalization)
     arrays = READERS[kind](path)
     x, y, tx, ty, names, notes = arrays.x, arrays.y, arrays.test_x, arrays.test_y, arrays.class_names, list(arrays.notes)
     num_classes = len(names) if names else int(max(y.max(initial=0), ty.max(initial=0))) + 1
@@ -151,12 +161,17 @@ def _load_cached(spec: str, kind: str, path: Path, val_fraction: float, split_se
         notes.append(f"test limited to {limit_test} of {len(ty)} images")
 
     train_x = to_float(x[train_idx])
-    dims = (0, 2, 3)
-    mean = train_x.double().mean(dim=dims)
-    std = train_x.double().std(dim=dims, unbiased=False)
-    if bool((std == 0).any()):
-        notes.append("some channels are constant in the training split; their std is taken as 1")
-        std = torch.where(std == 0, torch.ones_like(std), std)
+    if normalization is not None:
+        check_channels(spec, normalization, tuple(train_x.shape[1:]))
+        mean, std = (torch.tensor(v, dtype=torch.float64) for v in normalization)
+        notes.append("normalised with the given mean and std")
+    else:
+        dims = (0, 2, 3)
+        mean = train_x.double().mean(dim=dims)
+        std = train_x.double().std(dim=dims, unbiased=False)
+        if bool((std == 0).any()):
+            notes.append("some channels are constant in the training split; their std is taken as 1")
+            std = torch.where(std == 0, torch.ones_like(std), std)
     m, s = mean.float().view(1, -1, 1, 1), std.float().view(1, -1, 1, 1)
 
     def norm(t: torch.Tensor) -> torch.Tensor:
@@ -172,7 +187,7 @@ def _load_cached(spec: str, kind: str, path: Path, val_fraction: float, split_se
 
 
 def _compact(spec: str, arrays: SplitArrays, split_seed: int, limit_train: int | None,
-             limit_test: int | None) -> Dataset:
+             limit_test: int | None, normalization: tuple | None = None) -> Dataset:
     """A classification dataset whose images stay compact (uint8 or files) with its own validation split."""
     notes = list(arrays.notes)
     names = tuple(arrays.class_names)
@@ -188,7 +203,12 @@ def _compact(spec: str, arrays: SplitArrays, split_seed: int, limit_train: int |
         picked.append((store, idx, torch.as_tensor(y[idx], dtype=torch.int64)))
     if len(picked[0][1]) == 0:
         raise NetError(f"{spec}: the training split is empty")
-    mean, std = _channel_stats(*picked[0][:2], notes)
+    if normalization is not None:
+        check_channels(spec, normalization, tuple(picked[0][0].shape[-3:]))
+        mean, std = normalization
+        notes.append("normalised with the given mean and std")
+    else:
+        mean, std = _channel_stats(*picked[0][:2], notes)
     views = [NormalizedImages(store, mean, std).subset(idx) for store, idx, _ in picked]
     return Dataset(name=spec, train_x=views[0], train_y=picked[0][2], val_x=views[1], val_y=picked[1][2],
                    test_x=views[2], test_y=picked[2][2], num_classes=len(names),
@@ -215,6 +235,13 @@ def _channel_stats(store, idx: np.ndarray, notes: list[str]) -> tuple[tuple[floa
         notes.append("some channels are constant in the training split; their std is taken as 1")
         std = torch.where(std == 0, torch.ones_like(std), std)
     return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def check_channels(spec: str, normalization: tuple, image_shape: tuple) -> None:
+    """A given normalisation must have one mean and std per image channel."""
+    if len(normalization[0]) != image_shape[0]:
+        raise NetError(f"{spec}: the normalisation has {len(normalization[0])} channel(s), the images "
+                       f"{list(image_shape)} have {image_shape[0]}")
 
 
 def to_float(a: np.ndarray) -> torch.Tensor:

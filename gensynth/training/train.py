@@ -27,6 +27,7 @@ from gensynth.training.augment import random_crop_flip
 from gensynth.training.device import amp_dtype, autocast, place_data, resolve_device, training_mode
 from gensynth.training.distill import distillation_loss, teacher_logits
 from gensynth.training.evaluate import EvalResult, evaluate
+from gensynth.training.preprocessing import metadata_for
 
 # Per-optimizer defaults, used when TrainConfig.lr / weight_decay are None. SGD: Nesterov momentum
 # 0.9, the classic recipe for BN conv nets at batch 128. AdamW: a higher decay, as AdamW decouples it.
@@ -341,6 +342,7 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig | None = None,
                          amp={None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp], out_dir=out)
     scoring = {"batch_size": max(512, loop.bs), "device": device, "amp": result.amp,
                "objective": loop.objective}
+    metadata = metadata_for(model, dataset)  # saved with every checkpoint: how to feed these weights
     start = time.perf_counter()
     try:
         for epoch in range(1, config.epochs + 1):
@@ -359,7 +361,7 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig | None = None,
             result.epochs.append(stats)
             result.wall_s = time.perf_counter() - start
             if out is not None:
-                save_weights(model, out / "weights.safetensors")
+                save_weights(model, out / "weights.safetensors", metadata)
                 _write_metrics(out, _metrics(result, dataset, config, model))
             if on_epoch is not None:
                 on_epoch(stats)
