@@ -1,7 +1,13 @@
-"""Export a network: ONNX, TorchScript, or a standalone PyTorch source file; optionally with trained weights."""
+"""Export a network: ONNX, TorchScript, or a standalone PyTorch source file; optionally with trained weights.
+
+Given metadata (compiler.backend.metadata) an export is complete: with `normalized_inside` the input normalisation
+is the model's first operation, so it takes float pixels in [0, 1]; ONNX files carry the metadata as
+metadata_props, TorchScript files as the extra file `netdsl.json`, the source as its docstring and constants.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import warnings
 from pathlib import Path
@@ -11,6 +17,7 @@ import torch
 
 from compiler.backend.codegen import module_source
 from compiler.backend.lower import LoweredNetwork, lower_to_torch
+from compiler.backend.metadata import EXTRA_FILE, ModelMetadata
 from compiler.backend.weights import load_weights_file
 from compiler.diagnostics import NetError
 
@@ -32,8 +39,10 @@ def _example_inputs(module: LoweredNetwork) -> tuple[torch.Tensor, ...]:
     return tuple(torch.randn(1, *module.shapes[i], device=device) for i in module.input_names)
 
 
-def export_onnx(module: LoweredNetwork, path: str | Path, opset: int = ONNX_OPSET) -> None:
-    """ONNX (TorchScript-based exporter: the dynamo one needs onnxscript), batch dim dynamic, checked; eval mode."""
+def export_onnx(module: LoweredNetwork, path: str | Path, opset: int = ONNX_OPSET,
+                metadata: ModelMetadata | None = None) -> None:
+    """ONNX (TorchScript-based exporter: the dynamo one needs onnxscript), batch dim dynamic, checked; eval mode;
+    the metadata as metadata_props."""
     check_target("onnx")
     import onnx
 
@@ -50,11 +59,38 @@ def export_onnx(module: LoweredNetwork, path: str | Path, opset: int = ONNX_OPSE
                               training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
     except torch.onnx.errors.OnnxExporterError as err:
         raise NetError(f"ONNX cannot express network '{module.network}': {str(err).splitlines()[0]}") from None
+    if metadata is not None:
+        write_onnx_metadata(path, metadata)
     onnx.checker.check_model(str(path), full_check=True)
 
 
-def export_torchscript(module: LoweredNetwork, path: str | Path) -> None:
-    """TorchScript by scripting the generated forward (dropout and BN keep their train/eval behaviour)."""
+def write_onnx_metadata(path: str | Path, metadata: ModelMetadata) -> None:
+    """Set the file's metadata_props (replacing netdsl's keys) and its doc string."""
+    import onnx
+
+    model = onnx.load(str(path))
+    keep = {p.key: p.value for p in model.metadata_props if not p.key.startswith("netdsl.")}
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, {**keep, **metadata.to_strings()})
+    model.doc_string = f"{metadata.network} (netdsl {metadata.version}). Input: {metadata.input_text()}." + (
+        f" Outputs: {metadata.outputs}" if metadata.outputs else "")
+    onnx.save(model, str(path))
+
+
+def read_onnx_metadata(path: str | Path) -> ModelMetadata | None:
+    """The netdsl metadata of an ONNX file (None for a file netdsl did not make)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 (protobuf raises assorted types for a damaged file)
+        raise NetError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
+    return ModelMetadata.from_strings({p.key: p.value for p in model.metadata_props}, str(path))
+
+
+def export_torchscript(module: LoweredNetwork, path: str | Path, metadata: ModelMetadata | None = None) -> None:
+    """TorchScript by scripting the generated forward (dropout and BN keep their train/eval behaviour); the
+    metadata as the extra file netdsl.json."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
@@ -62,28 +98,70 @@ def export_torchscript(module: LoweredNetwork, path: str | Path) -> None:
         except (RuntimeError, torch.jit.Error) as err:  # pragma: no cover (every op scripts; a safety net)
             raise NetError(f"TorchScript cannot compile network '{module.network}': "
                            f"{str(err).splitlines()[0]}") from None
-        torch.jit.save(scripted, str(path))
+        extra = {EXTRA_FILE: metadata.to_json()} if metadata is not None else {}
+        torch.jit.save(scripted, str(path), _extra_files=extra)
 
 
-def export_pytorch_source(graph: nx.DiGraph, path: str | Path, origin: str | None = None) -> None:
-    """A standalone .py file defining the network as one nn.Module class."""
-    Path(path).write_text(module_source(graph, origin), encoding="utf-8")
+def read_torchscript_metadata(path: str | Path) -> tuple[torch.jit.ScriptModule, ModelMetadata | None]:
+    """A TorchScript file's module (on the CPU) and its netdsl metadata (None if netdsl did not make it)."""
+    import json
+
+    extra = {EXTRA_FILE: ""}
+    try:
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except Exception as exc:  # noqa: BLE001 (torch.jit.load raises assorted types for a damaged file)
+        raise NetError(f"{path}: not a readable TorchScript file ({type(exc).__name__})") from None
+    if not extra[EXTRA_FILE]:
+        return module, None
+    try:
+        strings = json.loads(extra[EXTRA_FILE])
+    except ValueError:
+        raise NetError(f"{path}: its netdsl metadata is damaged (not JSON)") from None
+    return module, ModelMetadata.from_strings(strings, str(path))
+
+
+def export_pytorch_source(graph: nx.DiGraph, path: str | Path, origin: str | None = None,
+                          metadata: ModelMetadata | None = None, appendix: str = "") -> None:
+    """A standalone .py file defining the network as one nn.Module class (and `appendix`, such as a decoder)."""
+    normalization = (metadata.mean, metadata.std) if metadata is not None and metadata.normalized_inside else None
+    Path(path).write_text(module_source(graph, origin, normalization, source_header(metadata), appendix),
+                          encoding="utf-8")
+
+
+def source_header(metadata: ModelMetadata | None) -> str:
+    """The standalone source's docstring lines about its metadata."""
+    if metadata is None:
+        return ""
+    lines = [f"Input: {metadata.input_text()}."]
+    if metadata.outputs:
+        lines.append(f"Outputs: {metadata.outputs}")
+    if metadata.class_names:
+        lines.append(f"Classes: {', '.join(metadata.class_names)}.")
+    lines.append(f"Trained on {metadata.data or 'unknown data'} for {metadata.task or 'an unknown task'}; netdsl "
+                 f"{metadata.version}, source hash {metadata.source_hash}.")
+    return "\n".join(lines)
 
 
 def export_network(graph: nx.DiGraph, target: str, out: str | Path, weights: str | Path | None = None,
-                   origin: str | None = None) -> LoweredNetwork:
-    """Lower, load `weights` if given, and write `out` in the target format; returns the lowered module."""
+                   origin: str | None = None, metadata: ModelMetadata | None = None,
+                   appendix: str = "") -> LoweredNetwork:
+    """Lower, load `weights` if given, and write `out` in the target format; returns the lowered module.
+
+    With metadata that has `normalized_inside`, the exported model normalises its input first."""
     check_target(target)
-    module = lower_to_torch(graph)
+    if metadata is not None and metadata.normalized_inside and not metadata.has_normalization:
+        metadata = dataclasses.replace(metadata, normalized_inside=False)
+    inside = metadata is not None and metadata.normalized_inside
+    module = lower_to_torch(graph, normalization=(metadata.mean, metadata.std) if inside else None)
     if weights is not None:
         load_weights_file(module, weights)
     try:
         if target == "onnx":
-            export_onnx(module, out)
+            export_onnx(module, out, metadata=metadata)
         elif target == "torchscript":
-            export_torchscript(module, out)
+            export_torchscript(module, out, metadata)
         else:
-            export_pytorch_source(graph, out, origin)
+            export_pytorch_source(graph, out, origin, metadata, appendix)
     except OSError as err:
         raise NetError(f"cannot write {out}: {err.strerror or err}") from None
     return module

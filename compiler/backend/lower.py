@@ -17,7 +17,14 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the generated code's spelling)
 from torch import nn
 
-from compiler.backend.codegen import INIT_SOURCE, class_name, forward_source, layer_specs, scopes_of
+from compiler.backend.codegen import (
+    INIT_SOURCE,
+    NORMALIZATION,
+    class_name,
+    forward_source,
+    layer_specs,
+    scopes_of,
+)
 from compiler.backend.names import check_module_names
 from compiler.diagnostics import NetError
 from compiler.ir import copy_graph
@@ -41,9 +48,11 @@ class LoweredNetwork(nn.Module):
 
     Attributes: `network` (name), `code` (the forward's source), `shapes` ({node: per-sample shape} from the
     IR), `input_names`, `output_names` and `ir` (the graph). `intermediates(*inputs)` returns every node's value.
+    With `normalization` (mean, std per channel) the forward first normalises its input, as exported models do;
+    the two buffers are not part of the state dict, so the same weights load either way.
     """
 
-    def __init__(self, graph: nx.DiGraph):
+    def __init__(self, graph: nx.DiGraph, normalization: tuple | None = None):
         super().__init__()
         if any(d.get("shape") is None for _, d in graph.nodes(data=True)):
             graph = infer_shapes(copy_graph(graph))
@@ -53,7 +62,7 @@ class LoweredNetwork(nn.Module):
         self.shapes = {n: tuple(d["shape"]) for n, d in graph.nodes(data=True)}
         self.input_names = list(graph.graph["inputs"])
         self.output_names = list(graph.graph["outputs"])
-        self.code = forward_source(graph)
+        self.code = forward_source(graph, normalize=normalization is not None)
         label = graph.graph["name"]
         methods = {
             "forward": compile_method(self.code, "forward", label),
@@ -66,6 +75,10 @@ class LoweredNetwork(nn.Module):
             for scope in scopes_of([path]):
                 self._place(scope, nn.Module(), container=True)
             self._place(path, getattr(nn, spec.cls)(*spec.args, **spec.kwargs), container=False)
+        if normalization is not None:
+            for buffer, values in zip(NORMALIZATION, normalization):
+                self.register_buffer(buffer, torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1),
+                                     persistent=False)
 
     def _place(self, path: str, module: nn.Module, container: bool) -> None:
         parent, _, leaf = path.rpartition(".")
@@ -102,10 +115,11 @@ def initialize(module: nn.Module) -> None:
 
 
 def lower_to_torch(graph: nx.DiGraph, *, device: torch.device | str | None = None,
-                   dtype: torch.dtype | None = None) -> LoweredNetwork:
-    """The network as an initialised nn.Module on `device` (built there directly; "meta" allocates nothing)."""
+                   dtype: torch.dtype | None = None, normalization: tuple | None = None) -> LoweredNetwork:
+    """The network as an initialised nn.Module on `device` (built there directly; "meta" allocates nothing);
+    with `normalization` (mean, std per channel) it takes [0, 1] pixels and normalises them first."""
     with torch.device(device) if device is not None else contextlib.nullcontext():
-        module = LoweredNetwork(graph)
+        module = LoweredNetwork(graph, normalization)
         initialize(module)
     return module.to(dtype=dtype) if dtype is not None else module
 

@@ -153,8 +153,16 @@ def centernet_loss(heatmap_logits: torch.Tensor, box_out: torch.Tensor, gt: torc
     return total, dict(zip(("heatmap", "size", "offset", "total"), values))
 
 
-@torch.no_grad()
 def decode(heatmap_logits: torch.Tensor, box_out: torch.Tensor, stride: int, top_k: int = 20) -> list[torch.Tensor]:
+    """Detections per image, best first (decode_detections), after checking the two outputs fit together."""
+    _check_outputs(heatmap_logits, box_out)
+    return decode_detections(heatmap_logits, box_out, stride, top_k)
+
+
+# decode_detections uses torch alone: its source is also the decoder written into exported PyTorch source.
+@torch.no_grad()
+def decode_detections(heatmap_logits: torch.Tensor, box_out: torch.Tensor, stride: int,
+                      top_k: int = 20) -> list[torch.Tensor]:
     """Detections [min(top_k, C*h*w), 6] per image, best first: (x0, y0, x1, y1, score, class) in input pixels.
 
     Peaks are cells equal to their 3x3 max-pooled neighbourhood; the top-k over classes x cells are kept
@@ -162,10 +170,9 @@ def decode(heatmap_logits: torch.Tensor, box_out: torch.Tensor, stride: int, top
     them). Boxes are (cell + offset) * stride +- size * stride / 2, negative sizes read as 0, clipped to
     the input extent (h * stride, w * stride).
     """
-    _check_outputs(heatmap_logits, box_out)
     n, c, h, w = heatmap_logits.shape
     heat = torch.sigmoid(heatmap_logits.float())
-    heat = torch.where(functional.max_pool2d(heat, 3, stride=1, padding=1) == heat, heat, 0.0)
+    heat = torch.where(torch.nn.functional.max_pool2d(heat, 3, stride=1, padding=1) == heat, heat, 0.0)
     scores, flat = heat.flatten(1).topk(min(top_k, c * h * w), dim=1)
     cls, cell = flat // (h * w), flat % (h * w)
     box = box_out.float().flatten(2).gather(2, cell[:, None, :].expand(n, 4, -1))

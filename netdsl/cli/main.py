@@ -10,13 +10,14 @@ import argparse
 import importlib
 import json
 import sys
+import warnings
 
-from compiler.diagnostics import NetError
+from compiler.diagnostics import NetError, NetWarning
 from netdsl import __version__
 
 # subcommand -> module in netdsl.cli defining register(subparsers) and run(args) -> int
-COMMANDS = {"show": "show", "check": "check", "cost": "cost", "export": "export", "import": "import_model",
-            "train": "train", "eval": "eval", "synth": "synth", "generate": "generate"}
+COMMANDS = {"show": "show", "check": "check", "cost": "cost", "diff": "diff", "export": "export",
+            "import": "import_model", "train": "train", "eval": "eval", "synth": "synth", "generate": "generate"}
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -76,7 +77,22 @@ def error_document(err: NetError, command: str | None) -> dict:
                                                       "notes": list(err.notes), "text": err.render()}}
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
+    """NetWarnings as `warning: ...` on stderr (no file and line of our code); other warnings as Python shows them."""
+    if issubclass(category, NetWarning):
+        sys.stderr.write(f"warning: {message}\n")
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        warnings.simplefilter("always", NetWarning)
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     from rich.console import Console
 
     argv = list(sys.argv[1:] if argv is None else argv)
