@@ -56,6 +56,7 @@ class SynthConfig:
     allocation_spread: float = ALLOCATION_SPREAD  # per-sample sd of each group's log width factor (θG's exploration)
     factorize: float = FACTORIZE  # θG's initial probability of factorizing each factorizable conv (0: never)
     stride: float = STRIDE  # θG's initial probability of giving each stridable conv stride 2 (0: never)
+    export: str | None = None  # also export the FermiNets: "onnx", or "onnx-int8" (float and int8 side by side)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -69,6 +70,8 @@ class SynthConfig:
         for name, value in counts.items():
             if value < 1:
                 raise NetError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.export is not None and self.export not in ("onnx", "onnx-int8"):
+            raise NetError(f"--export must be onnx or onnx-int8, got {self.export!r}")
         if not 0 < self.min_fraction <= 1:
             raise NetError(f"--min-fraction must be in (0, 1], got {self.min_fraction}")
         for name, value in (("distill", b.distill), ("factorize", self.factorize), ("stride", self.stride)):
@@ -80,6 +83,7 @@ class SynthConfig:
         data = dict(data)
         data["budget"] = Budget(**data["budget"])
         data.setdefault("stride", 0.0)  # journals from before --stride never strided
+        data.setdefault("export", None)
         return cls(**data)
 
 
@@ -153,6 +157,7 @@ class Run:
         self.on_event = on_event or (lambda kind, payload: None)
         self.reqs = parse_requirements(cfg.requirements)
         self.space = search_space(prototype)
+        self.graphs: dict = {}  # FermiNet name -> its IR
         self.text = print_network(prototype)
         exists = (self.out / JOURNAL).exists()
         if exists and not resume:
@@ -317,13 +322,14 @@ class Run:
         results = []
         for rank, r in enumerate(chosen):
             key = f"{FINAL_PREFIX}{r.arch}"
+            name = f"fermi-{rank + 1}"
+            # θG as it was when the candidate was sampled, so its seed regenerates the same network
+            s = sample(GeneratorState.from_json(self.journal.generator_at(r.cycle)), self.space, r.seed, self.reqs)
+            self.graphs[name] = s.graph
             done = self.journal.candidate(key)
             if done is not None:
                 results.append(done)
                 continue
-            # θG as it was when the candidate was sampled, so its seed regenerates the same network
-            s = sample(GeneratorState.from_json(self.journal.generator_at(r.cycle)), self.space, r.seed, self.reqs)
-            name = f"fermi-{rank + 1}"
             task = make_task(key, r.cycle, s, self.space, cfg, weights, final=True,
                              save_to=str(self.out / f"{name}.safetensors"))
             self.on_event("final_start", {"name": name, "arch": r.arch})
@@ -333,6 +339,19 @@ class Run:
             self.on_event("final", record)
             results.append(record)
         return results
+
+    def export(self, finals: list[Candidate]) -> list:
+        """Each FermiNet as fermi-N.onnx (and fermi-N.int8.onnx), scored on test from the files and timed."""
+        from gensynth.deploy.compare import export_and_compare
+
+        shipped = []
+        for r in finals:
+            self.on_event("export_start", {"name": r.name, "export": self.cfg.export})
+            result = export_and_compare(r.name, self.graphs[r.name], self.out / f"{r.name}.safetensors",
+                                        self.out / r.name, self.cfg.data, int8=self.cfg.export == "onnx-int8")
+            self.on_event("export", result)
+            shipped.append(result)
+        return shipped
 
 
 def renamed(g, name: str):
@@ -381,7 +400,8 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
     ({"total", "done"} search candidates, "executor" in words), "plan" (a WorkPlan), "prototype_training",
     "prototype_epoch",
     "prototype", "cycle_start", "candidate" (a Candidate, or a Failure), "candidate_retry" ({"key", "reason",
-    "attempt"}), "cycle_end", "final_start" and "final"; records come as Candidate."""
+    "attempt"}), "cycle_end", "final_start", "final", and with cfg.export "export_start" and "export"
+    (gensynth.deploy.compare.Exported); records come as Candidate."""
     import time
 
     from gensynth.report import write_report
@@ -415,11 +435,16 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
             run.on_event("prototype", proto_record)
             state = run.search(run.generator(), weights)
             finals = run.finals(state, weights)
+            exported = run.export(finals) if cfg.export else []
             candidates, failed = run.journal.searched(), run.journal.failures()
             front = pareto_front(candidates)
             wall = started + time.perf_counter() - t0
+            from compiler.cost.diff import network_diff
+
+            diffs = {r.name: network_diff(run.space.prototype, run.graphs[r.name]) for r in finals}
             report = write_report(run.out, prototype.graph["name"], cfg.requirements, proto_record, finals,
-                                  candidates, front, wall, executors=sessions, failed=failed)
+                                  candidates, front, wall, executors=sessions, failed=failed, diffs=diffs,
+                                  exported=exported)
             return SynthResult(run.out, proto_record, finals, candidates, front, state, report, failed, where)
         finally:
             run.journal.set_meta("wall_s", started + time.perf_counter() - t0)

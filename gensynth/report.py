@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from compiler.cost.diff import BLOCK_COLUMNS, LAYER_COLUMNS, NetworkDiff
 from gensynth.records import Candidate, Failure
 from gensynth.tasks.metrics import METRICS
 
@@ -20,11 +21,55 @@ def _row(name: str, r: Candidate) -> str:
             f"{'yes' if r.meets else 'no: ' + ', '.join(r.missed)} |")
 
 
+def _table(columns: tuple[str, ...], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def diff_section(diffs: dict[str, NetworkDiff]) -> list[str]:
+    """Per FermiNet: the layers it changed of the prototype, and the MACs and params of every block."""
+    lines = []
+    for name, d in diffs.items():
+        changed = d.changed()
+        lines += [f"### {name} against the prototype", "",
+                  *(_table(LAYER_COLUMNS, [c.cells() for c in changed]) if changed else ["No layer changed."]), "",
+                  *_table(BLOCK_COLUMNS, [b.cells() for b in d.blocks] + [d.total_cells()]), ""]
+    return ["## What each FermiNet changed", "",
+            "Layers that compute (convs, linears) whose channels, kernel or stride changed, or that were removed or "
+            "added; then every block's MACs and params (`netdsl diff` prints the same).", "", *lines] if lines else []
+
+
+def exported_section(exported: list, what: str) -> list[str]:
+    """Float and int8 ONNX of each FermiNet: test score from the exported files, batch-1 onnxruntime latency."""
+    if not exported:
+        return []
+    fmt = METRICS[exported[0].metric].format
+    rows = []
+    for e in exported:
+        row = [e.name, f"`{e.float_path.name}`", fmt(e.float_score), e.float_latency.text().split(" (")[0]]
+        if e.int8_path is not None:
+            speed = e.float_latency.median / e.int8_latency.median
+            row += [f"`{e.int8_path.name}`", fmt(e.int8_score), f"{(e.int8_score - e.float_score) * 100:+.2f}",
+                    e.int8_latency.text().split(" (")[0], f"{speed:.2f}x", ", ".join(e.float_ops) or "none"]
+        rows.append(row)
+    columns = ("network", "float file", f"test {what}", "latency")
+    if exported[0].int8_path is not None:
+        columns += ("int8 file", f"int8 test {what}", "points", "int8 latency", "speed-up", "kept float")
+    threads = exported[0].float_latency.threads
+    return ["## Exported FermiNets", "",
+            "Scored on the test split from the exported ONNX files with onnxruntime, fed the pixels as read (8-bit "
+            "values / 255; the files normalise them); latency: median batch-1 forward with onnxruntime on "
+            f"{threads} thread(s), the files timed side by side. int8: static quantization calibrated on training "
+            "images (QDQ, per-channel weights).", "", *_table(columns, rows), ""]
+
+
 def write_report(out: Path, network: str, requirements: list[str], prototype: Candidate, finals: list[Candidate],
                  candidates: list[Candidate], front: list[Candidate], wall_s: float, executors: list[str] = (),
-                 failed: list[Failure] = ()) -> Path:
+                 failed: list[Failure] = (), diffs: dict[str, NetworkDiff] | None = None,
+                 exported: list | None = None) -> Path:
     """Write report.md (and pareto.png beside it); return the report's path. `executors`: where each session
-    evaluated the candidates, in words."""
+    evaluated the candidates, in words; `diffs`: each FermiNet against the prototype; `exported`: the FermiNets'
+    exported files (gensynth.deploy.compare.Exported)."""
     what = METRICS[prototype.metric].words
     failures = [f"Failed candidates: {len(failed)} (journaled; left out of everything below):", "",
                 *(f"- {r.key} after {r.attempts} attempt(s): {r.error}" for r in failed), ""]
@@ -55,6 +100,8 @@ def write_report(out: Path, network: str, requirements: list[str], prototype: Ca
         "",
         f"![{what} against MACs](pareto.png)",
         "",
+        *exported_section(exported or [], what),
+        *diff_section(diffs or {}),
     ]
     path = Path(out) / "report.md"
     path.write_text("\n".join(lines))

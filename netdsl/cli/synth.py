@@ -67,6 +67,10 @@ def register(sub) -> None:
                    help="the generator's starting probability of giving each stride-1 conv stride 2, halving the "
                         "resolution after it where the network allows (learned from there; default 0: never; "
                         "0.5 with --utility accuracy is the advice for a MAC budget, see docs/synthesis.md)")
+    p.add_argument("--export", choices=["onnx", "onnx-int8"], default=None,
+                   help="also export each FermiNet as fermi-N.onnx (onnx-int8: and fermi-N.int8.onnx, quantized on 512 "
+                        "training images), scored on test from the files and timed with onnxruntime in report.md "
+                        "(default: no export)")
     arguments.add_device_argument(p)
     arguments.add_json_argument(p)
     p.set_defaults(run=run)
@@ -85,7 +89,7 @@ def config_from_args(args, g=None):
     cfg = SynthConfig(data=args.data, requirements=list(args.req), cycles=args.cycles, per_cycle=args.per_cycle,
                       budget=budget, workers=args.workers or 1, utility=args.utility, seed=args.seed,
                       prototype_epochs=args.prototype_epochs, prototype_weights=args.weights,
-                      finalists=args.finalists, min_fraction=args.min_fraction,
+                      finalists=args.finalists, min_fraction=args.min_fraction, export=args.export,
                       **{name: getattr(args, name) for name in ("factorize", "stride")
                          if getattr(args, name) is not None},
                       data_options={**({"limit_train": args.limit_train} if args.limit_train else {}),

@@ -156,6 +156,13 @@ class SynthView:
                       utility_text(self.utility, payload), f"{payload.wall_s:.1f} s"])
         elif kind == "final_start":
             self.phase = f"training {payload['name']} fully"
+        elif kind == "export_start":
+            self.phase = f"exporting {payload['name']} ({payload['export']})"
+        elif kind == "export":
+            int8 = ([f"int8 test {payload.int8_score:.2%}", f"{payload.int8_latency.median * 1e3:.3f} ms"]
+                    if payload.int8_path else [])
+            self.say([f"{payload.name}: {payload.float_path.name} test {label(payload.metric)} "
+                      f"{payload.float_score:.2%}", f"{payload.float_latency.median * 1e3:.3f} ms", *int8])
         elif kind == "final":
             self.finished("train", self.plan.per_final if self.plan else 0)
             self.say([f"{payload.name}: val {label(payload.metric)} {payload.score:.2%}",
