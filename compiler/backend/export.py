@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -108,7 +109,9 @@ def read_torchscript_metadata(path: str | Path) -> tuple[torch.jit.ScriptModule,
 
     extra = {EXTRA_FILE: ""}
     try:
-        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load's notice
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as exc:  # noqa: BLE001 (torch.jit.load raises assorted types for a damaged file)
         raise NetError(f"{path}: not a readable TorchScript file ({type(exc).__name__})") from None
     if not extra[EXTRA_FILE]:
@@ -129,17 +132,17 @@ def export_pytorch_source(graph: nx.DiGraph, path: str | Path, origin: str | Non
 
 
 def source_header(metadata: ModelMetadata | None) -> str:
-    """The standalone source's docstring lines about its metadata."""
+    """The standalone source's docstring paragraphs about its metadata, wrapped at 100 columns."""
     if metadata is None:
         return ""
-    lines = [f"Input: {metadata.input_text()}."]
+    paragraphs = [f"Input: {metadata.input_text()}."]
     if metadata.outputs:
-        lines.append(f"Outputs: {metadata.outputs}")
+        paragraphs.append(f"Outputs: {metadata.outputs}")
     if metadata.class_names:
-        lines.append(f"Classes: {', '.join(metadata.class_names)}.")
-    lines.append(f"Trained on {metadata.data or 'unknown data'} for {metadata.task or 'an unknown task'}; netdsl "
-                 f"{metadata.version}, source hash {metadata.source_hash}.")
-    return "\n".join(lines)
+        paragraphs.append(f"Classes: {', '.join(metadata.class_names)}.")
+    paragraphs.append(f"Trained on {metadata.data or 'unknown data'} for {metadata.task or 'an unknown task'}; "
+                      f"netdsl {metadata.version}, source hash {metadata.source_hash}.")
+    return "\n\n".join(textwrap.fill(p, 100) for p in paragraphs)
 
 
 def export_network(graph: nx.DiGraph, target: str, out: str | Path, weights: str | Path | None = None,

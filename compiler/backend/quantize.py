@@ -57,14 +57,15 @@ def quantizable_op_types() -> set[str]:
 
 
 def float_ops(path: str | Path) -> dict[str, list[str]]:
-    """The nodes of an ONNX file that onnxruntime's quantizer leaves float, by op type."""
+    """The nodes of an ONNX file that onnxruntime's quantizer leaves float, by op type (named by node, or by output
+    where the optimiser inlined a function: `_inlfunc_HardSwish_...`)."""
     import onnx
 
     known = quantizable_op_types() | PLUMBING
     kept: dict[str, list[str]] = {}
     for node in onnx.load(str(path)).graph.node:
         if node.op_type not in known:
-            kept.setdefault(node.op_type, []).append(node.name)
+            kept.setdefault(node.op_type, []).append(node.name or node.output[0])
     return kept
 
 

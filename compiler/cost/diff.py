@@ -16,6 +16,27 @@ import networkx as nx
 
 from compiler.cost.network import compile_costs, cost_of, execution_order
 
+LAYER_COLUMNS = ("layer", "op", "channels", "k", "stride", "MACs", "params", "")
+BLOCK_COLUMNS = ("block", "MACs", "", "params", "")
+
+
+def count_text(n: int) -> str:
+    """A count in 3 significant digits with k/M/G and no space: 7.23M."""
+    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            return f"{n / scale:.3g}{prefix}"
+    return str(n)
+
+
+def arrow(a, b, show=str) -> str:
+    """'a→b', or 'a' when they are equal."""
+    return show(a) if a == b else f"{show(a)}→{show(b)}"
+
+
+def change(a: int, b: int) -> str:
+    """B against A in per cent ('' when equal or A is 0)."""
+    return "" if a == 0 or a == b else f"{(b - a) / a:+.0%}"
+
 
 @dataclass(frozen=True)
 class LayerState:
@@ -47,6 +68,17 @@ class LayerDiff:
             return "removed"
         return "same" if self.a == self.b else "changed"
 
+    def cells(self) -> list[str]:
+        """Layer, op, channels, k, stride, MACs, params, and removed/added, as a table row shows them."""
+        a, b = self.a, self.b
+        if a is None or b is None:
+            s = a or b
+            return [self.name, s.op, str(s.channels), str(s.kernel or ""), str(s.stride or ""), count_text(s.macs),
+                    count_text(s.params), self.status]
+        return [self.name, arrow(a.op, b.op), arrow(a.channels, b.channels), arrow(a.kernel or "", b.kernel or ""),
+                arrow(a.stride or "", b.stride or ""), arrow(a.macs, b.macs, count_text),
+                arrow(a.params, b.params, count_text), ""]
+
     def to_json(self) -> dict:
         return {"name": self.name, "block": self.block, "status": self.status,
                 "a": asdict(self.a) if self.a else None, "b": asdict(self.b) if self.b else None}
@@ -61,6 +93,11 @@ class BlockDiff:
     params: tuple[int, int]
     removed: bool  # the whole block is gone from B
 
+    def cells(self) -> list[str]:
+        """Block, MACs, their change, params, their change, as a table row shows them."""
+        return [self.name + (" (removed)" if self.removed else ""), arrow(*self.macs, count_text), change(*self.macs),
+                arrow(*self.params, count_text), change(*self.params)]
+
 
 @dataclass(frozen=True)
 class NetworkDiff:
@@ -72,6 +109,10 @@ class NetworkDiff:
     blocks: list[BlockDiff]
     macs: tuple[int, int]
     params: tuple[int, int]
+
+    def total_cells(self) -> list[str]:
+        """The totals as a block row."""
+        return BlockDiff("total", self.macs, self.params, False).cells()
 
     def changed(self) -> list[LayerDiff]:
         """The layers that differ between A and B."""
@@ -131,8 +172,8 @@ def network_diff(a: nx.DiGraph, b: nx.DiGraph) -> NetworkDiff:
     for n in order_b:
         if n in sa:
             continue
-        anchor = _anchor(b, n, set(sa)) if "." not in n else None
-        blocks[n] = _own_block(b, n) if anchor is None else blocks[anchor]
+        anchor = _anchor(b, n, set(sa))
+        blocks[n] = _own_block(b, n) if anchor is None or "." in n else blocks[anchor]
         if anchor is None:
             tail.append(n)
         else:

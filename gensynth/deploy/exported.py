@@ -83,22 +83,24 @@ def load_exported(path: str | Path, threads: int | None = None) -> ExportedModel
     return ExportedModel(path, kind, module.eval(), meta, meta.input_shape if meta else None)
 
 
-def input_normalization(model: ExportedModel, mean: tuple | None, std: tuple | None) -> dict:
-    """load_dataset's mean and std for feeding this file: raw [0, 1] pixels when it normalises itself, its own
-    normalisation otherwise; --mean/--std only for files netdsl did not make."""
+def input_normalization(model: ExportedModel, mean: tuple | None, std: tuple | None) -> tuple[dict, str]:
+    """load_dataset's mean and std for feeding this file, and how that reads: the data's pixels as read when it
+    normalises them itself, its own normalisation otherwise; --mean/--std only for files netdsl did not make."""
     meta = model.metadata
     if meta is not None and (meta.normalized_inside or meta.has_normalization):
         if mean is not None or std is not None:
             raise NetError(f"{model.path} carries the normalisation it was trained with; --mean and --std are for "
                            "models netdsl did not make", notes=[f"it takes: {meta.input_text()}"])
         if meta.normalized_inside:
-            return {"mean": (0.0,) * len(meta.mean), "std": (1.0,) * len(meta.std)}
-        return {"mean": meta.mean, "std": meta.std}
+            return ({"mean": (0.0,) * len(meta.mean), "std": (1.0,) * len(meta.std)},
+                    "the pixels as read (8-bit values / 255); the model normalises them")
+        return {"mean": meta.mean, "std": meta.std}, f"pixels normalised with its mean {list(meta.mean)}, std " \
+                                                     f"{list(meta.std)}"
     if mean is None or std is None:
         raise NetError(f"{model.path} does not say how its inputs are normalised (it was not exported by netdsl)",
                        notes=["pass --mean and --std, one value per channel (or one for all), of the pixels in "
                               "[0, 1]; --mean 0 --std 1 if the model normalises its input itself"])
-    return {"mean": mean, "std": std}
+    return {"mean": mean, "std": std}, f"pixels normalised with --mean {list(mean)} --std {list(std)}"
 
 
 def check_fits(model: ExportedModel, data: Dataset) -> None:
@@ -137,7 +139,7 @@ def evaluate_exported(path: str | Path, spec: str, *, split: str = "test", task:
     model = load_exported(path, threads)
     channels = len(model.metadata.mean) if model.metadata and model.metadata.mean else (
         model.input_shape[0] if model.input_shape and isinstance(model.input_shape[0], int) else 1)
-    options = input_normalization(model, broadcast(mean, channels), broadcast(std, channels))
+    options, fed = input_normalization(model, broadcast(mean, channels), broadcast(std, channels))
     data = load_dataset(spec, task=task, limit_test=limit_test, **options)
     check_fits(model, data)
     x, y = (data.test_x, data.test_y) if split == "test" else (data.val_x, data.val_y)
@@ -146,7 +148,4 @@ def evaluate_exported(path: str | Path, spec: str, *, split: str = "test", task:
     except RuntimeError as err:  # a TorchScript model that does not take these images
         raise NetError(f"{model.path} fails on {data.name}'s images of shape {list(data.input_shape)}: "
                        f"{str(err).strip().splitlines()[-1][:300]}") from None
-    fed = ("raw pixels in [0, 1] (the model normalises them)" if options["mean"] == (0.0,) * len(options["mean"])
-           and model.metadata is not None and model.metadata.normalized_inside
-           else f"pixels normalised with mean {list(options['mean'])}, std {list(options['std'])}")
     return ExportedEval(result, data, model, fed)

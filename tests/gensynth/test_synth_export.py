@@ -1,0 +1,55 @@
+"""synth --export onnx-int8: the FermiNets as float and int8 ONNX, scored from the files and timed in report.md,
+with each FermiNet's diff against the prototype; weights the run writes carry their preprocessing."""
+
+from __future__ import annotations
+
+import pytest
+
+from compiler.backend.export import read_onnx_metadata
+from compiler.backend.weights import read_metadata
+from gensynth.data import load_dataset
+from gensynth.loop import synthesize
+from netdsl.cli.main import main
+from tests.gensynth.synth_fixtures import write_npz
+from tests.gensynth.test_loop import config, tiny
+
+pytest.importorskip("onnxruntime")
+
+
+def test_synth_exports_float_and_int8_finalists_into_the_report(tmp_path, capsys):
+    data = write_npz(tmp_path / "stripes.npz")
+    result = synthesize(tiny(), config(data, export="onnx-int8", cycles=1), tmp_path / "run")
+    out = result.out
+    final = result.finals[0]
+    for name in ("fermi-1.onnx", "fermi-1.int8.onnx"):
+        meta = read_onnx_metadata(out / name)
+        assert meta.normalized_inside and meta.task == "classify" and meta.network == "Tiny"
+    weights = read_metadata(out / "fermi-1.safetensors")
+    assert weights.mean == load_dataset(data).mean and weights.data == data
+    assert read_metadata(out / "prototype.safetensors").source_hash
+    report = (out / "report.md").read_text()
+    assert "## Exported FermiNets" in report and "`fermi-1.int8.onnx`" in report and "speed-up" in report
+    assert "### fermi-1 against the prototype" in report and "| total |" in report
+    row = next(line for line in report.splitlines() if line.startswith("| fermi-1 | `fermi-1.onnx`"))
+    assert f"{final.test['acc']:.2%}" in row  # the float file scores what the trained network scored
+    capsys.readouterr()
+    assert main(["eval", str(out / "fermi-1.net"), "--weights", str(out / "fermi-1.safetensors"), "--data", data,
+                 "--json"]) == 0
+    assert "warning" not in capsys.readouterr().err  # the FermiNet's source hash matches its weights
+
+
+def test_synth_from_given_weights_keeps_their_normalisation(tmp_path, capsys):
+    data = write_npz(tmp_path / "stripes.npz")
+    other = write_npz(tmp_path / "other.npz", seed=9)
+    net = tmp_path / "tiny.net"
+    from tests.gensynth.synth_fixtures import TINY_NET
+
+    net.write_text(TINY_NET)
+    assert main(["train", str(net), "--data", other, "--epochs", "1", "--out", str(tmp_path / "w"), "--json"]) == 0
+    capsys.readouterr()
+    trained = read_metadata(tmp_path / "w" / "weights.safetensors")
+    cfg = config(data, cycles=1, prototype_weights=str(tmp_path / "w" / "weights.safetensors"))
+    result = synthesize(tiny(), cfg, tmp_path / "run")
+    assert read_metadata(result.out / "prototype.safetensors").mean == trained.mean
+    assert read_metadata(result.out / "fermi-1.safetensors").mean == trained.mean
+    assert load_dataset(data).mean != trained.mean  # not the run's data's own statistics
