@@ -21,7 +21,7 @@ from compiler.cost import network_cost
 from compiler.diagnostics import NetError, NetWarning
 from gensynth.data import Dataset, load_dataset
 from gensynth.tasks.outputs import decoder_source, outputs_text
-from gensynth.training.preprocessing import metadata_for
+from gensynth.training.preprocessing import metadata_for, warn_unnormalized
 
 DEFAULT_CALIBRATION = 512  # training images that calibrate an int8 export's activation ranges
 CALIBRATION_SEED = 0
@@ -60,8 +60,7 @@ def model_metadata(graph: nx.DiGraph, weights: str | Path | None, data: str | No
     if meta is None or not meta.has_normalization:
         if data is not None:
             if weights is not None:
-                warnings.warn(f"{weights} does not say how its inputs were normalised (written by an older netdsl "
-                              f"or another tool); using the training statistics of {data}", NetWarning, stacklevel=2)
+                warn_unnormalized(weights, data)
             meta = metadata_for(graph, load_dataset(data, **(data_options or {})))
         else:
             if weights is not None and preprocess:

@@ -2,7 +2,8 @@
 back by everything that uses weights, so that data is always normalised as it was in training.
 
     save_weights(model, path, metadata_for(model, data))      # train, synth, generate
-    data = data_for_weights(spec, path, graph)                # eval, export, synth --weights, generate --train
+    data = data_for_weights(spec, path, graph)                # eval (synth --weights, generate --train and
+                                                              # export read normalization_options or the metadata)
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ def metadata_for(model: nn.Module | nx.DiGraph, data: Dataset) -> ModelMetadata:
                          source_hash=source_hash(graph) if graph is not None else "")
 
 
+def warn_unnormalized(weights: str | Path, spec: str) -> None:
+    """The warning for weights that do not say how their inputs were normalised."""
+    warnings.warn(f"{weights} does not say how its inputs were normalised (written by an older netdsl or another "
+                  f"tool); using the training statistics of {spec}", NetWarning, stacklevel=3)
+
+
 def normalization_options(weights: str | Path, spec: str, graph: nx.DiGraph | None = None) -> dict:
     """load_dataset's mean and std for data used with these weights: the ones they were trained with.
 
@@ -35,8 +42,7 @@ def normalization_options(weights: str | Path, spec: str, graph: nx.DiGraph | No
     statistics); weights trained for another source of the network get a warning."""
     meta = read_metadata(weights)
     if meta is None or not meta.has_normalization:
-        warnings.warn(f"{weights} does not say how its inputs were normalised (written by an older netdsl or "
-                      f"another tool); using the training statistics of {spec}", NetWarning, stacklevel=2)
+        warn_unnormalized(weights, spec)
         return {}
     if graph is not None and meta.source_hash and meta.source_hash != source_hash(graph):
         warnings.warn(f"{weights} was trained for a different source of {meta.network} (source hash "

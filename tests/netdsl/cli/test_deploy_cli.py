@@ -141,3 +141,19 @@ def test_int8_names_the_ops_onnxruntime_cannot_quantize(tmp_path, capsys):
     producers = {o: n.op_type for n in graph.node for o in n.output}
     sigmoid = next(n for n in graph.node if n.op_type == "HardSigmoid")
     assert producers[sigmoid.input[0]] == "DequantizeLinear"  # runs in float, fed by the int8 conv
+
+
+def test_exporting_old_weights_takes_the_data_statistics_with_a_warning(tiny, capsys, tmp_path):
+    net, spec, weights = tiny
+    old = tmp_path / "old.safetensors"
+    safetensors.torch.save_file(safetensors.torch.load_file(weights), str(old))
+    capsys.readouterr()
+    assert main(["export", net, "--to", "onnx", "-o", str(tmp_path / "o.onnx"), "--weights", str(old)]) == 0
+    assert "no --data was given: the export takes normalised inputs" in " ".join(capsys.readouterr().err.split())
+    assert main(["export", net, "--to", "onnx", "-o", str(tmp_path / "o.onnx"), "--weights", str(old),
+                 "--data", spec]) == 0
+    assert "using the training statistics of" in capsys.readouterr().err
+    from compiler.backend.export import read_onnx_metadata
+
+    meta = read_onnx_metadata(tmp_path / "o.onnx")
+    assert meta.normalized_inside and meta.mean == load_dataset(spec).mean
