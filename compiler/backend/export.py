@@ -113,7 +113,8 @@ def read_torchscript_metadata(path: str | Path) -> tuple[torch.jit.ScriptModule,
             warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load's notice
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as exc:  # noqa: BLE001 (torch.jit.load raises assorted types for a damaged file)
-        raise NetError(f"{path}: not a readable TorchScript file ({type(exc).__name__})") from None
+        raise NetError(f"{path}: not a readable TorchScript file ({type(exc).__name__})", notes=[
+            "if it holds weights (a state dict), evaluate them with: netdsl eval FILE.net --weights " + str(path)]) from None
     if not extra[EXTRA_FILE]:
         return module, None
     try:
