@@ -377,7 +377,8 @@ def finished_so_far(journal: Journal) -> int:
 
 @dataclass
 class SynthResult:
-    """A finished run: its directory, the records of the prototype, finalists and search, and θG."""
+    """A finished run: its directory, the records of the prototype, finalists and search, θG, and with --export the
+    exported FermiNets (gensynth.deploy.compare.Exported)."""
 
     out: Path
     prototype: Candidate
@@ -388,6 +389,7 @@ class SynthResult:
     report: Path
     failed: list[Failure] = field(default_factory=list)  # search candidates that could not be evaluated
     executor: str = ""  # where this session evaluated candidates, in words
+    exported: list = field(default_factory=list)
 
 
 def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
@@ -445,7 +447,8 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
             report = write_report(run.out, prototype.graph["name"], cfg.requirements, proto_record, finals,
                                   candidates, front, wall, executors=sessions, failed=failed, diffs=diffs,
                                   exported=exported)
-            return SynthResult(run.out, proto_record, finals, candidates, front, state, report, failed, where)
+            return SynthResult(run.out, proto_record, finals, candidates, front, state, report, failed, where,
+                               exported)
         finally:
             run.journal.set_meta("wall_s", started + time.perf_counter() - t0)
             run.journal.close()

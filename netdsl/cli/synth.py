@@ -163,7 +163,8 @@ def run(args) -> int:
                               "failed": [{"key": r.key, "attempts": r.attempts, "error": r.error}
                                          for r in result.failed],
                               "executor": result.executor,
-                              "generator": str(result.out / "generator.json"), "report": str(result.report)})
+                              "generator": str(result.out / "generator.json"), "report": str(result.report),
+                              "exported": [e.to_json() for e in result.exported]})
         return 0
     out_console = make_console()
     meeting = [r for r in result.finals if r.meets]

@@ -19,6 +19,7 @@ pytest.importorskip("onnxruntime")
 def test_synth_exports_float_and_int8_finalists_into_the_report(tmp_path, capsys):
     data = write_npz(tmp_path / "stripes.npz")
     result = synthesize(tiny(), config(data, export="onnx-int8", cycles=1), tmp_path / "run")
+    assert [e.name for e in result.exported] == ["fermi-1"] and result.exported[0].int8_score is not None
     out = result.out
     final = result.finals[0]
     for name in ("fermi-1.onnx", "fermi-1.int8.onnx"):
@@ -53,3 +54,20 @@ def test_synth_from_given_weights_keeps_their_normalisation(tmp_path, capsys):
     assert read_metadata(result.out / "prototype.safetensors").mean == trained.mean
     assert read_metadata(result.out / "fermi-1.safetensors").mean == trained.mean
     assert load_dataset(data).mean != trained.mean  # not the run's data's own statistics
+
+
+def test_synth_export_option_reaches_the_config_and_old_journals_export_nothing(tmp_path, capsys):
+    from gensynth.loop import SynthConfig
+    from netdsl.cli.main import build_parser
+    from netdsl.cli.synth import config_from_args
+    from tests.gensynth.synth_fixtures import TINY_NET
+
+    net = tmp_path / "tiny.net"
+    net.write_text(TINY_NET)
+    args = build_parser().parse_args(["synth", str(net), "--export", "onnx-int8"])
+    assert config_from_args(args).export == "onnx-int8"
+    assert main(["synth", str(net), "--export", "tflite"]) == 2
+    assert "invalid choice: 'tflite'" in capsys.readouterr().err
+    saved = SynthConfig(data="x.npz", requirements=[]).to_json()
+    del saved["export"]
+    assert SynthConfig.from_json(saved).export is None
