@@ -140,7 +140,9 @@ def evaluate_exported(path: str | Path, spec: str, *, split: str = "test", task:
     channels = len(model.metadata.mean) if model.metadata and model.metadata.mean else (
         model.input_shape[0] if model.input_shape and isinstance(model.input_shape[0], int) else 1)
     options, fed = input_normalization(model, broadcast(mean, channels), broadcast(std, channels))
-    data = load_dataset(spec, task=task, limit_test=limit_test, **options)
+    declared = model.input_shape if model.input_shape and all(isinstance(d, int) for d in model.input_shape) \
+        else None  # image folders are decoded to it
+    data = load_dataset(spec, task=task, limit_test=limit_test, input_shape=declared, **options)
     check_fits(model, data)
     x, y = (data.test_x, data.test_y) if split == "test" else (data.val_x, data.val_y)
     try:

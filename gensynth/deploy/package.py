@@ -39,6 +39,11 @@ class Shipped:
     int8: Quantized | None = None
 
 
+def input_shape(graph: nx.DiGraph) -> tuple[int, ...]:
+    """The per-sample shape of the network's first input (image folders are decoded to it)."""
+    return tuple(graph.nodes[graph.graph["inputs"][0]]["shape"])
+
+
 def check_request(target: str, int8: bool, data: str | None, calibration: int) -> None:
     """Refuse what cannot be exported, before any work: an unknown target, int8 other than ONNX or without data."""
     check_target(target)
@@ -61,14 +66,13 @@ def model_metadata(graph: nx.DiGraph, weights: str | Path | None, data: str | No
         if data is not None:
             if weights is not None:
                 warn_unnormalized(weights, data)
-            meta = metadata_for(graph, load_dataset(data, **(data_options or {})))
+            meta = metadata_for(graph, load_dataset(data, input_shape=input_shape(graph), **(data_options or {})))
         else:
             if weights is not None and preprocess:
                 warnings.warn(f"{weights} does not say how its inputs were normalised, and no --data was given: the "
                               "export takes normalised inputs (pass --data SPEC to build that data's training "
                               "normalisation into it)", NetWarning, stacklevel=2)
-            first = graph.graph["inputs"][0]
-            meta = ModelMetadata(network=graph.graph["name"], input_shape=tuple(graph.nodes[first]["shape"]),
+            meta = ModelMetadata(network=graph.graph["name"], input_shape=input_shape(graph),
                                  source_hash=source_hash(graph))
     cost = network_cost(graph)
     outputs = {o: tuple(graph.nodes[n]["shape"]) for o, n in graph.graph["outputs"].items()}
@@ -82,7 +86,7 @@ def calibration_images(data: str, meta: ModelMetadata, count: int) -> np.ndarray
     channels = len(meta.mean) or None
     options = ({"mean": (0.0,) * channels, "std": (1.0,) * channels} if meta.normalized_inside
                else {"mean": meta.mean, "std": meta.std} if meta.has_normalization else {})
-    dataset: Dataset = load_dataset(data, **options)
+    dataset: Dataset = load_dataset(data, input_shape=meta.input_shape, **options)
     check_input(dataset, meta, data)
     n = len(dataset.train_x)
     pick = np.sort(np.random.default_rng(CALIBRATION_SEED).permutation(n)[:min(count, n)])

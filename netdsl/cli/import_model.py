@@ -29,6 +29,12 @@ def register(sub) -> None:
                         "constructor's defaults)")
     p.add_argument("--state-dict", metavar="FILE", help="trained weights for a PyTorch model: a .pt/.pth state dict "
                    "(loaded with weights_only=True) or .safetensors (default: the model's own initial weights)")
+    p.add_argument("--mean", type=float, nargs="+", metavar="M",
+                   help="the per-channel mean of [0, 1] pixels the model was trained with (ImageNet: 0.485 0.456 "
+                        "0.406), saved with the weights so that eval, export and synth normalise data the same way "
+                        "(default: unknown; a netdsl ONNX export's own)")
+    p.add_argument("--std", type=float, nargs="+", metavar="S", help="... and the per-channel std (ImageNet: 0.229 "
+                   "0.224 0.225; default: unknown)")
     p.add_argument("--force", action="store_true", help="overwrite OUT.net and the weights if they exist")
     p.add_argument("--no-verify", action="store_true", help="skip running the original and the import side by side")
     p.add_argument("--json", action="store_true", help="print the report as JSON (docs/schemas/import.json)")
@@ -42,7 +48,8 @@ def run(args) -> int:
         source=args.source, out=Path(args.output), weights_out=Path(args.weights_out) if args.weights_out else None,
         input_shapes=tuple(parse_shape(s) for s in args.input) if args.input else None, name=args.name,
         args=tuple(args.arg), state_dict=Path(args.state_dict) if args.state_dict else None, force=args.force,
-        verify=not args.no_verify)
+        verify=not args.no_verify, mean=tuple(args.mean) if args.mean else None,
+        std=tuple(args.std) if args.std else None)
     report = import_model(request)
     if args.json:
         print_json(dataclasses.asdict(report))

@@ -53,8 +53,13 @@ def run(args) -> int:
     g = arguments.load_from_args(args)
     config = train_config(args)
     config.validate()
-    data = load_dataset(args.data, limit_train=args.limit_train, task=args.task,
-                        input_shape=arguments.input_shape(g))
+    options = {"limit_train": args.limit_train, "task": args.task, "input_shape": arguments.input_shape(g)}
+    if args.weights:  # go on with the normalisation those weights were trained with
+        from gensynth.training.preprocessing import data_for_weights
+
+        data = data_for_weights(args.data, args.weights, g, **options)
+    else:
+        data = load_dataset(args.data, **options)
     check_network_fits(g, data)
     out = Path(args.out or f"runs/{g.graph['name']}")
     out.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,8 @@ class ImportRequest:
     state_dict: Path | None = None
     force: bool = False
     verify: bool = True
+    mean: tuple[float, ...] | None = None  # the normalisation the model was trained with, per channel of [0, 1] pixels
+    std: tuple[float, ...] | None = None
 
 
 @dataclass
@@ -168,6 +170,7 @@ def import_model(request: ImportRequest) -> ImportReport:
         for path in (request.out, weights_out):
             if path.exists():
                 raise NetError(f"{path} exists; netdsl import does not overwrite files unless given --force")
+    carried = carried_metadata(request)
     imported, original, kind = read_model(request)
     how = "torch.export" if kind == "pytorch" else "the onnx package"
     header = [f"Imported from {request.source} by `netdsl import` ({how}).",
@@ -179,7 +182,7 @@ def import_model(request: ImportRequest) -> ImportReport:
     try:
         request.out.parent.mkdir(parents=True, exist_ok=True)
         request.out.write_text(text, encoding="utf-8")
-        _save(imported.weights, weights_out)
+        _save(imported.weights, weights_out, weights_metadata(request, g, carried))
     except OSError as err:
         raise NetError(f"cannot write {err.filename}: {err.strerror}") from None
     from compiler.cost import network_cost
@@ -235,7 +238,42 @@ def _compare(module, original, imported: ImportedModel) -> tuple[float | None, f
     return diff, scale
 
 
-def _save(weights: dict[str, np.ndarray], path: Path) -> None:
+def _save(weights: dict[str, np.ndarray], path: Path, metadata) -> None:
     from safetensors.numpy import save_file
 
-    save_file({k: np.array(v, order="C") for k, v in weights.items()}, str(path))
+    save_file({k: np.array(v, order="C") for k, v in weights.items()}, str(path),
+              metadata={"format": "pt", **metadata.to_strings()})
+
+
+def carried_metadata(request: ImportRequest):
+    """The metadata of an ONNX file netdsl exported (None otherwise); one that normalises its input itself is
+    refused: netdsl has no op for that Sub and Div, and the weights file carries the normalisation instead."""
+    if source_kind(request.source) != "onnx" or not Path(request.source).is_file():
+        return None
+    from compiler.backend.export import read_onnx_metadata
+
+    meta = read_onnx_metadata(request.source)
+    if meta is not None and meta.normalized_inside:
+        raise NetError(f"{request.source} normalises its input itself (exported by netdsl); import a file exported "
+                       "with --no-preprocess: its weights then carry the normalisation")
+    return meta
+
+
+def weights_metadata(request: ImportRequest, g, carried):
+    """What the imported weights carry: --mean/--std (or a netdsl export's own), task and class names if known."""
+    from compiler.backend.metadata import ModelMetadata, source_hash
+
+    shape = tuple(g.nodes[g.graph["inputs"][0]]["shape"])
+    mean, std = request.mean, request.std
+    if (mean is None) != (std is None):
+        raise NetError("--mean and --std go together")
+    if mean is not None:
+        mean, std = (tuple(v) * shape[0] if len(v) == 1 else tuple(v) for v in (mean, std))
+        if len(mean) != shape[0] or len(std) != shape[0] or any(not v > 0 for v in std):
+            raise NetError(f"--mean and --std need one value, or one per input channel ({shape[0]}), std positive; "
+                           f"got {list(request.mean)} and {list(request.std)}")
+    elif carried is not None:
+        mean, std = carried.mean, carried.std
+    return ModelMetadata(network=g.graph["name"], input_shape=shape, mean=mean or (), std=std or (),
+                         task=carried.task if carried else "", class_names=carried.class_names if carried else (),
+                         data=carried.data if carried else "", source_hash=source_hash(g))
