@@ -7,11 +7,12 @@ name; blocks are the first part of dotted names, or a flat network's stages by r
 
 from __future__ import annotations
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-
 from netdsl.cli.arguments import add_json_argument, print_json
+from netdsl.cli.console import console as make_console
+from netdsl.cli.layout import Column, emit, table
+
+# how the diff's columns give way on a narrow screen: the op first, then stride and kernel
+LAYER_LAYOUT = {"op": 1, "stride": 2, "k": 3}
 
 
 def register(sub) -> None:
@@ -24,34 +25,24 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from compiler.cost.diff import (  # numba loads only for commands that count
-        BLOCK_COLUMNS,
-        LAYER_COLUMNS,
-        network_diff,
-    )
+    from compiler.cost.diff import BLOCK_COLUMNS, LAYER_COLUMNS, network_diff  # no torch: like show and cost
     from netdsl.loader import load_network
 
     a, b = load_network(args.a), load_network(args.b)
     diff = network_diff(a, b)
     if args.json:
-        print_json({"a_file": args.a, "b_file": args.b, **diff.to_json()})
+        print_json({"ok": True, "a_file": args.a, "b_file": args.b, **diff.to_json()})
         return 0
-    console = Console(highlight=False)
+    console = make_console()
+    width = console.width
     rows = diff.layers if args.all else diff.changed()
-    table = Table(title=f"{diff.a} → {diff.b}: layers", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in LAYER_COLUMNS:
-        table.add_column(col, justify="right" if col in ("MACs", "params") else "left", overflow="fold")
-    for d in rows:
-        table.add_row(*d.cells())
     if rows:
-        console.print(table)
+        columns = [Column(h, right=h in ("MACs", "params"), drop=LAYER_LAYOUT.get(h)) for h in LAYER_COLUMNS]
+        emit(console, table(columns, [d.cells() for d in rows], width, title=f"{diff.a} → {diff.b}: layers"))
     else:
-        console.print("no layer changed")
-    blocks = Table(title="blocks", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in BLOCK_COLUMNS:
-        blocks.add_column(col, justify="left" if col == "block" else "right")
-    for blk in diff.blocks:
-        blocks.add_row(*blk.cells())
-    blocks.add_row(*diff.total_cells())
-    console.print(blocks)
+        console.print("no layer changed", markup=False)
+    console.print()
+    columns = [Column(h, right=h != "block") for h in BLOCK_COLUMNS]
+    emit(console, table(columns, [blk.cells() for blk in diff.blocks], width, title="blocks",
+                        footer=diff.total_cells()))
     return 0

@@ -3,7 +3,11 @@ with each FermiNet's diff against the prototype; weights the run writes carry th
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+from jsonschema import Draft202012Validator
 
 from compiler.backend.export import read_onnx_metadata
 from compiler.backend.weights import read_metadata
@@ -20,6 +24,8 @@ def test_synth_exports_float_and_int8_finalists_into_the_report(tmp_path, capsys
     data = write_npz(tmp_path / "stripes.npz")
     result = synthesize(tiny(), config(data, export="onnx-int8", cycles=1), tmp_path / "run")
     assert [e.name for e in result.exported] == ["fermi-1"] and result.exported[0].int8_score is not None
+    schema = json.loads((Path(__file__).parents[2] / "docs" / "schemas" / "synth.json").read_text())
+    Draft202012Validator(schema["properties"]["exported"]).validate([e.to_json() for e in result.exported])
     out = result.out
     final = result.finals[0]
     for name in ("fermi-1.onnx", "fermi-1.int8.onnx"):

@@ -19,6 +19,7 @@ from gensynth.data import FASHION_CLASSES
 from netdsl.cli.main import main
 from netdsl.loader import load_network
 from tests.gensynth.deploy.deploy_fixtures import FASHION_CNN, raw_test_pixels, write_fashion_slice
+from tests.netdsl.cli.test_json_schemas import validate
 
 ort = pytest.importorskip("onnxruntime")
 WIDTH = ["--param", "width=0.5"]
@@ -57,20 +58,23 @@ def test_every_exported_file_scores_what_eval_says(trained, capsys):
     capsys.readouterr()
     reference = run_json(capsys, "eval", FASHION_CNN, *WIDTH, "--weights", str(run / "weights.safetensors"),
                          "--data", spec, "--json")
-    assert reference["count"] == 1000 and reference["acc"] > 0.3  # it learnt something in one epoch
+    assert reference["count"] == 1000 and reference["metrics"]["acc"] > 0.3  # it learnt something in one epoch
+    validate("eval", reference)
     for name in ("m.onnx", "m.pt"):
         scored = run_json(capsys, "eval", str(out / name), "--data", spec, "--json")
-        assert abs(scored["acc"] - reference["acc"]) <= 0.001, name
-        assert scored["confusion"] == reference["confusion"] or abs(scored["acc"] - reference["acc"]) > 0
+        validate("eval", scored)
+        assert scored["weights"] is None and scored["runtime"] == ("onnx" if name == "m.onnx" else "torchscript")
+        assert abs(scored["metrics"]["acc"] - reference["metrics"]["acc"]) <= 0.001, name
+        assert scored["confusion"] == reference["confusion"] or abs(scored["metrics"]["acc"] - reference["metrics"]["acc"]) > 0
     # as a deployer runs them: raw [0, 1] pixels, no netdsl in the loop
     x, y = raw_test_pixels(npz)
     session = ort.InferenceSession(str(out / "m.onnx"), providers=["CPUExecutionProvider"])
-    assert abs(accuracy(session.run(None, {"image": x})[0], y) - reference["acc"]) <= 0.001
+    assert abs(accuracy(session.run(None, {"image": x})[0], y) - reference["metrics"]["acc"]) <= 0.001
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript; deployers use it
         scripted = torch.jit.load(str(out / "m.pt"))
     with torch.no_grad():
-        assert abs(accuracy(scripted(torch.from_numpy(x)).numpy(), y) - reference["acc"]) <= 0.001
+        assert abs(accuracy(scripted(torch.from_numpy(x)).numpy(), y) - reference["metrics"]["acc"]) <= 0.001
     namespace: dict = {"__name__": "fashion_export"}
     exec(compile((out / "m.py").read_text(), "m.py", "exec"), namespace)  # noqa: S102
     model = namespace["FashionCNN"]()
@@ -78,7 +82,7 @@ def test_every_exported_file_scores_what_eval_says(trained, capsys):
     model.eval()
     with torch.no_grad():
         logits = model(torch.from_numpy(x))
-    assert abs(accuracy(logits.numpy(), y) - reference["acc"]) <= 0.001
+    assert abs(accuracy(logits.numpy(), y) - reference["metrics"]["acc"]) <= 0.001
     decoded = namespace["decode"](logits[:3])
     assert [d[1] for d in decoded] == [FASHION_CLASSES[int(i)] for i in logits[:3].argmax(1)]
 
@@ -92,8 +96,8 @@ def test_int8_export_is_quantized_and_within_a_point(trained, capsys):
     weights = [t for t in onnx.load(str(out / "m8.onnx")).graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert weights  # the conv weights are stored in int8
     capsys.readouterr()
-    float_acc = run_json(capsys, "eval", str(out / "m.onnx"), "--data", spec, "--json")["acc"]
-    int8_acc = run_json(capsys, "eval", str(out / "m8.onnx"), "--data", spec, "--json")["acc"]
+    float_acc = run_json(capsys, "eval", str(out / "m.onnx"), "--data", spec, "--json")["metrics"]["acc"]
+    int8_acc = run_json(capsys, "eval", str(out / "m8.onnx"), "--data", spec, "--json")["metrics"]["acc"]
     assert abs(int8_acc - float_acc) <= 0.01
     meta = ModelMetadata.from_strings(ort.InferenceSession(str(out / "m8.onnx")).get_modelmeta().custom_metadata_map,
                                       "m8.onnx")
@@ -136,4 +140,4 @@ def test_no_preprocess_export_takes_normalised_inputs_and_eval_feeds_them(traine
     capsys.readouterr()
     plain = run_json(capsys, "eval", str(path), "--data", spec, "--json")
     full = run_json(capsys, "eval", str(out / "m.onnx"), "--data", spec, "--json")
-    assert abs(plain["acc"] - full["acc"]) <= 0.001 and "normalised with its mean" in plain["fed"]
+    assert abs(plain["metrics"]["acc"] - full["metrics"]["acc"]) <= 0.001 and "normalised with its mean" in plain["fed"]

@@ -14,6 +14,7 @@ from gensynth.training.preprocessing import data_for_weights
 from netdsl.cli.main import main
 from netdsl.loader import load_network_text
 from tests.gensynth.synth_fixtures import TINY_NET, write_npz
+from tests.netdsl.cli.test_json_schemas import validate
 
 pytest.importorskip("onnxruntime")
 
@@ -83,9 +84,9 @@ def test_a_foreign_onnx_file_needs_mean_and_std(tiny, capsys, tmp_path):
     assert "does not say how its inputs are normalised" in err and "--mean and --std" in err
     assert main(["eval", str(path), "--data", spec, "--mean", str(meta.mean[0]), "--std", str(meta.std[0]),
                  "--json"]) == 0
-    foreign = json.loads(capsys.readouterr().out)["acc"]
+    foreign = json.loads(capsys.readouterr().out)["metrics"]["acc"]
     assert main(["eval", net, "--weights", weights, "--data", spec, "--json"]) == 0
-    assert abs(json.loads(capsys.readouterr().out)["acc"] - foreign) <= 0.001
+    assert abs(json.loads(capsys.readouterr().out)["metrics"]["acc"] - foreign) <= 0.001
 
 
 def test_a_netdsl_file_cannot_be_fed_another_normalisation(tiny, capsys, tmp_path):
@@ -109,7 +110,7 @@ def test_old_weights_load_with_a_warning_and_the_data_statistics(tiny, capsys, t
     assert "warning:" in captured.err and "does not say how its inputs were normalised" in captured.err
     assert main(["eval", net, "--weights", weights, "--data", spec, "--json"]) == 0
     # the tiny run trained on the same data, so its own statistics are the data's: the same score
-    assert json.loads(captured.out)["acc"] == json.loads(capsys.readouterr().out)["acc"]
+    assert json.loads(captured.out)["metrics"]["acc"] == json.loads(capsys.readouterr().out)["metrics"]["acc"]
 
 
 def test_data_is_normalised_as_the_weights_were_trained(tiny, tmp_path):
@@ -130,6 +131,12 @@ def test_int8_names_the_ops_onnxruntime_cannot_quantize(tmp_path, capsys):
     net.write_text(TINY_NET.replace("-> bn -> relu\n    output", "-> bn -> hardswish\n    output"))
     spec = write_npz(tmp_path / "stripes.npz")
     capsys.readouterr()
+    assert main(["export", str(net), "--to", "onnx", "--int8", "--data", spec, "--calibration", "64", "-o",
+                 str(tmp_path / "hs.onnx"), "--random-weights", "--json"]) == 0
+    shipped = json.loads(capsys.readouterr().out)
+    validate("export", shipped)
+    assert shipped["int8"] and shipped["preprocess"] and "HardSigmoid" in shipped["float_ops"]
+    assert shipped["metadata"]["netdsl.quantization"].startswith("int8 static")
     assert main(["export", str(net), "--to", "onnx", "--int8", "--data", spec, "--calibration", "64", "-o",
                  str(tmp_path / "hs.onnx"), "--random-weights"]) == 0
     out = " ".join(capsys.readouterr().out.split())

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from netdsl.cli.main import main
+from tests.netdsl.cli.test_json_schemas import validate
 
 ROOT = Path(__file__).resolve().parents[3]
 FASHION = str(ROOT / "examples" / "fashion_cnn.net")
@@ -35,10 +36,12 @@ def test_diff_prints_changed_layers_and_blocks_and_json(tmp_path, capsys):
     assert "\x1b[" not in out  # plain text in a log
     assert main(["diff", FASHION, str(half), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
+    validate("diff", data)
     status = {x["name"]: x["status"] for x in data["layers"]}
     assert status["conv_4"] == "removed" and status["conv"] == "changed" and status["linear"] == "changed"
     assert data["macs"][0] == sum(b["macs"][0] for b in data["blocks"])
-    assert main(["diff", FASHION, str(tmp_path / "missing.net")]) == 2
+    assert main(["diff", FASHION, str(tmp_path / "missing.net"), "--json"]) == 2
+    validate("diff", json.loads(capsys.readouterr().out))
 
 
 def test_diff_never_imports_torch(tmp_path):

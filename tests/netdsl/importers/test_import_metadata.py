@@ -39,7 +39,7 @@ def test_a_netdsl_export_imports_with_its_normalisation_and_scores_the_same(trai
         assert main(["eval", file, "--weights", w, "--data", spec, "--json"]) == 0
         captured = capsys.readouterr()
         assert "warning" not in captured.err
-        scores.append(json.loads(captured.out)["acc"])
+        scores.append(json.loads(captured.out)["metrics"]["acc"])
     assert scores[0] == scores[1]
 
 
