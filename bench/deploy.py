@@ -1,11 +1,13 @@
 """Float against int8 ONNX for the fashion_cnn prototype and the README's FermiNet, from the exported files.
 
     .venv/bin/python bench/deploy.py [--run runs/fermi] [--repeats 5] [--calibration 512] [--no-docs]
+    .venv/bin/python bench/deploy.py --prototype-weights W --fermi NET W [--fermi-label TEXT]
 
 The run directory is the README's main job (`netdsl synth examples/fashion_cnn.net --data fashion-mnist --req
 "acc>=0.90" --req "macs<=5.5M" --out runs/fermi`, with `--finalists 1 --export onnx-int8`: fermi-1 is the same
 either way), made first if it is missing: its prototype.safetensors (the prototype as synthesis trained it, 8
-epochs) and fermi-1.safetensors (the FermiNet, fully trained). Each is
+epochs) and fermi-1.safetensors (the FermiNet, fully trained). `--prototype-weights` and `--fermi` take other
+trained files instead (the run is then not needed; `--fermi-label` says in the table what that FermiNet is). Each is
 exported complete (`netdsl export --to onnx`, and `--int8 --data fashion-mnist`), every file is scored on the
 10,000 test images as a deployer runs it (onnxruntime, raw [0, 1] pixels) and the four files are timed side by
 side at batch 1 on one onnxruntime thread (gensynth.deploy.latency: interleaved runs, the order alternating),
@@ -74,18 +76,24 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bench-deploy", help="where the exported files go")
     ap.add_argument("--repeats", type=int, default=5, help="latency measurements, side by side each (default 5)")
     ap.add_argument("--calibration", type=int, default=512, help="int8 calibration images (default 512)")
+    ap.add_argument("--prototype-weights", help="the trained prototype (default: RUN/prototype.safetensors)")
+    ap.add_argument("--fermi", nargs=2, metavar=("NET", "WEIGHTS"),
+                    help="a trained FermiNet (default: RUN/fermi-1.net and RUN/fermi-1.safetensors)")
+    ap.add_argument("--fermi-label", default="fermi-1 (README FermiNet)", help="its name in the table")
     ap.add_argument("--no-docs", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args()
     run, out = Path(args.run), Path(args.out)
-    ensure_run(run)
+    if not (args.prototype_weights and args.fermi):
+        ensure_run(run)
     out.mkdir(parents=True, exist_ok=True)
+    fermi_net, fermi_weights = args.fermi or (run / "fermi-1.net", run / "fermi-1.safetensors")
     networks = {"prototype fashion_cnn": (load_network(str(ROOT / "examples" / "fashion_cnn.net")),
-                                          run / "prototype.safetensors"),
-                "fermi-1 (README FermiNet)": (load_network(str(run / "fermi-1.net")), run / "fermi-1.safetensors")}
+                                          Path(args.prototype_weights or run / "prototype.safetensors")),
+                args.fermi_label: (load_network(str(fermi_net)), Path(fermi_weights))}
     files: dict[str, tuple[Path, Path]] = {}
     float_ops: dict[str, str] = {}
     for name, (g, weights) in networks.items():
-        stem = out / name.split()[0]
+        stem = out / ("prototype" if name.startswith("prototype") else "fermi")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NetWarning)
             export_model(g, "onnx", stem.with_suffix(".onnx"), weights=weights, data=DATA)
@@ -125,9 +133,13 @@ def main() -> None:
 
     command = "python bench/deploy.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     lines = [START, "## Float and int8 exports (`bench/deploy.py`) — issue #19", "",
-             f"Command: `{command.strip()}`; the run is the README's main job (`netdsl synth "
-             f"{' '.join(shlex.quote(a) for a in README_JOB + ONE_FINALIST)} --out runs/fermi`; its prototype "
-             f"trained 8 epochs, fermi-1 fully trained). Exported with `netdsl export --to onnx` and `--int8 --data {DATA} "
+             f"Command: `{command.strip()}`; "
+             + (f"the weights given: {args.prototype_weights} (prototype) and {fermi_weights} ({args.fermi_label}). "
+                if args.prototype_weights and args.fermi else
+                f"the run is the README's main job (`netdsl synth "
+                f"{' '.join(shlex.quote(a) for a in README_JOB + ONE_FINALIST)} --out runs/fermi`; its prototype "
+                f"trained 8 epochs, fermi-1 fully trained). ")
+             + f"Exported with `netdsl export --to onnx` and `--int8 --data {DATA} "
              f"--calibration {args.calibration}` (QDQ, per-channel int8 weights, uint8 activations, min-max). "
              f"Accuracy: the exported files on the 10,000 test images, raw [0, 1] pixels, onnxruntime "
              f"{onnxruntime.__version__}; ± is the standard error of the paired difference. Latency: batch 1, one "

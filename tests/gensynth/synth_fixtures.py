@@ -36,6 +36,19 @@ def write_npz(path, n: int = 320, classes: int = 4, seed: int = 0) -> str:
     return f"npz:{path}"
 
 
+def train_tiny(root: Path) -> tuple[str, str, str]:
+    """(tiny.net, its data spec, trained weights) in `root`: TINY_NET on the 12x12 stripes, one epoch of `netdsl
+    train`, so the weights carry their metadata."""
+    from netdsl.cli.main import main
+
+    net = root / "tiny.net"
+    net.write_text(TINY_NET)
+    spec = write_npz(root / "stripes.npz")
+    assert main(["train", str(net), "--data", spec, "--epochs", "1", "--batch-size", "32", "--out",
+                 str(root / "run"), "--json"]) == 0
+    return str(net), spec, str(root / "run" / "weights.safetensors")
+
+
 def kill_9_after(args: list[str], out: Path, candidates: int = 2, timeout: float = 120) -> list[tuple[str, str]]:
     """Run `netdsl synth ARGS --out OUT`, kill -9 it once `candidates` search candidates are journaled, and return
     the (key, record) rows it had journaled when it died."""

@@ -13,7 +13,7 @@ from gensynth.data import load_dataset
 from gensynth.training.preprocessing import data_for_weights
 from netdsl.cli.main import main
 from netdsl.loader import load_network_text
-from tests.gensynth.synth_fixtures import TINY_NET, write_npz
+from tests.gensynth.synth_fixtures import TINY_NET, train_tiny, write_npz
 from tests.netdsl.cli.test_json_schemas import validate
 
 pytest.importorskip("onnxruntime")
@@ -22,13 +22,7 @@ pytest.importorskip("onnxruntime")
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """(tiny.net, its data spec, trained weights): the synthesis tests' 12x12 stripes, one epoch."""
-    root = tmp_path_factory.mktemp("tiny")
-    net = root / "tiny.net"
-    net.write_text(TINY_NET)
-    spec = write_npz(root / "stripes.npz")
-    assert main(["train", str(net), "--data", spec, "--epochs", "1", "--batch-size", "32", "--out",
-                 str(root / "run"), "--json"]) == 0
-    return str(net), spec, str(root / "run" / "weights.safetensors")
+    return train_tiny(tmp_path_factory.mktemp("tiny"))
 
 
 def fails(capsys, *argv) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from compiler.backend.weights import read_metadata
 from netdsl.cli.main import main
-from tests.gensynth.synth_fixtures import TINY_NET, write_npz
+from tests.gensynth.synth_fixtures import train_tiny
 
 pytest.importorskip("onnxruntime")
 
@@ -17,11 +17,7 @@ pytest.importorskip("onnxruntime")
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("imp")
-    net = root / "tiny.net"
-    net.write_text(TINY_NET)
-    spec = write_npz(root / "stripes.npz")
-    assert main(["train", str(net), "--data", spec, "--epochs", "1", "--out", str(root / "run"), "--json"]) == 0
-    return root, str(net), spec, str(root / "run" / "weights.safetensors")
+    return (root, *train_tiny(root))
 
 
 def test_a_netdsl_export_imports_with_its_normalisation_and_scores_the_same(trained, capsys):
