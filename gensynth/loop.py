@@ -325,7 +325,7 @@ class Run:
             name = f"fermi-{rank + 1}"
             # θG as it was when the candidate was sampled, so its seed regenerates the same network
             s = sample(GeneratorState.from_json(self.journal.generator_at(r.cycle)), self.space, r.seed, self.reqs)
-            self.graphs[name] = s.graph
+            self.graphs[name] = renamed(s.graph, name)  # its exports are named as its .net file
             done = self.journal.candidate(key)
             if done is not None:
                 results.append(done)
@@ -334,7 +334,7 @@ class Run:
                              save_to=str(self.out / f"{name}.safetensors"))
             self.on_event("final_start", {"name": name, "arch": r.arch})
             record = dataclasses.replace(inquire(task), name=name)
-            (self.out / f"{name}.net").write_text(print_network(renamed(s.graph, name)))
+            (self.out / f"{name}.net").write_text(print_network(self.graphs[name]))
             self.journal.add_candidate(record)
             self.on_event("final", record)
             results.append(record)

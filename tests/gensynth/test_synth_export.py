@@ -30,7 +30,7 @@ def test_synth_exports_float_and_int8_finalists_into_the_report(tmp_path, capsys
     final = result.finals[0]
     for name in ("fermi-1.onnx", "fermi-1.int8.onnx"):
         meta = read_onnx_metadata(out / name)
-        assert meta.normalized_inside and meta.task == "classify" and meta.network == "Tiny"
+        assert meta.normalized_inside and meta.task == "classify" and meta.network == "Fermi1"
     weights = read_metadata(out / "fermi-1.safetensors")
     assert weights.mean == load_dataset(data).mean and weights.data == data
     assert read_metadata(out / "prototype.safetensors").source_hash
@@ -43,6 +43,11 @@ def test_synth_exports_float_and_int8_finalists_into_the_report(tmp_path, capsys
     assert main(["eval", str(out / "fermi-1.net"), "--weights", str(out / "fermi-1.safetensors"), "--data", data,
                  "--json"]) == 0
     assert "warning" not in capsys.readouterr().err  # the FermiNet's source hash matches its weights
+    from gensynth.generate import generate_networks
+
+    generate_networks(out / "generator.json", [7], tmp_path / "gen", train_data=data, epochs=1)
+    generated = read_metadata(tmp_path / "gen" / "fermi-7.safetensors")  # generate --train writes it too
+    assert generated.mean == weights.mean and generated.task == "classify"
 
 
 def test_synth_from_given_weights_keeps_their_normalisation(tmp_path, capsys):
