@@ -47,11 +47,11 @@ def test_changed_and_removed_layers_of_a_flat_network_by_stage():
 
 def test_a_factorized_conv_shows_its_new_depthwise_layer_before_it_in_the_same_block():
     a = load_network(next(p for p in EXAMPLES if p.stem == "resnet18"))
-    b = infer_shapes(factorize_convs(a, ["layer2.rest.0.conv1"]))
+    b = infer_shapes(factorize_convs(a, ["layer2.1.conv1"]))
     d = network_diff(a, b)
     names = [x.name for x in d.layers]
-    i = names.index("layer2.rest.0.conv1")
-    assert names[i - 1] == "layer2.rest.0.conv1_dw" and d.layers[i - 1].status == "added"
+    i = names.index("layer2.1.conv1")
+    assert names[i - 1] == "layer2.1.conv1_dw" and d.layers[i - 1].status == "added"
     assert d.layers[i - 1].block == "layer2" and (d.layers[i].a.kernel, d.layers[i].b.kernel) == (3, 1)
-    assert [x.name for x in d.changed()] == ["layer2.rest.0.conv1_dw", "layer2.rest.0.conv1"]
+    assert [x.name for x in d.changed()] == ["layer2.1.conv1_dw", "layer2.1.conv1"]
     check_totals(a, b, d)
