@@ -18,13 +18,15 @@ from netdsl.cli.layout import Column, emit, table, wrap_items
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate trained weights or an exported model", description=__doc__)
     arguments.add_network_arguments(p)
-    p.add_argument("--weights", help="for a .net FILE: weights.safetensors or a state dict (loaded weights-only)")
+    p.add_argument("--weights", help="for a .net FILE: weights.safetensors or a state dict (loaded weights-only); "
+                   "required there, refused for an exported file (default: none)")
     arguments.add_data_arguments(p, limit_train=False)
     p.add_argument("--split", choices=["test", "val"], default="test", help="which split to measure (default: test)")
     p.add_argument("--mean", type=float, nargs="+", metavar="M",
                    help="for an exported model netdsl did not make: the per-channel mean of [0, 1] pixels it was "
-                        "trained with (one value for all channels, or one per channel)")
-    p.add_argument("--std", type=float, nargs="+", metavar="S", help="... and the per-channel std")
+                        "trained with (one value for all channels, or one per channel; default: the file's metadata)")
+    p.add_argument("--std", type=float, nargs="+", metavar="S",
+                   help="... and the per-channel std (default: the file's metadata)")
     p.add_argument("--threads", type=int, default=None,
                    help="onnxruntime threads for an .onnx FILE (default: onnxruntime's own choice)")
     arguments.add_device_argument(p)
