@@ -1,10 +1,22 @@
-"""Located errors: every problem a user can cause is a NetError with a source span."""
+"""Located errors: every problem a user can cause is a NetError with a source span, rendered as plain text.
+
+Rendering is the one path for every diagnostic: `file:line:col: error: message`, the source line and a caret.
+It quotes user text safely (control characters shown as U+FFFD, tabs as spaces), clips a long line to a
+window around the column and long messages to a screen line, and never wraps: the caret stays under the text
+in a terminal, a pipe or a log file.
+"""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+import unicodedata
 from typing import NamedTuple
+
+QUOTE_WIDTH = 76  # display cells of source quoted under the message: with the indent it fits 80 columns
+MESSAGE_CHARS = 300  # a message or note longer than this is clipped
+MAX_NOTES = 8
+ELLIPSIS = "..."
 
 
 class Span(NamedTuple):
@@ -27,14 +39,73 @@ def register_source(name: str, text: str) -> None:
 
 
 def source_line(span: Span) -> str | None:
-    """The text of the span's first line, if the source is known."""
+    """The text of the span's first line, if the source is known.
+
+    Lines end at "\\n" only (and a "\\r" before it is dropped), as the parser counts them: a form feed,
+    vertical tab or U+2028 inside a line does not start a new one."""
     text = _SOURCES.get(span.file)
-    if text is None:
+    if text is None or span.line < 1:
         return None
-    lines = text.splitlines()
-    if 1 <= span.line <= len(lines):
-        return lines[span.line - 1]
-    return None
+    start = 0
+    for _ in range(span.line - 1):
+        start = text.find("\n", start) + 1
+        if start == 0:
+            return None
+    end = text.find("\n", start)
+    line = text[start:] if end < 0 else text[start:end]
+    return line[:-1] if line.endswith("\r") else line
+
+
+def _cell(ch: str) -> str:
+    """A character as it is shown: control and format characters as U+FFFD, a tab as a space."""
+    if ch == "\t":
+        return " "
+    if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+        return "\ufffd"
+    return ch
+
+
+def _width(ch: str) -> int:
+    """Terminal cells a shown character takes (wide East Asian characters two, combining marks none)."""
+    if unicodedata.combining(ch):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def printable(text: str, limit: int = MESSAGE_CHARS) -> str:
+    """User text made safe for one line of a terminal or log: controls shown as U+FFFD, clipped to `limit`."""
+    shown = "".join(_cell(c) for c in text[:limit + 1])
+    return shown if len(shown) <= limit else shown[:limit - len(ELLIPSIS)] + ELLIPSIS
+
+
+def quote(line: str, column: int, length: int, width: int = QUOTE_WIDTH) -> tuple[str, str]:
+    """The source line (clipped to `width` cells around the column) and a caret line under `length` characters."""
+    shown = [_cell(c) for c in line]
+    column = max(1, min(column, len(shown) + 1))
+    length = max(1, min(length, len(shown) - column + 1))
+    cells = [_width(c) for c in shown]
+    first, last = column - 1, column - 1 + length  # the spanned characters, end exclusive
+    start, end = 0, len(shown)
+    if sum(cells) > width:
+        # a window around the column: a quarter of it before the error, the rest after
+        start, used = first, 0
+        while start > 0 and used + cells[start - 1] <= width // 4:
+            start -= 1
+            used += cells[start]
+        end, used = start, 0
+        while end < len(shown) and used + cells[end] <= width - 2 * len(ELLIPSIS):
+            used += cells[end]
+            end += 1
+        while end == len(shown) and start > 0 and used + cells[start - 1] <= width - len(ELLIPSIS):
+            start -= 1  # the line ends in the window: show more of what comes before
+            used += cells[start]
+        last = min(last, max(end, first + 1))
+    head = ELLIPSIS if start > 0 else ""
+    tail = ELLIPSIS if end < len(shown) else ""
+    text = head + "".join(shown[start:end]) + tail
+    pad = len(head) + sum(cells[start:first])
+    caret = max(1, sum(cells[first:last]))
+    return text, " " * pad + "^" * caret
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> list[str]:
@@ -53,21 +124,22 @@ class NetError(Exception):
         self.notes = list(notes or [])
 
     def render(self) -> str:
-        """file:line:col: error: message, then the source line with a caret under the span."""
+        """file:line:col: error: message, then the source line with a caret under the span; then the notes."""
         out = []
+        message = printable(self.message)
         if self.span is not None:
-            out.append(f"{self.span.file}:{self.span.line}:{self.span.column}: error: {self.message}")
+            out.append(f"{printable(self.span.file, 200)}:{self.span.line}:{self.span.column}: error: {message}")
             text = source_line(self.span)
             if text is not None:
-                width = 1
-                if self.span.end_line == self.span.line:
-                    width = max(1, self.span.end_column - self.span.column)
-                width = min(width, max(1, len(text) - self.span.column + 1))
-                out.append(f"  {text}")
-                out.append("  " + " " * (self.span.column - 1) + "^" * width)
+                length = self.span.end_column - self.span.column if self.span.end_line == self.span.line else 1
+                line, caret = quote(text, self.span.column, length)
+                out.append(f"  {line}")
+                out.append(f"  {caret}")
         else:
-            out.append(f"error: {self.message}")
-        out.extend(f"  note: {n}" for n in self.notes)
+            out.append(f"error: {message}")
+        notes = self.notes if len(self.notes) <= MAX_NOTES else [
+            *self.notes[:MAX_NOTES - 1], f"... and {len(self.notes) - MAX_NOTES + 1} more"]
+        out.extend(f"  note: {printable(n)}" for n in notes)
         return "\n".join(out)
 
     def __str__(self) -> str:

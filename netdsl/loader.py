@@ -9,7 +9,7 @@ from pathlib import Path
 import networkx as nx
 
 from compiler.backend.names import check_module_names
-from compiler.diagnostics import NetError, did_you_mean, register_source
+from compiler.diagnostics import NetError, Span, did_you_mean, register_source
 from compiler.validate import validate
 from netdsl import syntax as ast
 from netdsl.builder import Builder
@@ -62,6 +62,54 @@ def _stdlib_parsed(name: str) -> ast.Module:
     return parse_text(_stdlib_text(name), f"<{name}>")
 
 
+MAX_SOURCE_BYTES = 4 * 2**20  # a .net file is a few kB of text (the largest example is 5 kB)
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def read_source(path: str | Path) -> str:
+    """The text of a .net file: at most MAX_SOURCE_BYTES read (so /dev/zero or a huge file is refused, not
+    swallowed); a binary model or weights file named for what it is (refuse_binary); then decoded by
+    decode_source."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SOURCE_BYTES + 1)
+    except IsADirectoryError:
+        raise NetError(f"cannot read {path}: it is a directory, not a .net file") from None
+    except OSError as err:
+        raise NetError(f"cannot read {path}: {err.strerror or err}") from None
+    refuse_binary(str(path), data[:64])
+    if len(data) > MAX_SOURCE_BYTES:
+        raise NetError(f"{path} is larger than {MAX_SOURCE_BYTES // 2**20} MB; a .net file is text of a few kB",
+                       notes=["is this the right file?"])
+    return decode_source(data, str(path))
+
+
+def decode_source(data: bytes, file: str) -> str:
+    """Bytes -> source text, the one way every .net text is decoded: UTF-8, an optional byte-order mark
+    dropped; binary data or a byte that is not UTF-8 is a NetError at its line and column."""
+    if data.startswith(UTF8_BOM):
+        data = data[len(UTF8_BOM):]
+    elif data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise NetError(f"{file} is UTF-16 text; save it as UTF-8", Span(file, 1, 1, 1, 2))
+    nul = data.find(b"\0")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _byte_error(data, err.start, file, f"byte 0x{data[err.start]:02x} is not UTF-8 text") from None
+    if nul >= 0:
+        raise _byte_error(data, nul, file, "a NUL byte: this is binary data, not .net text")
+    return text
+
+
+def _byte_error(data: bytes, pos: int, file: str, what: str) -> NetError:
+    """A NetError located at byte `pos`, quoting its line (undecodable bytes shown as U+FFFD)."""
+    start = data.rfind(b"\n", 0, pos) + 1
+    line = data.count(b"\n", 0, pos) + 1
+    column = len(data[start:pos].decode("utf-8", "replace")) + 1
+    register_source(file, data.decode("utf-8", "replace"))
+    return NetError(f"{what}; a .net file is UTF-8 text", Span(file, line, column, line, column + 1))
+
+
 def stdlib_modules() -> list[str]:
     """Names importable with `from NAME import ...` (the .net files shipped in netdsl/stdlib)."""
     return sorted(p.name[:-4] for p in resources.files(STDLIB_PACKAGE).iterdir() if p.name.endswith(".net"))
@@ -95,13 +143,7 @@ class Loader:
         key = str(path)
         if key in self.modules:
             return self.modules[key]
-        try:
-            with open(path, "rb") as f:
-                refuse_binary(key, f.read(64))
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as err:
-            raise NetError(f"cannot read {path}: {err.strerror or err}") from None
-        return self.load_text(text, key)
+        return self.load_text(read_source(path), key)
 
     def imported(self, imp: ast.Import, importer: str) -> dict[str, ast.BlockDef]:
         if imp.is_file:
@@ -136,7 +178,12 @@ class Loader:
         """Build (and validate) one network of a loaded file: the named one, or the file's only/last one."""
         module = self.modules[file]
         if not module.networks:
-            raise NetError(f"{file} defines no network (only blocks)")
+            first = next(iter(module.blocks.values()), None)
+            where = first.span if first is not None else Span(file, 1, 1, 1, 2)
+            what = " (only blocks)" if first is not None else ""
+            raise NetError(f"this file defines no network{what}", Span(file, where.line, where.column, where.line,
+                                                                       where.column + 1),
+                           ["a network is `network NAME { input x: [C, H, W] ... output y = ... }`"])
         if network is None:
             net = list(module.networks.values())[-1]
         elif network in module.networks:

@@ -14,6 +14,7 @@ import warnings
 
 from compiler.diagnostics import NetError, NetWarning
 from netdsl import __version__
+from netdsl.cli.console import print_error
 
 # subcommand -> module in netdsl.cli defining register(subparsers) and run(args) -> int
 COMMANDS = {"show": "show", "check": "check", "cost": "cost", "diff": "diff", "export": "export",
@@ -93,10 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None) -> int:
-    from rich.console import Console
-
     argv = list(sys.argv[1:] if argv is None else argv)
-    err_console = Console(stderr=True, highlight=False, soft_wrap=True)
     command = next((a for a in argv if not a.startswith("-")), None)
     try:
         parser = build_parser()
@@ -108,12 +106,12 @@ def _run(argv: list[str] | None) -> int:
             parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
         return int(args.run(args) or 0)
     except NetError as err:
-        err_console.print(err.render(), markup=False)
+        print_error(err)
         if "--json" in argv:
             sys.stdout.write(json.dumps(error_document(err, command), indent=2) + "\n")
         return 2
     except KeyboardInterrupt:
-        err_console.print("interrupted", markup=False)
+        sys.stderr.write("interrupted\n")
         return 130
     except BrokenPipeError:
         return 0
