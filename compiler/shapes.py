@@ -10,9 +10,23 @@ from compiler.diagnostics import NetError
 from compiler.ir import topo_order
 from compiler.ops import OPS
 
+# Elements of one tensor per sample: far beyond any real network, and small enough that every count the cost
+# model derives from it stays inside 64-bit integers; a larger shape is refused where it first appears.
+MAX_ELEMENTS = 2**48
+
+
+def count(n: int) -> str:
+    """A count for a message: 1,234,567 exactly, or 8.0e+20 when it is too long to read."""
+    if abs(n) < 10**15:
+        return f"{n:,}"
+    digits = str(abs(n)) if n.bit_length() < 4000 else None
+    if digits is None:
+        return f"about 2**{n.bit_length() - 1}"
+    return f"{'-' if n < 0 else ''}{digits[0]}.{digits[1]}e+{len(digits) - 1}"
+
 
 def fmt(shape) -> str:
-    return "[" + ", ".join(str(s) for s in shape) + "]"
+    return "[" + ", ".join(str(s) if abs(s) < 10**15 else count(s) for s in shape) + "]"
 
 
 def _fail(name: str, node: dict, message: str) -> NetError:
@@ -259,7 +273,13 @@ def infer_node_shape(g: nx.DiGraph, name: str) -> tuple[int, ...]:
     if rule is None:
         raise NetError(f"no shape rule for op '{node['op']}' (node '{name}')", node.get("span"))
     shapes = [g.nodes[i]["shape"] for i in node["inputs"]]
-    return tuple(rule(g, name, node, shapes))
+    shape = tuple(rule(g, name, node, shapes))
+    elements = math.prod(shape)
+    if elements > MAX_ELEMENTS:
+        what = "its shape" if node["op"] == "input" else "its output"
+        raise _fail(name, node, f"{what} {fmt(shape)} would hold {count(elements)} elements per sample, "
+                                f"more than netdsl handles ({count(MAX_ELEMENTS)})")
+    return shape
 
 
 def infer_shapes(g: nx.DiGraph) -> nx.DiGraph:

@@ -13,10 +13,11 @@ from compiler.shapes import infer_node_shape, split_sizes
 from netdsl import syntax as ast
 from netdsl.calls import Argument, split_arguments
 from netdsl.origins import bare_name, refs_in, source_text, within
-from netdsl.values import ARITH, FUNCTIONS, Choice, Value, describe, is_number
+from netdsl.values import ARITH, FUNCTIONS, Choice, Value, check_number, describe, is_number
 
 INTEGER_KINDS = frozenset({"pos", "nonneg", "int", "optpos", "pos2", "optpos2", "nonneg2", "padding"})
 MAX_NODES = 100_000  # a guard against runaway repeat counts: real networks have a few thousand at most
+MAX_BLOCK_DEPTH = 100  # blocks calling blocks: real networks nest a few levels
 
 
 @dataclass
@@ -93,7 +94,8 @@ class Builder:
         overrides = dict(overrides or {})
         for p in net.params:
             if p.name in overrides:
-                frame.env[p.name] = overrides.pop(p.name)
+                value = overrides.pop(p.name)
+                frame.env[p.name] = check_number(value, p.span, f"parameter '{p.name}' = {value!r}")
             elif p.default is not None:
                 frame.env[p.name] = self.expr(p.default, frame)
             else:
@@ -259,7 +261,7 @@ class Builder:
                 raise NetError(f"'{e.op}' needs numbers, got {describe(a)} and {describe(b)}", e.span)
             if e.op in ("/", "//", "%") and b == 0:
                 raise NetError("division by zero", e.span)
-            return ARITH[e.op](a, b)
+            return check_number(ARITH[e.op](a, b), e.span, f"the result of '{e.op}'")
         if isinstance(e, ast.Call):
             return self.call(e, frame, None, None, frame.fixed, None)
         raise NetError(f"unexpected expression {e!r}", getattr(e, "span", None))  # pragma: no cover
@@ -303,9 +305,12 @@ class Builder:
             if not is_number(v):
                 raise NetError(f"{call.name}() takes numbers, got {describe(v)}", call.span)
         try:
-            return FUNCTIONS[call.name](*args, **kwargs)
-        except (TypeError, ValueError, OverflowError, ZeroDivisionError) as err:
+            result = FUNCTIONS[call.name](*args, **kwargs)
+        except ZeroDivisionError:
+            raise NetError(f"{call.name}(): division by zero", call.span) from None
+        except (TypeError, ValueError, OverflowError) as err:
             raise NetError(f"{call.name}(): {err}", call.span) from None
+        return check_number(result, call.span, f"the result of {call.name}()")
 
     # ---- calls of ops and blocks --------------------------------------------------------
     def call(self, call: ast.Call, frame: Frame, source, name, fixed: bool, parts: int | None):
@@ -416,6 +421,9 @@ class Builder:
         if block.name in self.stack:
             cycle = " -> ".join([*self.stack[self.stack.index(block.name):], block.name])
             raise NetError(f"block '{block.name}' calls itself ({cycle})", call.span)
+        if len(self.stack) >= MAX_BLOCK_DEPTH:
+            raise NetError(f"blocks nest more than {MAX_BLOCK_DEPTH} deep here ({' -> '.join(self.stack[:3])} -> ... "
+                           f"-> {block.name})", call.span)
         scope = self.explicit(frame.prefix, name, call.span) if name else self.fresh(frame.prefix, block.name)
         inner = Frame({}, scope + ".", self.visible[block.file], inputs[0], fixed, True, self.constants(block.file))
         inner.env["in"] = inputs[0]

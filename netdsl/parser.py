@@ -5,13 +5,18 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.lexer import PatternStr
 
 from compiler.diagnostics import NetError, Span, register_source
 from grammars import grammar_text
 from netdsl import syntax as ast
+from netdsl.values import RANGE, check_number
+
+# Levels of the parse tree a file may nest (the examples need 23; a call adds 5, a bracket 2): deeper text is
+# refused with its location before any recursive pass could run out of stack.
+MAX_DEPTH = 200
 
 # Words for the terminals a user may be told were expected.
 TERMINAL_WORDS = {
@@ -165,8 +170,11 @@ class _ToSyntax(Transformer):
     # expressions
     def number(self, meta, tok):
         text = str(tok)
+        if len(text) > 40:  # int() of thousands of digits is slow or refused; no real size has 40 digits
+            raise NetError(f"the number {text[:12]}... ({len(text)} characters) is out of range: {RANGE}",
+                           self._s(meta))
         value = float(text) if any(c in text for c in ".eE") else int(text)
-        return ast.Number(value, self._s(meta))
+        return ast.Number(check_number(value, self._s(meta), f"the number {text}"), self._s(meta))
 
     def string(self, meta, tok):
         return ast.String(str(tok)[1:-1], self._s(meta))
@@ -321,6 +329,25 @@ class _ToSyntax(Transformer):
         return mod
 
 
+def too_deep(tree: Tree, file: str) -> NetError | None:
+    """A located error for the first place the tree nests deeper than MAX_DEPTH (found without recursion)."""
+    stack = [(tree, 1, None)]
+    while stack:
+        node, depth, where = stack.pop()
+        if isinstance(node, Token):
+            where = node
+        elif not node.meta.empty:
+            where = node.meta
+        if depth > MAX_DEPTH:
+            span = _span_of(file, where) if where is not None else Span(file, 1, 1, 1, 2)
+            return NetError(f"brackets, calls or operators are nested too deeply here (more than {MAX_DEPTH} "
+                            "levels of the syntax tree)", Span(file, span.line, span.column, span.line, span.column + 1),
+                            ["split the expression with `let` or intermediate names"])
+        if isinstance(node, Tree):
+            stack.extend((child, depth + 1, where) for child in reversed(node.children) if child is not None)
+    return None
+
+
 def parse_text(text: str, file: str = "<text>") -> ast.Module:
     """Parse .net source; raise NetError (never a lark error) on bad input."""
     register_source(file, text)
@@ -329,18 +356,15 @@ def parse_text(text: str, file: str = "<text>") -> ast.Module:
         tree = parser.parse(text)
     except UnexpectedInput as err:
         raise syntax_error(parser, err, file, text) from None
-    except RecursionError:
-        raise NetError(f"{file}: brackets or operators are nested too deeply") from None
+    deep = too_deep(tree, file)
+    if deep is not None:
+        raise deep
     try:
         return _ToSyntax(file).transform(tree)
     except VisitError as err:
         if isinstance(err.orig_exc, NetError):
             raise err.orig_exc from None
-        if isinstance(err.orig_exc, RecursionError):
-            raise NetError(f"{file}: brackets or operators are nested too deeply") from None
         raise
-    except RecursionError:
-        raise NetError(f"{file}: brackets or operators are nested too deeply") from None
 
 
 def token_span(file: str, tok: Token) -> Span:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from compiler.diagnostics import Span
+from compiler.diagnostics import NetError, Span
+
+# Numbers in a .net file lie within +-2**53: floats hold every integer up to there exactly, and no size,
+# count or factor of a real network comes near it, so larger values (or inf) are refused where they appear.
+MAX_NUMBER = 2**53
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,31 @@ class Choice:
 
 def is_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def short(v) -> str:
+    """A number for a message: exact when short, else in scientific notation (never a 4,000-digit string)."""
+    if isinstance(v, int) and abs(v) >= 10**16:
+        digits = str(abs(v)) if v.bit_length() < 4000 else None
+        if digits is None:
+            return f"{'-' if v < 0 else ''}about 2**{v.bit_length() - 1}"
+        return f"{'-' if v < 0 else ''}{digits[0]}.{digits[1:3]}e+{len(digits) - 1}"
+    return repr(v)
+
+
+RANGE = "numbers in a .net file lie within +-2**53 (about 9.0e15)"
+
+
+def in_range(v) -> bool:
+    """True for a finite number within +-MAX_NUMBER."""
+    return math.isfinite(v) and -MAX_NUMBER <= v <= MAX_NUMBER
+
+
+def check_number(v, span: Span | None, what: str | None = None):
+    """v itself when it is not a number or a finite one within +-MAX_NUMBER; else a NetError at span."""
+    if is_number(v) and not in_range(v):
+        raise NetError(f"{what or 'the number ' + short(v)} is out of range: {RANGE}", span)
+    return v
 
 
 def _divisible(v, divisor=8, min_value=None):

@@ -13,7 +13,7 @@ import compiler.cost.kernel as ck
 from compiler.diagnostics import NetError
 from compiler.ops import OPS
 from compiler.rewrite.coupling import ChannelPlan, channel_plan, expr_vars, producer_order
-from compiler.shapes import pair
+from compiler.shapes import count, pair
 
 # cost trait (compiler.ops.TRAITS["cost"]) -> the kernel's op code
 COST_CODES: dict[str, int] = {
@@ -75,8 +75,9 @@ def _spatial(shape: tuple) -> tuple[int, int, int]:
 
 
 def _adaptive_windows(size: int, out: int) -> int:
-    """Total length of PyTorch's adaptive pooling windows along one axis."""
-    return sum(-(-(i + 1) * size // out) - (i * size // out) for i in range(out))
+    """Total length of PyTorch's adaptive pooling windows along one axis: window i spans
+    [floor(i*size/out), ceil((i+1)*size/out)), and the lengths add up to size + out - gcd(size, out)."""
+    return size + out - math.gcd(size, out)
 
 
 def _last_uses(inputs_of: list[list[int]], owner: list[int], outputs: list[int]) -> list[list[int]]:
@@ -121,7 +122,7 @@ def compile_costs(g: nx.DiGraph) -> CostProgram:
             raise NetError(f"node '{name}' has no shape; infer shapes before costing", d.get("span"))
         c, h, w = _spatial(shape)
         if c * h * w >= MAX_ELEMENTS:
-            raise NetError(f"{op} '{name}' has {c * h * w:.3e} elements, more than the cost model's "
+            raise NetError(f"{op} '{name}' has {count(c * h * w)} elements, more than the cost model's "
                            "64-bit integers hold", d.get("span"))
         inputs = [index[s] for s in d["inputs"]]
         flags = ((ck.F_BIAS if a.get("bias") else 0) | (ck.F_AFFINE if a.get("affine") else 0)

@@ -6,8 +6,9 @@ import argparse
 import json
 import sys
 
-from compiler.diagnostics import NetError
+from compiler.diagnostics import NetError, printable
 from netdsl.loader import load_network
+from netdsl.values import RANGE, in_range
 
 
 def add_network_arguments(p: argparse.ArgumentParser, optional: bool = False) -> None:
@@ -62,9 +63,12 @@ def parse_param(text: str):
     name, raw = text.split("=", 1)
     for cast in (int, float):
         try:
-            return name.strip(), cast(raw)
+            value = cast(raw)
         except ValueError:
-            pass
+            continue
+        if not in_range(value):
+            raise NetError(f"--param {printable(text, 60)}: the value is out of range ({RANGE})")
+        return name.strip(), value
     if raw in ("true", "false"):
         return name.strip(), raw == "true"
     return name.strip(), raw

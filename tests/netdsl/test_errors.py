@@ -223,7 +223,7 @@ def test_no_output():
 
 def test_no_network():
     err = error_of("block b() { relu }\n")
-    assert "defines no network" in err.message and err.render().startswith("error: ")
+    assert "defines no network" in err.message and err.render().startswith("bad.net:1:1: error: ")
 
 
 def test_unknown_network_parameter():
