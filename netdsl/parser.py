@@ -17,6 +17,9 @@ from netdsl.values import RANGE, check_number
 # Levels of the parse tree a file may nest (the examples need 23; a call adds 5, a bracket 2): deeper text is
 # refused with its location before any recursive pass could run out of stack.
 MAX_DEPTH = 200
+# Names in one file: a network has at most 100,000 nodes (netdsl.builder.MAX_NODES), and a long chain is
+# written with repeat(N), so a file with more is refused as soon as the lexer gets there.
+MAX_NAMES = 100_000
 
 # Words for the terminals a user may be told were expected.
 TERMINAL_WORDS = {
@@ -43,8 +46,30 @@ WORD_RANK = {w: i for i, w in enumerate(
 
 
 @cache
+class _TooManyNames(Exception):
+    pass
+
+
+class _NameBudget:
+    """Counts the NAME tokens the lexer makes, so a file of millions of names stops at MAX_NAMES (in seconds)
+    instead of being parsed in full first."""
+
+    left = MAX_NAMES
+
+    def __call__(self, tok: Token) -> Token:
+        self.left -= 1
+        if self.left < 0:
+            raise _TooManyNames(tok)
+        return tok
+
+
+_NAMES = _NameBudget()
+
+
+@cache
 def _parser() -> Lark:
-    return Lark(grammar_text("netdsl.lark"), parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    return Lark(grammar_text("netdsl.lark"), parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                lexer_callbacks={"NAME": _NAMES})
 
 
 def describe_expected(parser: Lark, names: set[str]) -> str:
@@ -352,10 +377,15 @@ def parse_text(text: str, file: str = "<text>") -> ast.Module:
     """Parse .net source; raise NetError (never a lark error) on bad input."""
     register_source(file, text)
     parser = _parser()
+    _NAMES.left = MAX_NAMES
     try:
         tree = parser.parse(text)
     except UnexpectedInput as err:
         raise syntax_error(parser, err, file, text) from None
+    except _TooManyNames as err:
+        tok = err.args[0]
+        raise NetError(f"this file holds more than {MAX_NAMES:,} names; netdsl reads at most that many",
+                       token_span(file, tok), ["a long chain of layers is written `x -> repeat(N) layer`"]) from None
     deep = too_deep(tree, file)
     if deep is not None:
         raise deep

@@ -9,12 +9,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from gensynth.tasks.metrics import label
+from netdsl.cli.console import console as new_console
 
 
 @contextmanager
 def training_progress(epochs: int, console: Console | None = None, enabled: bool = True):
     """Yields (on_batch, on_epoch) callbacks that drive a rich progress bar: epoch, loss, accuracy, images/s."""
-    console = console or Console(stderr=True)
+    console = console or new_console(stderr=True)
     progress = Progress(
         TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
         BarColumn(),
