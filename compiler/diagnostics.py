@@ -9,8 +9,8 @@ in a terminal, a pipe or a log file.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
 import unicodedata
+from collections.abc import Iterable
 from typing import NamedTuple
 
 QUOTE_WIDTH = 76  # display cells of source quoted under the message: with the indent it fits 80 columns
@@ -54,6 +54,24 @@ def source_line(span: Span) -> str | None:
     end = text.find("\n", start)
     line = text[start:] if end < 0 else text[start:end]
     return line[:-1] if line.endswith("\r") else line
+
+
+def count(n: int) -> str:
+    """A count for a message: 1,234,567 exactly, or 8.0e+20 when it is too long to read (any size of int)."""
+    if abs(n) < 10**15:
+        return f"{n:,}"
+    if n.bit_length() >= 4000:  # str() of such an int is refused (and slow)
+        return f"{'-' if n < 0 else ''}about 2**{n.bit_length() - 1}"
+    digits = str(abs(n))
+    return f"{'-' if n < 0 else ''}{digits[0]}.{digits[1]}e+{len(digits) - 1}"
+
+
+def size_bytes(n: int) -> str:
+    """Decimal units: 1 MB = 10**6 bytes."""
+    for scale, prefix in ((10**12, "TB"), (10**9, "GB"), (10**6, "MB"), (10**3, "kB")):
+        if n >= scale:
+            return f"{n / scale:.3g} {prefix}" if n < 10**300 else f"{count(n)} B"
+    return f"{n} B"
 
 
 def _cell(ch: str) -> str:

@@ -6,23 +6,13 @@ import math
 
 import networkx as nx
 
-from compiler.diagnostics import NetError
+from compiler.diagnostics import NetError, count
 from compiler.ir import topo_order
 from compiler.ops import OPS
 
 # Elements of one tensor per sample: far beyond any real network, and small enough that every count the cost
 # model derives from it stays inside 64-bit integers; a larger shape is refused where it first appears.
 MAX_ELEMENTS = 2**48
-
-
-def count(n: int) -> str:
-    """A count for a message: 1,234,567 exactly, or 8.0e+20 when it is too long to read."""
-    if abs(n) < 10**15:
-        return f"{n:,}"
-    digits = str(abs(n)) if n.bit_length() < 4000 else None
-    if digits is None:
-        return f"about 2**{n.bit_length() - 1}"
-    return f"{'-' if n < 0 else ''}{digits[0]}.{digits[1]}e+{len(digits) - 1}"
 
 
 def fmt(shape) -> str:

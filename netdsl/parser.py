@@ -45,8 +45,7 @@ WORD_RANK = {w: i for i, w in enumerate(
 )}
 
 
-@cache
-class _TooManyNames(Exception):
+class _TooManyNamesError(Exception):
     pass
 
 
@@ -59,7 +58,7 @@ class _NameBudget:
     def __call__(self, tok: Token) -> Token:
         self.left -= 1
         if self.left < 0:
-            raise _TooManyNames(tok)
+            raise _TooManyNamesError(tok)
         return tok
 
 
@@ -382,7 +381,7 @@ def parse_text(text: str, file: str = "<text>") -> ast.Module:
         tree = parser.parse(text)
     except UnexpectedInput as err:
         raise syntax_error(parser, err, file, text) from None
-    except _TooManyNames as err:
+    except _TooManyNamesError as err:
         tok = err.args[0]
         raise NetError(f"this file holds more than {MAX_NAMES:,} names; netdsl reads at most that many",
                        token_span(file, tok), ["a long chain of layers is written `x -> repeat(N) layer`"]) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from compiler.diagnostics import NetError, Span
+from compiler.diagnostics import NetError, Span, count
 
 # Numbers in a .net file lie within +-2**53: floats hold every integer up to there exactly, and no size,
 # count or factor of a real network comes near it, so larger values (or inf) are refused where they appear.
@@ -34,12 +34,7 @@ def is_number(x) -> bool:
 
 def short(v) -> str:
     """A number for a message: exact when short, else in scientific notation (never a 4,000-digit string)."""
-    if isinstance(v, int) and abs(v) >= 10**16:
-        digits = str(abs(v)) if v.bit_length() < 4000 else None
-        if digits is None:
-            return f"{'-' if v < 0 else ''}about 2**{v.bit_length() - 1}"
-        return f"{'-' if v < 0 else ''}{digits[0]}.{digits[1:3]}e+{len(digits) - 1}"
-    return repr(v)
+    return count(v) if isinstance(v, int) and abs(v) >= 10**15 else repr(v)
 
 
 RANGE = "numbers in a .net file lie within +-2**53 (about 9.0e15)"

@@ -20,6 +20,7 @@ from compiler.backend.codegen import module_source
 from compiler.backend.lower import LoweredNetwork, lower_to_torch
 from compiler.backend.metadata import EXTRA_FILE, ModelMetadata
 from compiler.backend.weights import load_weights_file
+from compiler.cost import check_memory
 from compiler.diagnostics import NetError
 
 TARGETS = ("onnx", "torchscript", "pytorch")
@@ -153,6 +154,7 @@ def export_network(graph: nx.DiGraph, target: str, out: str | Path, weights: str
 
     With metadata that has `normalized_inside`, the exported model normalises its input first."""
     check_target(target)
+    check_memory(graph, "exporting")
     if metadata is not None and metadata.normalized_inside and not metadata.has_normalization:
         metadata = dataclasses.replace(metadata, normalized_inside=False)
     inside = metadata is not None and metadata.normalized_inside

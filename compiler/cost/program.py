@@ -10,10 +10,10 @@ import networkx as nx
 import numpy as np
 
 import compiler.cost.kernel as ck
-from compiler.diagnostics import NetError
+from compiler.diagnostics import NetError, count
 from compiler.ops import OPS
 from compiler.rewrite.coupling import ChannelPlan, channel_plan, expr_vars, producer_order
-from compiler.shapes import count, pair
+from compiler.shapes import pair
 
 # cost trait (compiler.ops.TRAITS["cost"]) -> the kernel's op code
 COST_CODES: dict[str, int] = {

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -24,12 +26,30 @@ class SplitArrays:
     val_y: np.ndarray | None = None
 
 
+def data_file(path: Path, what: str) -> Path:
+    """`path` when it is a regular file; else a NetError saying what it is instead (missing, a directory, a
+    device such as /dev/zero that would never end)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise NetError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise NetError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise NetError(f"{what} {path} is a directory, not a file")
+    if not stat.S_ISREG(mode):
+        raise NetError(f"{what} {path} is not a regular file (a device, pipe or socket)")
+    return path
+
+
 def check_pair(where: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Validate one images/labels pair and bring images to N,C,H,W."""
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim != 4:
         raise NetError(f"{where}: images must have shape (N, H, W) or (N, C, H, W), got {x.shape}")
+    if x.size == 0:
+        raise NetError(f"{where}: holds no images (shape {x.shape})")
     if x.shape[-1] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
         raise NetError(f"{where}: images have shape {x.shape}, which looks channels-last",
                        notes=["store them as (N, C, H, W), e.g. x.transpose(0, 3, 1, 2)"])

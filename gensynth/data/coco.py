@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from compiler.diagnostics import NetError
-from gensynth.data.arrays import SplitArrays
-from gensynth.data.images import load_image
+from gensynth.data.arrays import SplitArrays, data_file
+from gensynth.data.images import load_images
 from gensynth.data.splits import carve_test_split
 from gensynth.data.targets import BOX_PADDING
 
@@ -43,14 +43,15 @@ def read_coco(path: Path) -> SplitArrays:
 
 def _read_coco_file(path: Path, ref: list) -> tuple[np.ndarray, list[np.ndarray], list[tuple[int, str]], list[str]]:
     """One COCO instances file: images [N,C,H,W], per-image boxes [n,5], sorted (id, name) categories, notes."""
+    data_file(path, "COCO annotation file")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NetError(f"COCO annotation file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NetError(f"cannot read COCO annotation file {path}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise NetError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise NetError(f"{path}: JSON nested too deeply to be a COCO annotation file") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: an integer of over 4,300 digits
+        raise NetError(f"cannot read COCO annotation file {path}: {exc}") from None
     if not isinstance(doc, dict):
         raise NetError(f"{path}: expected a JSON object with images, annotations and categories")
     for key in ("images", "annotations", "categories"):
@@ -84,22 +85,24 @@ def _field(path: Path, doc: dict, what: str, i: int, key: str, kinds: tuple[type
 
 def _coco_images(path: Path, doc: dict, ref: list) -> tuple[np.ndarray, dict]:
     """The listed image files (beside the JSON, else in its images/), and image id -> row."""
-    images, ids = [], {}
-    for i, record in enumerate(doc["images"]):
+    files, ids = [], {}
+    for i in range(len(doc["images"])):
         iid, name = _field(path, doc, "images", i, "id", (int, str)), _field(path, doc, "images", i, "file_name", (str,))
         if iid in ids:
             raise NetError(f"{path}: images[{i}] repeats image id {iid!r}")
         file = next((f for f in (path.parent / name, path.parent / "images" / name) if f.is_file()), None)
         if file is None:
             raise NetError(f"{path}: images[{i}] file {name!r} not found in {path.parent} or {path.parent / 'images'}")
-        images.append(load_image(file, ref))
+        files.append(file)
         ids[iid] = len(ids)
-        for key, size in (("width", images[-1].shape[2]), ("height", images[-1].shape[1])):
+    if not files:
+        raise NetError(f"{path}: no images")
+    images = load_images(files, ref, str(path))
+    for i, (record, file) in enumerate(zip(doc["images"], files)):
+        for key, size in (("width", images.shape[3]), ("height", images.shape[2])):
             if key in record and _field(path, doc, "images", i, key, (int,)) != size:
                 raise NetError(f"{path}: images[{i}] says {key} {record[key]} but {file} is {size} pixels")
-    if not images:
-        raise NetError(f"{path}: no images")
-    return np.stack(images), ids
+    return images, ids
 
 
 def _coco_boxes(path: Path, doc: dict, images: np.ndarray, ids: dict, index: dict) -> tuple[list[np.ndarray], list[str]]:
@@ -115,8 +118,7 @@ def _coco_boxes(path: Path, doc: dict, images: np.ndarray, ids: dict, index: dic
             raise NetError(f"{path}: annotations[{i}] refers to unknown image id {iid!r}")
         if cid not in index:
             raise NetError(f"{path}: annotations[{i}] refers to unknown category id {cid}")
-        if (len(bbox) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
-                or not all(math.isfinite(v) for v in bbox) or bbox[2] < 0 or bbox[3] < 0):
+        if len(bbox) != 4 or not all(_coordinate(v) for v in bbox) or bbox[2] < 0 or bbox[3] < 0:
             raise NetError(f"{path}: annotations[{i}].bbox must be [x, y, width, height] with width, "
                            f"height >= 0, got {bbox!r}")
         if record.get("iscrowd", 0):
@@ -136,6 +138,13 @@ def _coco_boxes(path: Path, doc: dict, images: np.ndarray, ids: dict, index: dic
         (empty, f"skipped {empty} box(es) of zero area"),
         (bare, f"{bare} image(s) have no boxes")) if count]
     return [np.asarray(r, dtype=np.float32).reshape(-1, 5) for r in rows], notes
+
+
+def _coordinate(v: object) -> bool:
+    """A pixel coordinate or size: a finite number of a sensible magnitude (JSON allows 400-digit integers)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    return abs(v) < 2**53 if isinstance(v, int) else math.isfinite(v)
 
 
 def _pad(boxes: list[np.ndarray], k: int) -> np.ndarray:

@@ -29,6 +29,7 @@ from gensynth.data.targets import TASK_WORDS, to_targets
 
 KNOWN_SPECS = ("fashion-mnist", "fashion-mnist:DIR", "idx:DIR", "cifar10:DIR", "npz:FILE", "folder:DIR",
                "fashion-seg[:DIR]", "fashion-det[:DIR]", "masks:DIR", "coco:FILE.json")
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841; a label of 10**9 is a mistake, not a class
 # The task each kind of spec holds (everything else is classification).
 KIND_TASK = {"fashion-seg": "segment", "fashion-det": "detect", "masks": "segment", "coco": "detect"}
 # One reader per kind of spec: path -> SplitArrays.
@@ -124,7 +125,10 @@ def _parse_spec(spec: str) -> tuple[str, Path]:
     if sep and kind in READERS:
         if not rest:
             raise NetError(f"dataset spec {spec!r} is missing its path after '{kind}:'")
-        return kind, Path(rest).expanduser().resolve()
+        try:
+            return kind, Path(rest).expanduser().resolve()
+        except RuntimeError as exc:  # ~user that does not exist, or a symlink loop
+            raise NetError(f"dataset spec {spec!r}: cannot resolve the path ({exc})") from None
     raise NetError(f"unknown dataset spec {spec!r}", notes=["known specs: " + ", ".join(KNOWN_SPECS)])
 
 
@@ -139,6 +143,10 @@ def _load_cached(spec: str, kind: str, path: Path, val_fraction: float, split_se
     arrays = READERS[kind](path)
     x, y, tx, ty, names, notes = arrays.x, arrays.y, arrays.test_x, arrays.test_y, arrays.class_names, list(arrays.notes)
     num_classes = len(names) if names else int(max(y.max(initial=0), ty.max(initial=0))) + 1
+    if task == "classify" and num_classes > MAX_CLASSES:
+        raise NetError(f"{spec}: labels go up to {num_classes - 1:,}, which would mean {num_classes:,} classes; "
+                       f"netdsl trains classifiers of at most {MAX_CLASSES:,}",
+                       notes=["labels are class indices 0..C-1"])
     if task == "classify":
         for split, labels in (("train", y), ("test", ty)):
             if labels.size and (labels.min() < 0 or labels.max() >= num_classes):

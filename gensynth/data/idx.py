@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import gzip
+import math
 import re
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from compiler.diagnostics import NetError
-from gensynth.data.arrays import SplitArrays, check_pair
+from compiler.memory import check_allocation
+from gensynth.data.arrays import SplitArrays, check_pair, data_file
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -29,43 +32,51 @@ def read_idx_dataset(path: Path, fashion: bool) -> SplitArrays:
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Parse one IDX file (optionally gzipped): big-endian header, magic 0x0000TTNN, dims, payload."""
-    path = Path(path)
-    raw = read_bytes(path)
-    if len(raw) < 4 or raw[0:2] != b"\0\0" or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-        raise NetError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})",
-                       notes=["an IDX file starts with two zero bytes, a type code and a dimension count"])
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise NetError(f"{path}: truncated IDX header ({len(raw)} bytes, needs {header})")
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    need = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    have = len(raw) - header
-    if have < need:
-        raise NetError(f"{path}: truncated IDX file: header says shape {dims} ({need} bytes) "
-                       f"but only {have} bytes follow")
-    if have > need:
-        raise NetError(f"{path}: corrupt IDX file: {have - need} unexpected bytes after shape {dims}")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+    """Parse one IDX file (optionally gzipped): big-endian header, magic 0x0000TTNN, dims, payload.
 
-
-def read_bytes(path: Path) -> bytes:
-    """File contents, transparently gunzipped (detected by the gzip magic, not the name)."""
+    The file is streamed: the header is checked (and its payload's size against the memory available) before
+    the payload is read, so a corrupt header or a gzip bomb is refused instead of allocated."""
+    path = data_file(Path(path), "dataset file")
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise NetError(f"dataset file not found: {path}") from None
-    except OSError as exc:
-        raise NetError(f"cannot read dataset file {path}: {exc.strerror or exc}") from None
-    if raw[:2] != b"\x1f\x8b":
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
+        with path.open("rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+        with (gzip.open(path, "rb") if gzipped else path.open("rb")) as f:
+            return _read_idx_stream(f, path)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise NetError(f"{path}: corrupt or truncated gzip data ({exc})",
                        notes=["re-download or reinstall the dataset file"]) from None
+    except OSError as exc:
+        raise NetError(f"cannot read dataset file {path}: {exc.strerror or exc}") from None
+
+
+def _read_idx_stream(f: BinaryIO, path: Path) -> np.ndarray:
+    magic = f.read(4)
+    if len(magic) < 4 or magic[0:2] != b"\0\0" or magic[2] not in _IDX_DTYPES or magic[3] == 0:
+        raise NetError(f"{path}: not an IDX file (bad magic number {magic.hex() or 'empty'})",
+                       notes=["an IDX file starts with two zero bytes, a type code and a dimension count"])
+    ndim = magic[3]
+    raw_dims = f.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
+        raise NetError(f"{path}: truncated IDX header ({4 + len(raw_dims)} bytes, needs {4 + 4 * ndim})")
+    dims = tuple(int(d) for d in np.frombuffer(raw_dims, dtype=">u4"))
+    dtype = np.dtype(_IDX_DTYPES[magic[2]])
+    if 0 in dims:
+        raise NetError(f"{path}: the IDX header gives shape {dims}, which holds nothing")
+    need = math.prod(dims) * dtype.itemsize
+    check_allocation(need, f"{path}: its IDX header says shape {dims}, which")
+    payload = f.read(need)
+    if len(payload) < need:
+        raise NetError(f"{path}: truncated IDX file: header says shape {dims} ({need} bytes) "
+                       f"but only {len(payload)} bytes follow")
+    extra = 0
+    while chunk := f.read(1 << 20):
+        extra += len(chunk)
+        if extra > 1 << 26:
+            break
+    if extra:
+        raise NetError(f"{path}: corrupt IDX file: {extra if extra <= 1 << 26 else 'more than 64 MB of'} "
+                       f"unexpected bytes after shape {dims}")
+    return np.frombuffer(payload, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
 def read_idx_dir(path: Path, fashion: bool) -> tuple[np.ndarray, ...]:

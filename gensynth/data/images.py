@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from compiler.diagnostics import NetError
+from compiler.memory import check_allocation
 
 
 def load_image(file: Path, ref: list) -> np.ndarray:
@@ -31,6 +32,16 @@ def load_image(file: Path, ref: list) -> np.ndarray:
         raise NetError(f"{file}: image is {describe_image(a.shape)} but {first} is {describe_image(shape)}",
                        notes=["all images must have the same size and mode (grey or RGB)"])
     return np.ascontiguousarray(a)
+
+
+def load_images(files: list[Path], ref: list, what: str) -> np.ndarray:
+    """Many pictures as one uint8 [N, C, H, W] array; refused after the first one when all of them (and the
+    stacked copy) could not fit in memory."""
+    if not files:
+        return np.zeros((0, 1, 1, 1), np.uint8)
+    first = load_image(files[0], ref)
+    check_allocation(2 * len(files) * first.nbytes, f"{what}: {len(files)} images of {describe_image(first.shape)}")
+    return np.stack([first, *(load_image(f, ref) for f in files[1:])])
 
 
 def open_image(file: Path) -> Image.Image:

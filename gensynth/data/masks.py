@@ -12,7 +12,7 @@ import numpy as np
 
 from compiler.diagnostics import NetError
 from gensynth.data.arrays import SplitArrays
-from gensynth.data.images import load_image, open_image
+from gensynth.data.images import load_images, open_image
 from gensynth.data.splits import carve_test_split
 from gensynth.data.targets import IGNORE_LABEL
 
@@ -76,9 +76,9 @@ def _read_pairs(directory: Path, ref: list) -> tuple[np.ndarray, np.ndarray, lis
         raise NetError(f"{directory}: images and masks do not pair up by file name: "
                        + ", ".join(lonely[:5]) + more,
                        notes=["each images/NAME.png needs a masks/NAME.png and vice versa"])
-    x = [load_image(images[s], ref) for s in images]
-    y = [_load_mask(masks[s], images[s], img.shape[1:]) for s, img in zip(images, x)]
-    return np.stack(x), np.stack(y), [masks[s] for s in images]
+    x = load_images(list(images.values()), ref, str(directory / "images"))
+    y = [_load_mask(masks[s], images[s], x.shape[2:]) for s in images]
+    return x, np.stack(y), [masks[s] for s in images]
 
 
 def _load_mask(file: Path, image_file: Path, size: tuple[int, ...]) -> np.ndarray:

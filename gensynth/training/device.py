@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from compiler.diagnostics import NetError
+from compiler.memory import available_memory
 
 
 def resolve_device(name: str) -> torch.device:
@@ -28,6 +29,14 @@ def resolve_device(name: str) -> torch.device:
     elif device.type != "cpu":
         raise NetError(f"unsupported device {name!r}; choose auto, cpu or cuda")
     return device
+
+
+def device_memory(device: torch.device) -> tuple[int | None, str]:
+    """Free bytes on the device (None when unknown) and the words for it: a GPU's own memory or this machine's."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free, f"memory free on {device}"
+    return available_memory(), "memory"
 
 
 @contextlib.contextmanager

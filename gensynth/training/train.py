@@ -14,17 +14,19 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import networkx as nx
 import torch
 from torch import nn
 
 from compiler.backend.atomic import atomic_write
 from compiler.backend.weights import save_weights
+from compiler.cost import check_memory
 from compiler.diagnostics import NetError
 from gensynth.data import Dataset
 from gensynth.data.normalized import batches_of
 from gensynth.tasks.objectives import objective_for, select_output
 from gensynth.training.augment import random_crop_flip
-from gensynth.training.device import amp_dtype, autocast, place_data, resolve_device, training_mode
+from gensynth.training.device import amp_dtype, autocast, device_memory, place_data, resolve_device, training_mode
 from gensynth.training.distill import distillation_loss, teacher_logits
 from gensynth.training.evaluate import EvalResult, evaluate
 from gensynth.training.preprocessing import metadata_for
@@ -101,6 +103,14 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise NetError(message)
+
+    def check_fits(self, g: nx.DiGraph, what: str = "training") -> None:
+        """Refuse, before anything is allocated, a network whose training cannot fit the device's memory at this
+        batch size (a NetError naming the layer that needs the most and the estimate)."""
+        available, where = device_memory(resolve_device(self.device))
+        states = 2 if self.resolved()["optimizer"] == "adamw" else 1
+        check_memory(g, what, self.batch_size, training=True, optimizer_states=states, available=available,
+                     where=where)
 
     def resolved(self) -> dict:
         """The config as a plain dict with lr and weight_decay filled in from the defaults."""

@@ -58,17 +58,20 @@ def run(args) -> int:
 def _run_network(args) -> int:
     from compiler.backend.lower import lower_to_torch
     from compiler.backend.weights import load_weights_file
+    from compiler.cost import check_memory
     from gensynth.tasks.objectives import check_network_fits, objective_for
-    from gensynth.training.device import resolve_device
+    from gensynth.training.device import device_memory, resolve_device
     from gensynth.training.evaluate import evaluate
     from gensynth.training.preprocessing import data_for_weights
 
     g = arguments.load_from_args(args)
     data = data_for_weights(args.data, args.weights, g, task=args.task, input_shape=arguments.input_shape(g))
     check_network_fits(g, data)
+    device = resolve_device(args.device)
+    available, where = device_memory(device)
+    check_memory(g, "evaluating", batch=1, available=available, where=where)
     model = lower_to_torch(g)
     load_weights_file(model, args.weights)
-    device = resolve_device(args.device)
     model.to(device)
     x, y = (data.test_x, data.test_y) if args.split == "test" else (data.val_x, data.val_y)
     result = evaluate(model, x, y, device=device, objective=objective_for(data))

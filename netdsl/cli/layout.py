@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.text import Text
 
+from compiler.diagnostics import size_bytes
+
 GAP = 2  # spaces between columns
 STACK_INDENT = 4  # a stacked column's line under its row
 
@@ -170,11 +172,8 @@ def figure(n: int | float, unit: str = "") -> str:
 
 
 def size(n: int) -> str:
-    """Bytes in decimal units: 1 MB = 10**6 bytes."""
-    for scale, prefix in ((1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
-        if n >= scale:
-            return f"{n / scale:.3g} {prefix}"
-    return f"{n} B"
+    """Bytes in decimal units: 1 MB = 10**6 bytes (any size of int)."""
+    return size_bytes(n)
 
 
 def wrap_items(items: Sequence[str], width: int, sep: str = ", ", indent: int = 2) -> str:

@@ -61,6 +61,7 @@ def run(args) -> int:
     else:
         data = load_dataset(args.data, **options)
     check_network_fits(g, data)
+    config.check_fits(g)
     out = Path(args.out or f"runs/{g.graph['name']}")
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.file, out / "model.net")

@@ -37,7 +37,7 @@ MAY_IMPORT = {
     "importers": {"compiler core", "compiler.rewrite", "compiler.cost", "compiler.backend", "grammars", "language"},
     "gensynth.data": {"compiler core"},
     "gensynth.tasks": {"compiler core", "gensynth.data"},
-    "gensynth.training": {"compiler core", "compiler.backend", "gensynth.data", "gensynth.tasks"},
+    "gensynth.training": {"compiler core", "compiler.cost", "compiler.backend", "gensynth.data", "gensynth.tasks"},
     "synthesis": {"compiler core", "compiler.rewrite", "compiler.cost", "compiler.backend", "grammars",
                   "gensynth.data", "gensynth.tasks", "gensynth.training"},
     "cli": set(FLOORS),

@@ -267,7 +267,7 @@ def test_npz_errors(tmp_path: Path) -> None:
     with pytest.raises(NetError, match="npz dataset not found"):
         load_dataset(f"npz:{tmp_path / 'nope.npz'}")
     (tmp_path / "bad.npz").write_bytes(b"not a zip at all")
-    with pytest.raises(NetError, match="not a readable .npz"):
+    with pytest.raises(NetError, match="not an .npz file"):
         load_dataset(f"npz:{tmp_path / 'bad.npz'}")
     with pytest.raises(NetError, match=r"labels must lie in 0\.\.2"):
         load_dataset(f"npz:{write_npz(tmp_path / 'd.npz', x=np.zeros((20, 8, 8)), y=np.arange(20) % 4 - 1, class_names=np.array(['a', 'b', 'c']))}")
@@ -332,3 +332,55 @@ def test_real_fashion_mnist() -> None:
     # Fashion-MNIST's well-known pixel statistics: mean 0.286, std 0.353 (on [0, 1] pixels).
     assert abs(ds.mean[0] - 0.286) < 0.01 and abs(ds.std[0] - 0.353) < 0.01
     assert set(ds.test_y.tolist()) == set(range(10))
+
+
+def test_npz_that_is_truncated_or_an_npy_or_holds_objects(tmp_path: Path) -> None:
+    whole = write_npz(tmp_path / "whole.npz", x=np.zeros((20, 8, 8)), y=np.zeros(20, int)).read_bytes()
+    (tmp_path / "cut.npz").write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(NetError, match="not an .npz file|not a readable .npz"):
+        load_dataset(f"npz:{tmp_path / 'cut.npz'}")
+    np.save(tmp_path / "one.npy", np.zeros((4, 8, 8)))
+    (tmp_path / "one.npy").rename(tmp_path / "one.npz")
+    with pytest.raises(NetError, match=r"a \.npy file \(one array\), not an \.npz archive"):
+        load_dataset(f"npz:{tmp_path / 'one.npz'}")
+    np.savez(tmp_path / "objects.npz", x=np.zeros((4, 8, 8)), y=np.array([1, "a", None, 2], dtype=object))
+    with pytest.raises(NetError, match="holds Python objects"):
+        load_dataset(f"npz:{tmp_path / 'objects.npz'}")
+
+
+def test_npz_arrays_larger_than_memory_are_refused_from_their_headers(tmp_path: Path) -> None:
+    """A header claiming 8 TB of images is refused before numpy tries to allocate it."""
+    import zipfile
+
+    header = {"descr": "<f8", "fortran_order": False, "shape": (10**6, 1000, 1000)}
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as z, z.open("x.npy", "w") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+    with pytest.raises(NetError, match="huge.npz: loading its arrays needs at least 8 TB"):
+        load_dataset(f"npz:{tmp_path / 'huge.npz'}")
+
+
+def test_a_label_of_a_billion_is_not_a_billion_classes(tmp_path: Path) -> None:
+    y = np.zeros(20, int)
+    y[3] = 10**9
+    with pytest.raises(NetError, match="labels go up to 1,000,000,000.*at most 100,000"):
+        load_dataset(f"npz:{write_npz(tmp_path / 'big.npz', x=np.zeros((20, 8, 8)), y=y)}")
+
+
+def test_idx_header_with_a_zero_dimension_or_a_huge_shape(tmp_path: Path) -> None:
+    (tmp_path / "empty").write_bytes(bytes([0, 0, 8, 3]) + np.asarray([0, 28, 28], ">u4").tobytes())
+    with pytest.raises(NetError, match=r"shape \(0, 28, 28\), which holds nothing"):
+        read_idx(tmp_path / "empty")
+    (tmp_path / "huge.gz").write_bytes(gzip.compress(bytes([0, 0, 0x0E, 3])
+                                                     + np.asarray([2**32 - 1] * 3, ">u4").tobytes()))
+    with pytest.raises(NetError, match="huge.gz: its IDX header says shape .* needs at least"):
+        read_idx(tmp_path / "huge.gz")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("idx:~no_such_user_netdsl/data", "cannot resolve the path"),
+    ("npz:/dev/zero", "not a regular file"),
+    ("npz:/tmp", "is a directory"),
+])
+def test_paths_that_are_not_data_files(spec: str, message: str) -> None:
+    with pytest.raises(NetError, match=message):
+        load_dataset(spec)

@@ -264,3 +264,16 @@ def test_coco_unreadable_json_and_mismatched_files(tmp_path):
     path = coco(tmp_path / "b", [], n=3)
     save(tmp_path / "b" / "images" / "img2.png", np.zeros((H, W)))
     assert f"img2.png: image is {W}x{H} grey but" in error(read_coco, path)
+
+
+def test_coco_numbers_and_nesting_json_allows(tmp_path):
+    path = coco(tmp_path, [(0, 1, [0, 0, 2, 2])], n=3)
+    doc = json.loads(path.read_text())
+    text = json.dumps(doc).replace('"bbox": [0, 0, 2, 2]', '"bbox": [0, 0, 2, ' + "9" * 400 + "]")
+    path.write_text(text)
+    assert "bbox must be" in error(read_coco, path)
+    path.write_text(json.dumps(doc).replace('"bbox": [0, 0, 2, 2]', '"bbox": [0, 0, 2, ' + "9" * 5000 + "]"))
+    assert f"cannot read COCO annotation file {path}" in error(read_coco, path)
+    path.write_text('{"images": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert "nested too deeply" in error(read_coco, path)
+    assert "not a regular file" in error(read_coco, Path("/dev/zero"))
