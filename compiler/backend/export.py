@@ -101,7 +101,11 @@ def export_torchscript(module: LoweredNetwork, path: str | Path, metadata: Model
             raise NetError(f"TorchScript cannot compile network '{module.network}': "
                            f"{str(err).splitlines()[0]}") from None
         extra = {EXTRA_FILE: metadata.to_json()} if metadata is not None else {}
-        torch.jit.save(scripted, str(path), _extra_files=extra)
+        try:
+            torch.jit.save(scripted, str(path), _extra_files=extra)
+        except RuntimeError as err:  # torch reports a file it cannot open as a RuntimeError, not an OSError
+            reason = str(err).splitlines()[0].rpartition("strerror: ")[2]
+            raise NetError(f"cannot write {path}: {reason}") from None
 
 
 def read_torchscript_metadata(path: str | Path) -> tuple[torch.jit.ScriptModule, ModelMetadata | None]:

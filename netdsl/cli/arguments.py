@@ -96,14 +96,6 @@ def write_output(target: str, text: str, what: str) -> None:
     if target == "-":
         sys.stdout.write(text)
         return
-    from pathlib import Path
+    from netdsl.cli.paths import write_text
 
-    path = Path(target)
-    if path.is_dir():
-        raise NetError(f"cannot write the {what} to {target}: it is a directory")
-    if not path.parent.is_dir():
-        raise NetError(f"cannot write the {what} to {target}: no directory {path.parent}")
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as err:
-        raise NetError(f"cannot write the {what} to {target}: {err.strerror or err}") from None
+    write_text(target, text, what)

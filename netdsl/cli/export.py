@@ -14,6 +14,7 @@ import sys
 
 from netdsl.cli import arguments
 from netdsl.cli.console import console, escape
+from netdsl.cli.paths import output_file
 
 
 def register(sub) -> None:
@@ -55,6 +56,7 @@ def run(args) -> int:
     from gensynth.deploy.package import check_request, export_model  # torch is imported only when exporting
 
     check_request(args.to, args.int8, args.data, args.calibration)
+    output_file(args.output, f"{args.to} file")  # before any work
     g = arguments.load_from_args(args)
     if not _random_weights_meant(args):
         raise NetError("export cancelled: no --weights", notes=["pass --weights W, or --random-weights"])

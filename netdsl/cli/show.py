@@ -12,6 +12,7 @@ from compiler.printer import key_attrs
 from netdsl.cli.arguments import add_json_argument, add_network_arguments, load_from_args, print_json, write_output
 from netdsl.cli.console import console as make_console
 from netdsl.cli.layout import Column, emit, figure, table, wrap_items
+from netdsl.cli.paths import output_file
 
 
 def register(sub) -> None:
@@ -195,6 +196,8 @@ def run(args) -> int:
         raise NetError(f"--dot writes Graphviz DOT only; leave out {' and '.join(chosen)}")
     if args.flat and args.depth:
         raise NetError("--depth collapses the tree; --flat has no blocks to collapse")
+    if args.dot and args.dot != "-":
+        output_file(args.dot, "DOT file")  # before any work
     g = load_from_args(args)
     if args.dot:
         from compiler.dot import to_dot
