@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from compiler.diagnostics import NetError, printable
@@ -85,9 +86,20 @@ def input_shape(g) -> tuple[int, ...]:
     return tuple(g.nodes[g.graph["inputs"][0]]["shape"])
 
 
+def strict_json(data):
+    """The data with every NaN or infinity made null: strict JSON parsers refuse NaN, which json writes by default."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: strict_json(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict_json(v) for v in data]
+    return data
+
+
 def print_json(data) -> None:
-    """Scripts read this: one JSON document on stdout."""
-    json.dump(data, sys.stdout, indent=2, default=str)
+    """Scripts read this: one strict JSON document on stdout (NaN and infinities as null)."""
+    json.dump(strict_json(data), sys.stdout, indent=2, default=str, allow_nan=False)
     sys.stdout.write("\n")
 
 
