@@ -29,13 +29,18 @@ class Span(NamedTuple):
     end_column: int
 
 
-# Source texts by file name, so an error can show the offending line long after parsing.
+# Source texts by file name, so an error can show the offending line long after parsing; the most recent
+# MAX_SOURCES only, so a process that parses thousands of files (synthesis, a fuzzer) does not keep them all.
 _SOURCES: dict[str, str] = {}
+MAX_SOURCES = 256
 
 
 def register_source(name: str, text: str) -> None:
     """Remember a source text so errors located in it can quote it."""
+    _SOURCES.pop(name, None)
     _SOURCES[name] = text
+    while len(_SOURCES) > MAX_SOURCES:
+        del _SOURCES[next(iter(_SOURCES))]
 
 
 def source_line(span: Span) -> str | None:

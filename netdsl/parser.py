@@ -17,8 +17,8 @@ from netdsl.values import RANGE, check_number
 # Levels of the parse tree a file may nest (the examples need 23; a call adds 5, a bracket 2): deeper text is
 # refused with its location before any recursive pass could run out of stack.
 MAX_DEPTH = 200
-# Names in one file: a network has at most 100,000 nodes (netdsl.builder.MAX_NODES), and a long chain is
-# written with repeat(N), so a file with more is refused as soon as the lexer gets there.
+# Names and numbers in one file: a network has at most 100,000 nodes (netdsl.builder.MAX_NODES), and a long
+# chain is written with repeat(N), so a file with more is refused as soon as the lexer gets there.
 MAX_NAMES = 100_000
 
 # Words for the terminals a user may be told were expected.
@@ -50,8 +50,8 @@ class _TooManyNamesError(Exception):
 
 
 class _NameBudget:
-    """Counts the NAME tokens the lexer makes, so a file of millions of names stops at MAX_NAMES (in seconds)
-    instead of being parsed in full first."""
+    """Counts the names and numbers the lexer makes, so a file of millions of them stops at MAX_NAMES (in
+    seconds) instead of being parsed in full first."""
 
     left = MAX_NAMES
 
@@ -68,7 +68,7 @@ _NAMES = _NameBudget()
 @cache
 def _parser() -> Lark:
     return Lark(grammar_text("netdsl.lark"), parser="lalr", propagate_positions=True, maybe_placeholders=True,
-                lexer_callbacks={"NAME": _NAMES})
+                lexer_callbacks={"NAME": _NAMES, "NUMBER": _NAMES})
 
 
 def describe_expected(parser: Lark, names: set[str]) -> str:
@@ -174,7 +174,8 @@ def syntax_error(parser: Lark, err: UnexpectedInput, file: str, text: str) -> Ne
     else:
         span = Span(file, tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
         keyword = str(tok) in KEYWORDS and tok.type != "NAME"
-        found, offset = f"{'keyword ' if keyword else ''}{tok.value!r}", tok.start_pos
+        shown = repr(tok.value) if len(tok.value) <= 40 else repr(tok.value[:30]) + f"... ({len(tok.value)} characters)"
+        found, offset = f"{'keyword ' if keyword else ''}{shown}", tok.start_pos
     expected = set(err.expected)
     return NetError(f"unexpected {found}; expected {describe_expected(parser, expected)}", span,
                     _notes(file, text, offset, expected, tok if tok.type != "$END" else None))
@@ -383,7 +384,7 @@ def parse_text(text: str, file: str = "<text>") -> ast.Module:
         raise syntax_error(parser, err, file, text) from None
     except _TooManyNamesError as err:
         tok = err.args[0]
-        raise NetError(f"this file holds more than {MAX_NAMES:,} names; netdsl reads at most that many",
+        raise NetError(f"this file holds more than {MAX_NAMES:,} names and numbers; netdsl reads at most that many",
                        token_span(file, tok), ["a long chain of layers is written `x -> repeat(N) layer`"]) from None
     deep = too_deep(tree, file)
     if deep is not None:

@@ -222,3 +222,19 @@ def test_the_python_and_numba_kernels_agree(name):
     ck.jit()
     compiled = ck.cost_kernel(program.table, program.in_idx, program.free_idx)
     assert python[0].tolist() == compiled[0].tolist() and python[1:] == compiled[1:]
+
+
+def test_memory_need_and_the_check_before_allocating():
+    from compiler.cost import check_memory, memory_need
+
+    g = load_network_text("network t {\n input x: [3, 32, 32]\n h = x -> conv(64, k=3, padding=1)\n"
+                          " output y = h -> gap -> linear(10)\n}")
+    need = memory_need(g)
+    assert need.weight_bytes == (3 * 64 * 9 + 64 + 640 + 10) * 4
+    assert need.activation_bytes >= 64 * 32 * 32 * 4 and need.heaviest == "conv" and need.widest == "conv"
+    trained = memory_need(g, batch=8, training=True, optimizer_states=2)
+    assert trained.weight_bytes == 4 * need.weight_bytes and trained.activation_bytes > 8 * need.activation_bytes
+    check_memory(g, "training", available=10**9)
+    with pytest.raises(NetError, match=r"training t needs at least .* more than the 1 kB of memory available") as info:
+        check_memory(g, "training", available=1000)
+    assert info.value.span.line == 3 and "conv 'conv' alone has" in info.value.notes[0]

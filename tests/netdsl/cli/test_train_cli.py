@@ -38,3 +38,16 @@ def test_training_input_errors_exit_2(tmp_path, capsys):
     net.write_text(TINY_NET)
     assert main(["eval", str(net), "--weights", str(tmp_path / "missing.safetensors"), "--data", data]) == 2
     assert "weights file not found" in capsys.readouterr().err
+
+
+def test_a_network_that_cannot_fit_in_memory_is_refused_before_allocating(tmp_path, capsys):
+    """About 36 TB of weights: refused at the layer, with the estimate, before torch allocates anything."""
+    data = write_npz(tmp_path / "d.npz")
+    net = tmp_path / "huge.net"
+    net.write_text(TINY_NET.replace("conv(24, k=3", "conv(1000000, k=1, bias=false) -> conv(1000000, k=3"))
+    for argv in (["train", str(net), "--data", data, "--out", str(tmp_path / "r")],
+                 ["eval", str(net), "--weights", str(tmp_path / "w.safetensors"), "--data", data]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"{net}:6:") and "needs at least" in err and "9,000,000,000,000 parameters" in err
+    assert not (tmp_path / "r").exists()
