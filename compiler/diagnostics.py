@@ -61,6 +61,15 @@ def source_line(span: Span) -> str | None:
     return line[:-1] if line.endswith("\r") else line
 
 
+def source_text(span: Span, limit: int = 40) -> str:
+    """The source a span covers (its first line), clipped to `limit` characters."""
+    line = source_line(span) or ""
+    end = span.end_column - 1 if span.end_line == span.line else len(line)
+    text = line[span.column - 1:end].strip()
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+
 def count(n: int) -> str:
     """A count for a message: 1,234,567 exactly, or 8.0e+20 when it is too long to read (any size of int)."""
     if abs(n) < 10**15:

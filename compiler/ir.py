@@ -12,7 +12,8 @@ A node is keyed by its hierarchical name (``stage2.block1.conv``) and holds:
 
 Graph attributes: ``name``, ``inputs`` (input node names in order), ``outputs`` ({output name: node name}),
 ``decisions`` ({decision id: [options]}, the first option being the prototype's), ``scopes``
-({name prefix: block name}, for display).
+({name prefix: block name}, for display) and, from the builder, ``calls`` ({name prefix: the Span of the block
+call that made it}, so an error about a node inside a library block can say where the file called it).
 
 Every change to what reads what goes through the functions here (add_node, set_inputs, replace_uses,
 remove_nodes), which keep the edges equal to the `inputs` lists; compiler.lint checks that and the other
@@ -27,7 +28,7 @@ import json
 
 import networkx as nx
 
-from compiler.diagnostics import NetError, Span
+from compiler.diagnostics import NetError, Span, source_text
 
 
 def new_graph(name: str) -> nx.DiGraph:
@@ -101,6 +102,20 @@ def find_cycle(g: nx.DiGraph) -> list[str] | None:
         return None
     cycle = nx.find_cycle(g)
     return [u for u, _ in cycle] + [cycle[0][0]]
+
+
+def call_notes(g: nx.DiGraph, node: str) -> list[str]:
+    """The block calls that made a node, innermost first, each located (as errors raised while building note them)."""
+    calls, scopes = g.graph.get("calls", {}), g.graph.get("scopes", {})
+    parts = node.split(".")
+    notes = []
+    for depth in range(len(parts) - 1, 0, -1):
+        scope = ".".join(parts[:depth])
+        span = calls.get(scope)
+        if span is not None:
+            notes.append(f"in block '{scopes.get(scope, scope)}', called at {span.file}:{span.line}:{span.column}: "
+                         f"{source_text(span)}")
+    return notes
 
 
 def topo_order(g: nx.DiGraph) -> list[str]:

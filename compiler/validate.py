@@ -5,7 +5,7 @@ from __future__ import annotations
 import networkx as nx
 
 from compiler.diagnostics import NetError
-from compiler.ir import find_cycle
+from compiler.ir import call_notes, find_cycle
 from compiler.ops import OPS, arity_error
 
 
@@ -13,16 +13,18 @@ def validate(g: nx.DiGraph) -> nx.DiGraph:
     """Raise NetError for the first problem found; return the graph unchanged when it is sound."""
     cycle = find_cycle(g)
     if cycle:
-        raise NetError(f"the network has a cycle: {' -> '.join(cycle)}", g.nodes[cycle[0]].get("span"))
+        raise NetError(f"the network has a cycle: {' -> '.join(cycle)}", g.nodes[cycle[0]].get("span"),
+                       call_notes(g, cycle[0]))
     for name, d in g.nodes(data=True):
         spec = OPS.get(d["op"])
         if spec is None:
             raise NetError(f"node '{name}' has unknown op '{d['op']}'", d.get("span"))
         wrong = arity_error(spec, len(d["inputs"]))
         if wrong:
-            raise NetError(f"{d['op']} '{name}' {wrong}", d.get("span"))
+            raise NetError(f"{d['op']} '{name}' {wrong}", d.get("span"), call_notes(g, name))
         if d.get("shape") is not None and any(s <= 0 for s in d["shape"]):
-            raise NetError(f"{d['op']} '{name}' has an empty output shape {list(d['shape'])}", d.get("span"))
+            raise NetError(f"{d['op']} '{name}' has an empty output shape {list(d['shape'])}", d.get("span"),
+                           call_notes(g, name))
     outputs = g.graph.get("outputs", {})
     if not outputs:
         raise NetError(f"network '{g.graph.get('name')}' has no output")
@@ -37,5 +39,5 @@ def validate(g: nx.DiGraph) -> nx.DiGraph:
             raise NetError(f"input '{name}' is not used by any output", g.nodes[name].get("span"))
     for name, d in g.nodes(data=True):
         if name not in live:
-            raise NetError(f"{d['op']} '{name}' is computed but no output uses it", d.get("span"))
+            raise NetError(f"{d['op']} '{name}' is computed but no output uses it", d.get("span"), call_notes(g, name))
     return g

@@ -3,24 +3,11 @@ expression reads, and the block calls that led to a layer (the traceback an erro
 
 from __future__ import annotations
 
-import networkx as nx
-
-from compiler.diagnostics import Span, source_line
+from compiler.diagnostics import Span, source_text
+from compiler.ir import call_notes
 from netdsl import syntax as ast
 
-
-def call_notes(g: nx.DiGraph, node: str) -> list[str]:
-    """The block calls that made a node, innermost first, each located (as errors raised while building note them)."""
-    calls, scopes = g.graph.get("calls", {}), g.graph.get("scopes", {})
-    parts = node.split(".")
-    notes = []
-    for depth in range(len(parts) - 1, 0, -1):
-        scope = ".".join(parts[:depth])
-        span = calls.get(scope)
-        if span is not None:
-            notes.append(f"in block '{scopes[scope]}', called at {span.file}:{span.line}:{span.column}: "
-                         f"{source_text(span)}")
-    return notes
+__all__ = ["bare_name", "call_notes", "refs_in", "source_text", "within"]
 
 
 def bare_name(e) -> str | None:
@@ -56,11 +43,3 @@ def within(inner: Span | None, outer: Span | None) -> bool:
         return False
     return (outer.line, outer.column) <= (inner.line, inner.column) and \
         (inner.end_line, inner.end_column) <= (outer.end_line, outer.end_column)
-
-
-def source_text(span: Span, limit: int = 40) -> str:
-    """The source a span covers (its first line), clipped to `limit` characters."""
-    line = source_line(span) or ""
-    end = span.end_column - 1 if span.end_line == span.line else len(line)
-    text = line[span.column - 1:end].strip()
-    return text if len(text) <= limit else text[:limit - 3] + "..."
