@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 QUOTE_WIDTH = 76  # display cells of source quoted under the message: with the indent it fits 80 columns
-MESSAGE_CHARS = 300  # a message or note longer than this is clipped
+MESSAGE_CHARS = 1000  # a message or note longer than this is clipped (a screen has about 2,000 characters)
 MAX_NOTES = 8
 ELLIPSIS = "..."
 

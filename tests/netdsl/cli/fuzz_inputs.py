@@ -174,11 +174,12 @@ def _alarm(signum, frame):
 
 LOCATED = re.compile(r"^(?P<file>.+?):(?P<line>\d+):(?P<column>\d+): error: ")
 SCREEN_LINES = 24
+SCREEN_CHARS = 24 * 80
 
 
 def run_command(command: str, path: Path, timeout: float = 10.0) -> Outcome:
     """`netdsl COMMAND PATH` in this process, judged: exit 0, or exit 2 with a located message that fits one
-    screen (at most 24 lines of at most 340 characters past the file name); anything else is named in the
+    screen (at most 24 lines and 24 x 80 characters besides the file name); anything else is named in the
     verdict. The time limit is CPU time (ITIMER_PROF), so a loaded machine does not turn slow into hung."""
     from netdsl.cli.main import main
 
@@ -210,6 +211,6 @@ def _judge_error(code: int, stderr: str, path: Path) -> str:
         return "unlocated: " + (lines[0][:200] if lines else "(nothing on stderr)")
     if match["file"] != str(path) and not any(f"called at {path}:" in line for line in lines):
         return "located elsewhere, with no note of the call in the file: " + lines[0][:200]
-    if len(lines) > SCREEN_LINES or any(len(line) > len(str(path)) + 340 for line in lines):
-        return f"more than a screen ({len(lines)} lines, longest {max(map(len, lines))} characters)"
+    if len(lines) > SCREEN_LINES or len(stderr) > SCREEN_CHARS + len(str(path)):
+        return f"more than a screen ({len(lines)} lines, {len(stderr)} characters)"
     return "located"
