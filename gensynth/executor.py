@@ -3,8 +3,9 @@
 The loop sees one interface, Executor; InProcess and LocalPool live here, RayExecutor in gensynth/ray_executor.py.
 Every executor calls on_done exactly once per task: with the inquisitor's Candidate, or with a Failure when the
 candidate raised (out of memory, say) or its worker died more often than RETRIES allows. Results never depend on
-the executor or the worker count, as long as each candidate gets the same number of threads (float reductions
-depend on it).
+the executor or the worker count: every candidate runs on THREADS threads wherever it runs (torch's parallel sums
+add up in an order that depends on the thread count, so in-process candidates on every core and pool workers on
+cores / N each gave `--workers 1` and `--workers 2` different 8th digits of importances and θG).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # the inquisitor (and torch) load where candidates are evalua
     from gensynth.inquisitor import Task
 
 RETRIES = 2  # further attempts for a candidate whose worker process (or node) died under it
+THREADS = 1  # torch threads of one candidate's evaluation, whatever the executor and the number of workers
 
 OnDone = Callable[["Task", Candidate | Failure], None]  # (task, record): journal it
 OnRetry = Callable[["Task", str, int], None]  # (task, why the attempt was lost, the attempt that comes next)
@@ -104,20 +106,17 @@ class Executor:
 class InProcess(Executor):
     """One candidate at a time, in this process (the default: nothing to start, easiest to debug)."""
 
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int = THREADS):
         self.threads = threads
 
     def describe(self) -> str:
-        import torch
-
-        return f"in-process, {self.threads or torch.get_num_threads()} thread(s) per candidate"
+        return f"in-process, {self.threads} thread(s) per candidate"
 
     def run(self, tasks: list[Task], on_done: OnDone, on_retry: OnRetry | None = None) -> None:
         import torch
 
         before = torch.get_num_threads()
-        if self.threads:
-            torch.set_num_threads(self.threads)
+        torch.set_num_threads(self.threads)
         try:
             attempts = Attempts(tasks, 0, on_done, on_retry)
             for task in tasks:
@@ -172,15 +171,15 @@ def _evaluate_in_worker(task: Task) -> Candidate | Failure:
 
 
 class LocalPool(Executor):
-    """N worker processes on this machine, kept for the whole run (data loads once per worker), each with cores/N
-    threads and, with several GPUs, its own GPU."""
+    """N worker processes on this machine, kept for the whole run (data loads once per worker), each with THREADS
+    threads (the same as in-process, so the results do not depend on N) and, with several GPUs, its own GPU."""
 
     name = "local"
 
-    def __init__(self, workers: int, device: str = "cpu", threads: int | None = None, retries: int = RETRIES,
+    def __init__(self, workers: int, device: str = "cpu", threads: int = THREADS, retries: int = RETRIES,
                  cuda_devices: int | None = None):
         self.workers, self.device, self.retries = workers, device, retries
-        self.threads = threads or max(1, available_cores() // workers)
+        self.threads = threads
         self._cuda_devices = cuda_devices  # None: ask torch (tests inject a count)
         self._pool: ProcessPoolExecutor | None = None
 
@@ -259,3 +258,11 @@ class LocalPool(Executor):
 def local_executor(workers: int = 1, device: str = "cpu", retries: int = RETRIES) -> Executor:
     """`--workers N` on this machine: in this process for one worker, else a pool of N."""
     return InProcess() if workers <= 1 else LocalPool(workers, device, retries=retries)
+
+
+def default_workers(device: str = "auto") -> int:
+    """Workers when --workers is not given: one per core this process may use (at most 8), one on a GPU."""
+    import torch
+
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return 1 if uses_cuda(device, cuda) else max(1, min(8, available_cores()))

@@ -16,6 +16,7 @@ from gensynth.generator import GeneratorState, sample
 from gensynth.inquisitor import Budget, candidate_task, inquire
 from gensynth.records import Candidate, Decisions
 from gensynth.requirements import Verdict, judge, parse_requirements
+from gensynth.runs import write_file
 from gensynth.space import search_space
 from gensynth.training.preprocessing import normalization_options
 
@@ -48,8 +49,8 @@ class Generated:
             out.update({k: v for k, v in self.trained.to_json().items()
                         if k.startswith(("val_", "test_")) or k in ("task", "metric", "score", "test_score",
                                                                    "latency", "netscore", "utility")})
-        return {**out, "meets": self.verdict.meets, "missed": list(self.verdict.missed),
-                "violation": self.verdict.violation}
+        return {**out, "meets": self.verdict.known, "missed": list(self.verdict.missed),
+                "unmeasured": list(self.verdict.unmeasured), "violation": self.verdict.violation}
 
 
 def prototype_graph(state: GeneratorState, path: Path):
@@ -59,8 +60,13 @@ def prototype_graph(state: GeneratorState, path: Path):
 
     try:
         return validate(infer_shapes(from_dict(state.prototype_ir)))
-    except (KeyError, TypeError, ValueError) as err:
-        raise NetError(f"{path} is damaged: its prototype network cannot be read ({err})") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        raise NetError(f"{path} is damaged: its prototype network cannot be read ({type(err).__name__}: {err})") from None
+
+
+def file_name(seed: int) -> str:
+    """The files of the network for a seed: seed-<N>.net (synth's fermi-<rank>.net are other networks)."""
+    return f"seed-{seed}"
 
 
 def generate_networks(path: Path, seeds: Iterable[int], out: Path, *, train_data: str | None = None,
@@ -70,22 +76,33 @@ def generate_networks(path: Path, seeds: Iterable[int], out: Path, *, train_data
     state = GeneratorState.load(path)
     prototype = prototype_graph(state, path)
     space = search_space(prototype)
+    state.check_space(space, str(path))
     reqs = parse_requirements(state.requirements)
-    out.mkdir(parents=True, exist_ok=True)
     weights = (path.parent / state.weights) if state.weights else None
-    if train_data is not None and (weights is None or not weights.exists()):
-        raise NetError(f"--train needs the prototype's weights next to the generator ({weights}); "
-                       "they are written by netdsl synth")
+    if train_data is not None:
+        if weights is None or not weights.exists():
+            raise NetError(f"--train needs the prototype's weights next to the generator ({weights}); "
+                           "they are written by netdsl synth")
+        from compiler.backend.lower import lower_to_torch
+        from compiler.backend.weights import check_weights_file
+
+        check_weights_file(lower_to_torch(prototype, device="meta"), weights)
     data_options = {"limit_train": limit_train} if limit_train else {}
     if train_data is not None:  # fine-tune on the data as the prototype was trained on it
         data_options.update(normalization_options(weights, train_data, prototype))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NetError(f"cannot create {out}: {err.strerror or err}") from None
+    if out.exists() and not out.is_dir():
+        raise NetError(f"-o {out} is a file; give a folder")
     records = []
     for seed in seeds:
         s = sample(state, space, seed, reqs)
-        name = f"fermi-{seed}"
+        name = file_name(seed)
         g = s.graph.copy()
-        g.graph = dict(s.graph.graph, name=f"Fermi{seed}")
-        (out / f"{name}.net").write_text(print_network(g))
+        g.graph = dict(s.graph.graph, name=f"Seed{seed}")
+        write_file(out / f"{name}.net", print_network(g))
         cost = network_cost(s.graph)
         trained = None
         if train_data is not None:
@@ -101,5 +118,5 @@ def generate_networks(path: Path, seeds: Iterable[int], out: Path, *, train_data
         records.append(record)
         if on_network:
             on_network(record)
-    (out / "generated.json").write_text(json.dumps([r.to_json() for r in records], indent=1))
+    write_file(out / "generated.json", json.dumps([r.to_json() for r in records], indent=1, allow_nan=False))
     return records

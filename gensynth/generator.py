@@ -90,28 +90,90 @@ class GeneratorState:
 
     @classmethod
     def from_json(cls, data: dict, where: str = "generator") -> GeneratorState:
+        """θG from JSON, every field checked for its type and range (a hand-edited file fails here, in words)."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise NetError(f"{where} is not a netdsl generator (expected \"format\": \"{FORMAT}\")")
         try:
             state = cls(**{k: v for k, v in data.items() if k != "format"})
         except TypeError as err:
             raise NetError(f"{where} is damaged: {err}") from None
+        problem = _field_problem(state)
+        if problem:
+            raise NetError(f"{where} is damaged: {problem}")
         if hashlib.sha256(state.prototype.encode()).hexdigest()[:16] != state.prototype_hash:
             raise NetError(f"{where} is damaged: its prototype text does not match its hash")
-        for gid, probs in state.channels.items():
-            if not all(isinstance(p, (int, float)) and 0.0 <= p <= 1.0 for p in probs):
-                raise NetError(f"{where} is damaged: channel group {gid} has probabilities outside [0, 1]")
         return state
+
+    def check_space(self, space: SearchSpace, where: str = "generator") -> None:
+        """θG must have exactly the prototype's decisions: a probability per channel of every free group, one
+        per skippable block and per choice option (a shortened list is damage, not something to guess around)."""
+        groups = {str(grp.id): grp.channels for grp in space.groups}
+        problems = [f"channel group {gid} has {len(self.channels.get(gid, []))} probabilities, the prototype "
+                    f"{n} channels" for gid, n in groups.items() if len(self.channels.get(gid, [])) != n]
+        problems += [f"it has channel group {gid}, which the prototype lacks" for gid in self.channels if gid not in groups]
+        blocks = {b.id for b in space.blocks}
+        problems += [f"block {b!r} is not a skippable block of the prototype" for b in self.blocks if b not in blocks]
+        for did, options in space.decisions.items():
+            if did in self.choices and len(self.choices[did]) != len(options):
+                problems.append(f"choice {did!r} has {len(self.choices[did])} probabilities for {len(options)} options")
+        for attr, known in (("factorize", space.factorizable), ("stride", space.stridable)):
+            problems += [f"{attr} names {name!r}, which the prototype cannot {attr}"
+                         for name in getattr(self, attr) if name not in known]
+        if problems:
+            raise NetError(f"{where} is damaged: {problems[0]}", notes=problems[1:8])
 
     @classmethod
     def load(cls, path: str | Path) -> GeneratorState:
         try:
-            data = json.loads(Path(path).read_text())
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
         except OSError as err:
             raise NetError(f"cannot read generator {path}: {err.strerror or err}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise NetError(f"{path} is not a generator file (not JSON: {err})") from None
+        except (ValueError, RecursionError) as err:  # not JSON, not UTF-8, an integer of 5,000 digits, deep nesting
+            raise NetError(f"{path} is not a generator file (not JSON: {str(err)[:200]})") from None
         return cls.from_json(data, str(path))
+
+
+def _is_prob(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def _field_problem(state: GeneratorState) -> str | None:
+    """What is wrong with a loaded θG's fields, or None."""
+    checks = [
+        ("prototype", isinstance(state.prototype, str), "text"),
+        ("prototype_hash", isinstance(state.prototype_hash, str), "text"),
+        ("prototype_ir", isinstance(state.prototype_ir, dict), "an object"),
+        ("requirements", isinstance(state.requirements, list) and all(isinstance(r, str) for r in state.requirements),
+         "a list of texts"),
+        ("utility", state.utility in ("netscore", "density", "accuracy"), '"netscore", "density" or "accuracy"'),
+        ("channels", isinstance(state.channels, dict) and all(
+            isinstance(v, list) and all(_is_prob(p) for p in v) for v in state.channels.values()),
+         "an object of lists of probabilities in [0, 1]"),
+        ("choices", isinstance(state.choices, dict) and all(
+            isinstance(v, list) and v and all(_is_prob(p) for p in v) and sum(v) > 0 for v in state.choices.values()),
+         "an object of lists of probabilities"),
+        ("scales", isinstance(state.scales, dict) and all(_is_number(v) for v in state.scales.values()),
+         "an object of numbers"),
+        ("spread", _is_number(state.spread) and state.spread >= 0, "a number >= 0"),
+        ("min_fraction", _is_number(state.min_fraction) and 0 < state.min_fraction <= 1, "a number in (0, 1]"),
+        ("cycle", isinstance(state.cycle, int) and not isinstance(state.cycle, bool) and state.cycle >= 0,
+         "a whole number >= 0"),
+        ("weights", state.weights is None or (isinstance(state.weights, str) and "/" not in state.weights
+                                              and state.weights not in ("", ".", "..")),
+         "a file name beside the generator, or null"),
+    ]
+    for attr in ("blocks", "factorize", "stride"):
+        value = getattr(state, attr)
+        checks.append((attr, isinstance(value, dict) and all(_is_prob(v) for v in value.values()),
+                       "an object of probabilities in [0, 1]"))
+    for name, ok, want in checks:
+        if not ok:
+            return f"{name!r} must be {want}"
+    return None
 
 
 def prototype_hash(text: str) -> str:

@@ -1,7 +1,8 @@
 """The synthesis loop: train the prototype, then cycles of (sample seeds, inquire, update θG), then final training.
 
 Every evaluated candidate is journaled at once, and θG after every cycle, so `resume` continues a killed run
-without redoing or losing a finished candidate.
+without redoing or losing a finished candidate. The run's settings (SynthConfig, and what a resume may change)
+live in gensynth.config; its folder and the files the journal must know, in gensynth.runs.
 """
 
 from __future__ import annotations
@@ -9,16 +10,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from compiler.diagnostics import NetError
 from compiler.printer import print_network
+from gensynth.config import SynthConfig, run_config
 from gensynth.executor import Executor, local_executor
 from gensynth.generator import (
-    ALLOCATION_SPREAD,
-    FACTORIZE,
-    STRIDE,
     GeneratorState,
     Sample,
     initial_state,
@@ -26,65 +25,13 @@ from gensynth.generator import (
     prototype_hash,
     sample,
 )
-from gensynth.inquisitor import Budget, Task, candidate_task, inquire
-from gensynth.journal import Journal
+from gensynth.inquisitor import Task, candidate_task, inquire
+from gensynth.journal import JOURNAL, Journal
 from gensynth.records import FINAL_PREFIX, PROTOTYPE, Candidate, Failure
 from gensynth.requirements import parse_requirement, parse_requirements
-from gensynth.space import SearchSpace, search_space, smallest_reachable
+from gensynth.runs import SYNTH_FILES, check_run_files, claim_folder, digest, journal_without_work, write_file
+from gensynth.space import SearchSpace, largest_reachable, search_space, smallest_reachable
 from gensynth.update import update_generator
-
-JOURNAL = "journal.sqlite"
-
-
-@dataclass
-class SynthConfig:
-    """A synthesis run; saved in the journal so --resume needs nothing else."""
-
-    data: str
-    requirements: list[str]
-    cycles: int = 4
-    per_cycle: int = 6
-    budget: Budget = field(default_factory=Budget)
-    workers: int = 1
-    utility: str = "netscore"
-    seed: int = 0
-    prototype_epochs: int = 8
-    prototype_weights: str | None = None
-    finalists: int = 2
-    min_fraction: float = 0.1
-    data_options: dict = field(default_factory=dict)
-    allocation_spread: float = ALLOCATION_SPREAD  # per-sample sd of each group's log width factor (θG's exploration)
-    factorize: float = FACTORIZE  # θG's initial probability of factorizing each factorizable conv (0: never)
-    stride: float = STRIDE  # θG's initial probability of giving each stridable conv stride 2 (0: never)
-    export: str | None = None  # also export the FermiNets: "onnx", or "onnx-int8" (float and int8 side by side)
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    def validate(self) -> None:
-        """Raise NetError on a setting out of range, before any work (named as its `netdsl synth` flag)."""
-        b = self.budget
-        counts = {"cycles": self.cycles, "per_cycle": self.per_cycle, "workers": self.workers,
-                  "prototype_epochs": self.prototype_epochs, "images": b.images, "finalists": self.finalists,
-                  "final_epochs": b.final_epochs}
-        for name, value in counts.items():
-            if value < 1:
-                raise NetError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-        if self.export is not None and self.export not in ("onnx", "onnx-int8"):
-            raise NetError(f"--export must be onnx or onnx-int8, got {self.export!r}")
-        if not 0 < self.min_fraction <= 1:
-            raise NetError(f"--min-fraction must be in (0, 1], got {self.min_fraction}")
-        for name, value in (("distill", b.distill), ("factorize", self.factorize), ("stride", self.stride)):
-            if not 0 <= value <= 1:
-                raise NetError(f"--{name} must be in [0, 1], got {value}")
-
-    @classmethod
-    def from_json(cls, data: dict) -> SynthConfig:
-        data = dict(data)
-        data["budget"] = Budget(**data["budget"])
-        data.setdefault("stride", 0.0)  # journals from before --stride never strided
-        data.setdefault("export", None)
-        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -113,8 +60,8 @@ class WorkPlan:
 
 def candidate_seed(run_seed: int, cycle: int, index: int) -> int:
     """A seed per candidate, derived from its position alone (never from a shared stream)."""
-    digest = hashlib.sha256(f"{run_seed}:{cycle}:{index}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
+    h = hashlib.sha256(f"{run_seed}:{cycle}:{index}".encode()).digest()
+    return int.from_bytes(h[:4], "little")
 
 
 def pareto_front(records: list[Candidate]) -> list[Candidate]:
@@ -133,49 +80,65 @@ def make_task(key: str, cycle: int, s: Sample, space: SearchSpace, cfg: SynthCon
                           utility=cfg.utility, data_options=cfg.data_options, final=final, save_to=save_to)
 
 
-def run_config(out: Path, cfg: SynthConfig) -> SynthConfig:
-    """The settings a resumed run continues with: its own, as journaled; only the worker count may change (and
-    the executor, which is not a setting of the run)."""
-    if not (Path(out) / JOURNAL).exists():
-        return cfg
-    journal = Journal(Path(out) / JOURNAL)
-    try:
-        stored = journal.get_meta("config")
-    finally:
-        journal.close()
-    return dataclasses.replace(SynthConfig.from_json(stored), workers=cfg.workers) if stored else cfg
-
-
 class Run:
     """One run directory: journal, generator.json, prototype weights, FermiNets, report."""
 
     def __init__(self, out: Path, prototype, cfg: SynthConfig, resume: bool,
                  on_event: Callable[[str, object], None] | None = None, executor: Executor | None = None):
+        """Nothing is written yet: open() claims the folder once every check has passed."""
         self.out = Path(out)
         self.cfg = cfg
         self.executor = executor or local_executor(cfg.workers, cfg.budget.device)
+        self.resume = resume
         self.on_event = on_event or (lambda kind, payload: None)
         self.reqs = parse_requirements(cfg.requirements)
         self.space = search_space(prototype)
         self.graphs: dict = {}  # FermiNet name -> its IR
         self.text = print_network(prototype)
-        exists = (self.out / JOURNAL).exists()
-        if exists and not resume:
-            raise NetError(f"{self.out} already holds a synthesis run; continue it with --resume {self.out}, "
-                           "or choose another --out")
-        if resume and not exists:
-            raise NetError(f"nothing to resume in {self.out}: it has no {JOURNAL}")
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.journal = Journal(self.out / JOURNAL)
-        stored = self.journal.get_meta("prototype_hash")
-        if stored is not None and stored != prototype_hash(self.text):
-            raise NetError(f"{self.out} holds a run of another prototype ({self.journal.get_meta('network')}); "
-                           "resume it with the same prototype, or choose another --out")
-        if stored is None:
-            self.journal.set_meta("prototype_hash", prototype_hash(self.text))
-            self.journal.set_meta("prototype", self.text)
-            self.journal.set_meta("network", prototype.graph["name"])
-            self.journal.set_meta("config", cfg.to_json())
+        self.network = prototype.graph["name"]
+        self.journal: Journal | None = None
+        self.class_names: list[str] = []
+
+    def open(self) -> None:
+        """Claim the folder for a new run (a journal left by a run that did no work yet is replaced), or open and
+        validate the journal of the run to resume, checked against the files beside it."""
+        path = self.out / JOURNAL
+        if self.resume:
+            self.journal = Journal(path)
+            stored = self.journal.get_meta("prototype_hash")
+            if stored != prototype_hash(self.text):
+                raise NetError(f"{self.out} holds a run of another prototype ({self.journal.get_meta('network')}); "
+                               "resume it with the same prototype, or choose another --out")
+            self.check_files()
+            if not (self.out / "classes.txt").exists():  # runs from before classes.txt
+                write_file(self.out / "classes.txt", "".join(f"{name}\n" for name in self.class_names))
+            return
+        if path.exists() and not (self.out / "prototype.safetensors").exists() and journal_without_work(path):
+            for leftover in (path, path.with_name(JOURNAL + "-wal"), path.with_name(JOURNAL + "-shm")):
+                leftover.unlink(missing_ok=True)
+        claim_folder(self.out, SYNTH_FILES, "synthesis run",
+                     hint=f"continue it with --resume {self.out}, or choose another --out")
+        self.journal = Journal(path, create=True)
+        # output k of every network of this run is class k: the names go with the run (one a line, in order)
+        write_file(self.out / "classes.txt", "".join(f"{name}\n" for name in self.class_names))
+        self.journal.set_meta("prototype_hash", prototype_hash(self.text))
+        self.journal.set_meta("prototype", self.text)
+        self.journal.set_meta("network", self.network)
+        self.journal.set_meta("config", self.cfg.to_json())
+
+    def check_files(self) -> None:
+        """The journal must know every file the run wrote beside it (gensynth.runs.check_run_files)."""
+        check_run_files(self.journal, self.out)
+
+    def check_weights(self) -> None:
+        """--weights must be readable weights that fit the prototype, before anything is written."""
+        if self.cfg.prototype_weights and not self.resume:
+            from compiler.backend.lower import lower_to_torch
+            from compiler.backend.weights import check_weights_file
+
+            model = lower_to_torch(self.space.prototype, device="meta")
+            for note in check_weights_file(model, self.cfg.prototype_weights):
+                self.on_event("note", note)
 
     def check_data(self):
         """The prototype must fit the data's task, and every trained requirement must be a metric of that task;
@@ -186,8 +149,11 @@ class Run:
 
         data = load_dataset(self.cfg.data, **self.cfg.data_options)
         check_network_fits(self.space.prototype, data)
-        # output k of every network of this run is class k: the names go with the run (one a line, in order)
-        (self.out / "classes.txt").write_text("".join(f"{name}\n" for name in data.class_names))
+        self.class_names = list(data.class_names)  # written to classes.txt once the folder is claimed
+        if not self.cfg.prototype_weights:
+            from gensynth.training.train import TrainConfig
+
+            TrainConfig(device=self.cfg.budget.device).check_fits(self.space.prototype, "training the prototype")
         for r in self.reqs:
             if METRICS[r.metric].per_task and data.task not in METRICS[r.metric].tasks:
                 raise NetError(f"requirement '{r.text}' asks for {r.metric}, which {TASK_WORDS[data.task]} on "
@@ -211,25 +177,40 @@ class Run:
                         finals_done=min(len(finals), cfg.finalists))
 
     def check_feasible(self) -> dict:
-        """Structural requirements the smallest reachable network still breaks are an error before any training."""
+        """Structural requirements no reachable network meets are an error before any training: an upper bound
+        (macs<=) checked against the smallest network the generator can reach, a lower bound (params>=) against
+        the largest (the prototype)."""
         smallest = smallest_reachable(self.space, self.cfg.min_fraction, factorize=self.cfg.factorize > 0,
                                       stride=self.cfg.stride > 0)
+        largest = None
         for r in self.reqs:
-            if r.metric in smallest and not r.holds(smallest[r.metric]):
+            if r.metric not in smallest:
+                continue
+            if r.comparison in ("<=", "<") and not r.holds(smallest[r.metric]):
                 raise NetError(f"requirement '{r.text}' cannot be met: the smallest network the generator can "
                                f"reach from this prototype has {r.metric} = {smallest[r.metric]:,.0f}",
                                notes=["relax the requirement, lower --min-fraction, or start from a smaller prototype"])
+            if r.comparison in (">=", ">"):
+                largest = largest or largest_reachable(self.space)
+                if largest is not None and not r.holds(largest[r.metric]):
+                    raise NetError(f"requirement '{r.text}' cannot be met: the largest network the generator can "
+                                   f"reach from this prototype (the prototype itself) has {r.metric} = "
+                                   f"{largest[r.metric]:,.0f}", notes=["the generator only removes; relax the "
+                                                                       "requirement or start from a larger prototype"])
         return smallest
 
     def prototype_weights(self) -> tuple[Path, Candidate]:
-        """Train the prototype (or take --weights) once; its record is journaled."""
+        """Train the prototype (or take --weights) once; its record is journaled. Weights this run saved are never
+        trained again: a run killed while measuring them measures them again."""
         path = self.out / "prototype.safetensors"
         record = self.journal.candidate(PROTOTYPE)
+        if path.exists() and self.journal.get_meta("prototype_weights") is None:
+            self.journal.set_meta("prototype_weights", digest(path))  # journals from before the mark
         if record is not None and path.exists():
             return path, record
+        if path.exists():
+            return path, self._measure_prototype(path)
         space, cfg = self.space, self.cfg
-        full = Sample(seed=cfg.seed, graph=space.prototype, kept={}, widths={}, dropped=(), picks={}, macs=0,
-                      params=0, memory=0, meets=True, arch="")
         from compiler.backend.lower import lower_to_torch
         from compiler.backend.weights import load_weights_file, save_weights
         from gensynth.data import load_dataset
@@ -251,11 +232,16 @@ class Run:
             train(model, no_test, TrainConfig(epochs=cfg.prototype_epochs, seed=cfg.seed, device=cfg.budget.device),
                   on_epoch=lambda stats: self.on_event("prototype_epoch", {"stats": stats}))
         save_weights(model, path, metadata_for(space.prototype, data))
-        # measured exactly as the finalists are, with its own weights
-        task = make_task(PROTOTYPE, -1, full, space, cfg, path)
-        record = inquire_without_training(task)
+        self.journal.set_meta("prototype_weights", digest(path))
+        return path, self._measure_prototype(path)
+
+    def _measure_prototype(self, path: Path) -> Candidate:
+        """Measured exactly as the finalists are, with its own weights; journaled."""
+        full = Sample(seed=self.cfg.seed, graph=self.space.prototype, kept={}, widths={}, dropped=(), picks={},
+                      macs=0, params=0, memory=0, meets=True, arch="")
+        record = inquire_without_training(make_task(PROTOTYPE, -1, full, self.space, self.cfg, path))
         self.journal.add_candidate(record)
-        return path, record
+        return record
 
     def generator(self) -> GeneratorState:
         latest = self.journal.latest_generator()
@@ -393,12 +379,16 @@ class SynthResult:
 
 
 def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
-               on_event: Callable[[str, object], None] | None = None, executor: Executor | None = None) -> SynthResult:
+               on_event: Callable[[str, object], None] | None = None, executor: Executor | None = None,
+               explicit: set[str] | None = None) -> SynthResult:
     """Run (or continue) generative synthesis from a prototype IR; everything lands in `out`.
 
-    A resumed run continues with its own journaled settings (only `workers` may change). Candidates are evaluated
-    by `executor` (default: in this process, or a local pool of cfg.workers), started before anything is written,
-    so that a cluster which cannot run them is an error up front. on_event(kind, payload) hears "start"
+    The data, the requirements and --weights are checked before anything is written, so a run that cannot start
+    leaves nothing behind. A resumed run continues with its own journaled settings (gensynth.config.run_config:
+    only RESUMABLE ones may change; `explicit` names the settings the caller asked for, and one that differs is an
+    error). Candidates are evaluated by `executor` (default: in this process, or a local pool of cfg.workers),
+    started before anything is written, so that a cluster which cannot run them is an error up front.
+    on_event(kind, payload) hears "resume" ({"notes", "config"}: what changed), "note" (a text), "start"
     ({"total", "done"} search candidates, "executor" in words), "plan" (a WorkPlan), "prototype_training",
     "prototype_epoch",
     "prototype", "cycle_start", "candidate" (a Candidate, or a Failure), "candidate_retry" ({"key", "reason",
@@ -408,8 +398,9 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
 
     from gensynth.report import write_report
 
+    notes = []
     if resume:
-        cfg = run_config(out, cfg)
+        cfg, notes = run_config(out, cfg, explicit)
     cfg.validate()
     if cfg.prototype_weights and "mean" not in cfg.data_options:
         from gensynth.training.preprocessing import normalization_options
@@ -420,6 +411,12 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
     executor = executor or local_executor(cfg.workers, cfg.budget.device)
     with executor:
         run = Run(out, prototype, cfg, resume, on_event, executor)
+        data = run.check_data()
+        run.check_feasible()
+        run.check_weights()
+        run.open()
+        if resume:
+            run.on_event("resume", {"notes": notes, "config": cfg})
         where = executor.describe()
         sessions = run.journal.get_meta("executors") or []  # every session's, for the report of a resumed run
         if where not in sessions:
@@ -427,12 +424,10 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
             run.journal.set_meta("executors", sessions)
         run.on_event("start", {"total": cfg.cycles * cfg.per_cycle, "executor": where,
                                "done": min(finished_so_far(run.journal), cfg.cycles * cfg.per_cycle)})
+        run.on_event("plan", run.plan(len(data.train_x)))
         started = run.journal.get_meta("wall_s") or 0.0
         t0 = time.perf_counter()
         try:
-            data = run.check_data()
-            run.on_event("plan", run.plan(len(data.train_x)))
-            run.check_feasible()
             weights, proto_record = run.prototype_weights()
             run.on_event("prototype", proto_record)
             state = run.search(run.generator(), weights)

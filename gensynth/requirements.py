@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,6 +80,9 @@ def parse_requirement(text: str, index: int = 1) -> Requirement:
         raise NetError(f"'{unit_text or 'no unit'}' is not a unit for {name} ({METRICS[name].description}); use one of: {units}",
                        where)
     value = float(number) * UNITS[family][unit_text]
+    if not math.isfinite(value) or value > 1e18:
+        raise NetError(f"the number {number[:20]}{'...' if len(number) > 20 else ''} is out of range for a requirement",
+                       span(number.column, len(number)))
     if family == "fraction" and not 0 <= value <= 1:
         raise NetError(f"{name} is a fraction between 0 and 1 (or a percentage like 90%), got {value:g}",
                        span(number.column, len(number)))
@@ -100,19 +104,28 @@ def parse_requirements(texts: list[str]) -> list[Requirement]:
 
 @dataclass(frozen=True)
 class Verdict:
-    """Which requirements a network meets: the texts it misses and the summed relative violation."""
+    """Which requirements a network meets: the texts it misses, the summed relative violation, and the texts it
+    could not be judged on because their metric was not measured (a network generated without training)."""
 
-    meets: bool
+    meets: bool  # no measured requirement is missed
     missed: tuple[str, ...] = ()
     violation: float = 0.0
+    unmeasured: tuple[str, ...] = ()
+
+    @property
+    def known(self) -> bool | None:
+        """True when every requirement was measured and holds, False when one is missed, None when it is open."""
+        return False if self.missed else None if self.unmeasured else True
 
 
 def judge(requirements: list[Requirement], value: Callable[[str], float | None]) -> Verdict:
-    """Check each requirement against value(metric); a metric not measured (None) is not judged."""
-    missed, violation = [], 0.0
+    """Check each requirement against value(metric); a metric not measured (None) is listed as unmeasured."""
+    missed, unmeasured, violation = [], [], 0.0
     for r in requirements:
         measured = value(r.metric)
-        if measured is not None and not r.holds(measured):
+        if measured is None:
+            unmeasured.append(r.text)
+        elif not r.holds(measured):
             missed.append(r.text)
             violation += r.violation(measured)
-    return Verdict(not missed, tuple(missed), violation)
+    return Verdict(not missed, tuple(missed), violation, tuple(unmeasured))

@@ -78,6 +78,23 @@ def apply_decisions(g: nx.DiGraph, picks: dict[str, int]) -> nx.DiGraph:
     return infer_shapes(new)
 
 
+def largest_reachable(space: SearchSpace) -> dict[str, float] | None:
+    """The largest MACs, parameters and peak memory the generator can produce: the prototype's own channels,
+    no block dropped, nothing factorized or strided, under the costliest combination of choices (None when
+    there are too many combinations to try)."""
+    combos = [{}]
+    for did, options in space.decisions.items():
+        combos = [{**c, did: i} for c in combos for i in range(len(options))]
+        if len(combos) > 64:
+            return None
+    best = {"macs": 0.0, "params": 0.0, "memory": 0.0}
+    for picks in combos:
+        report = network_cost(apply_decisions(space.prototype, picks))
+        for key, value in (("macs", report.macs), ("params", report.params), ("memory", report.peak_activation_bytes)):
+            best[key] = max(best[key], float(value))
+    return best
+
+
 def smallest_reachable(space: SearchSpace, min_fraction: float, factorize: bool = False,
                        stride: bool = False) -> dict[str, float]:
     """The MACs and parameters of the smallest network the generator can produce (every block dropped, and every

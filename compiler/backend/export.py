@@ -11,6 +11,7 @@ import dataclasses
 import importlib.util
 import textwrap
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import networkx as nx
@@ -21,7 +22,7 @@ from compiler.backend.lower import LoweredNetwork, lower_to_torch
 from compiler.backend.metadata import EXTRA_FILE, ModelMetadata
 from compiler.backend.weights import load_weights_file
 from compiler.cost import check_memory
-from compiler.diagnostics import NetError
+from compiler.diagnostics import NetError, NetWarning
 
 TARGETS = ("onnx", "torchscript", "pytorch")
 ONNX_OPSET = 17
@@ -153,10 +154,11 @@ def source_header(metadata: ModelMetadata | None) -> str:
 
 def export_network(graph: nx.DiGraph, target: str, out: str | Path, weights: str | Path | None = None,
                    origin: str | None = None, metadata: ModelMetadata | None = None,
-                   appendix: str = "") -> LoweredNetwork:
+                   appendix: str = "", on_note: Callable[[str], None] | None = None) -> LoweredNetwork:
     """Lower, load `weights` if given, and write `out` in the target format; returns the lowered module.
 
-    With metadata that has `normalized_inside`, the exported model normalises its input first."""
+    With metadata that has `normalized_inside`, the exported model normalises its input first. on_note hears what
+    loading the weights converted (floats of another precision); without it, that is a NetWarning."""
     check_target(target)
     check_memory(graph, "exporting")
     if metadata is not None and metadata.normalized_inside and not metadata.has_normalization:
@@ -164,7 +166,11 @@ def export_network(graph: nx.DiGraph, target: str, out: str | Path, weights: str
     inside = metadata is not None and metadata.normalized_inside
     module = lower_to_torch(graph, normalization=(metadata.mean, metadata.std) if inside else None)
     if weights is not None:
-        load_weights_file(module, weights)
+        for note in load_weights_file(module, weights):
+            if on_note is not None:
+                on_note(note)
+            else:
+                warnings.warn(note, NetWarning, stacklevel=2)
     try:
         if target == "onnx":
             export_onnx(module, out, metadata=metadata)

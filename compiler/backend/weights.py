@@ -43,10 +43,32 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def load_state_dict_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor],
-                           source: str = "the weights") -> None:
-    """Load a state dict strictly; a NetError counts and names every shape mismatch, missing and unexpected key."""
-    own = module.state_dict()
+def check_state_dict(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor],
+                     source: str = "the weights") -> list[str]:
+    """Check a state dict against a module's own (shapes and dtypes only: `own` may live on the meta device).
+
+    A NetError counts and names every shape mismatch, missing and unexpected key, every tensor of bool or integer
+    values where the model has floats, and every tensor holding NaN or infinities. Floats of another precision
+    are converted when loaded: the returned notes say which, so that nothing is converted silently."""
+    _check_keys_and_shapes(own, state, source)
+    integral = [k for k, v in own.items() if v.is_floating_point() and not state[k].is_floating_point()]
+    if integral:
+        raise NetError(f"weights in {source} hold {state[integral[0]].dtype} values where the model has floats "
+                       f"({len(integral)} tensor(s))", notes=[f"{k}: {state[k].dtype}" for k in integral])
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise NetError(f"weights in {source} hold NaN or infinite values ({len(bad)} tensor(s))",
+                       notes=[f"{k}: {int((~torch.isfinite(state[k])).sum())} of {state[k].numel()} values"
+                              for k in bad])
+    converted: dict[str, int] = {}
+    for k, v in own.items():
+        if v.is_floating_point() and state[k].dtype != v.dtype:
+            pair = f"{str(state[k].dtype).removeprefix('torch.')} to {str(v.dtype).removeprefix('torch.')}"
+            converted[pair] = converted.get(pair, 0) + 1
+    return [f"weights in {source}: {n} tensor(s) converted from {pair}" for pair, n in sorted(converted.items())]
+
+
+def _check_keys_and_shapes(own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], source: str) -> None:
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     problems = [f"{k}: the file has shape {tuple(state[k].shape)}, the model {tuple(v.shape)}"
@@ -59,12 +81,25 @@ def load_state_dict_strict(module: torch.nn.Module, state: Mapping[str, torch.Te
         counts = [f"{n} {what}" for n, what in ((len(problems), "shape mismatch(es)"),
                                                 (len(missing), "missing"), (len(unexpected), "unexpected")) if n]
         raise NetError(f"weights in {source} do not fit the model: " + ", ".join(counts), notes=notes)
+
+
+def load_state_dict_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor],
+                           source: str = "the weights") -> list[str]:
+    """Load a state dict strictly after check_state_dict; returns its notes (floats of another precision)."""
+    notes = check_state_dict(module.state_dict(), state, source)
     module.load_state_dict(state, strict=True)
+    return notes
 
 
-def load_weights_file(module: torch.nn.Module, path: str | Path) -> None:
-    """Load a weights file (safetensors or a torch state dict) into the module, naming every mismatch."""
-    load_state_dict_strict(module, read_weights(path), str(path))
+def load_weights_file(module: torch.nn.Module, path: str | Path) -> list[str]:
+    """Load a weights file (safetensors or a torch state dict) into the module, naming every mismatch; returns
+    notes on what was converted."""
+    return load_state_dict_strict(module, read_weights(path), str(path))
+
+
+def check_weights_file(module: torch.nn.Module, path: str | Path) -> list[str]:
+    """check_state_dict for a file, without loading it into the module (which may live on the meta device)."""
+    return check_state_dict(module.state_dict(), read_weights(path), str(path))
 
 
 def save_weights(module: torch.nn.Module, path: str | Path, metadata: ModelMetadata | None = None) -> None:

@@ -1,4 +1,8 @@
-"""netdsl generate: write networks from a learned generator; a seed gives the same network every time."""
+"""netdsl generate: write networks from a learned generator; a seed gives the same network every time.
+
+Each network is written as seed-<N>.net (and seed-<N>.safetensors with --train). Requirements are judged on
+what was measured: MACs, parameters and memory always, accuracy and latency only with --train; a requirement
+that was not measured is reported as such ("not measured"), never as met."""
 
 from __future__ import annotations
 
@@ -31,14 +35,14 @@ def run(args) -> int:
 
     if args.count < 1:
         raise NetError(f"--count must be at least 1, got {args.count}")
-    console = make_console(stderr=True)
+    err = make_console(stderr=True)
     records = generate_networks(
         Path(args.generator), range(args.seed, args.seed + args.count), Path(args.out),
         train_data=args.data if args.train else None, epochs=args.epochs, lr=args.lr, device=args.device,
         limit_train=args.limit_train,
-        on_network=None if args.json else lambda r: console.print(
-            f"seed {r.seed}: {r.file} ({r.macs / 1e6:.2f} M MACs, {r.params / 1e3:.1f} K params"
-            + (f", val {r.trained.metric} {r.trained.score:.2%}" if r.trained else "") + ")"))
+        on_network=None if args.json else lambda r: err.print(
+            f"seed {r.seed}: {r.file} ({r.macs / 1e6:.2f} M MACs, {r.params / 1e3:.1f} k params"
+            + (f", val {r.trained.metric} {r.trained.score:.2%}" if r.trained else "") + ")", markup=False))
     distinct = len({r.arch for r in records})
     if args.json:
         arguments.print_json({"generator": args.generator, "out": args.out, "distinct": distinct,
@@ -46,9 +50,21 @@ def run(args) -> int:
         return 0
     out = make_console()
     rows = [[str(r.seed), r.file, f"{r.macs / 1e6:.2f} M", f"{r.params / 1e3:.1f} k", r.arch,
-             "yes" if r.verdict.meets else "no: " + ", ".join(r.verdict.missed)] for r in records]
+             verdict_text(r.verdict)] for r in records]
     columns = [Column("seed", right=True), Column("file"), Column("MACs", right=True), Column("params", right=True),
                Column("arch", drop=1), Column("meets requirements", wrap=True)]
     emit(out, table(columns, rows, out.width, title=f"{len(records)} networks from {args.generator}"))
     out.print(f"{distinct} distinct architectures out of {len(records)}", markup=False)
+    if any(r.verdict.unmeasured for r in records):
+        out.print("requirements marked 'not measured' need a trained network: add --train (and --data) to measure them",
+                  markup=False)
     return 0
+
+
+def verdict_text(verdict) -> str:
+    """'yes', 'no: acc>=0.9', or what is known and what was not measured."""
+    if verdict.missed:
+        return "no: " + ", ".join(verdict.missed)
+    if verdict.unmeasured:
+        return "not measured: " + ", ".join(verdict.unmeasured)
+    return "yes"

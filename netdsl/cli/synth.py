@@ -1,4 +1,7 @@
-"""netdsl synth: learn a generator from a prototype and synthesise efficient networks (FermiNets) that meet --req."""
+"""netdsl synth: learn a generator from a prototype and synthesise efficient networks (FermiNets) that meet --req.
+
+Exit status: 0 when a FermiNet meets every requirement, 3 when the run finished but none does (the least-violating
+ones are in the report), 2 on bad input (nothing is written then), 130 when interrupted (--resume continues)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,9 @@ from pathlib import Path
 from gensynth.executor import RETRIES
 from netdsl.cli import arguments
 from netdsl.cli.console import console as make_console
+from netdsl.cli.console import escape
+
+NOT_MET = 3  # the exit status of a finished run in which no network meets every requirement
 
 
 def register(sub) -> None:
@@ -17,13 +23,17 @@ def register(sub) -> None:
                    help='a requirement such as "acc>=0.9", "macs<=2M", "params<200K", "latency<=1.5ms"; quote each '
                         "one, the shell reads > and < as redirections (repeatable; default: none, the utility alone)")
     p.add_argument("--out", help="run directory (default runs/<network>-synth)")
-    p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR; FILE may be left out, the "
-                   "run keeps its prototype (default: start a new run in --out)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="continue the interrupted run in DIR with its own settings; FILE may be left out, the run "
+                        "keeps its prototype; only --workers and --device may differ (each change is reported), any "
+                        "other setting that differs is an error (default: start a new run in --out)")
     p.add_argument("--cycles", type=int, default=4, help="generator update cycles (default 4)")
     p.add_argument("--per-cycle", type=int, default=6, help="candidates per cycle (default 6)")
     p.add_argument("--workers", type=int, default=None,
-                   help="candidates evaluated at once: local worker processes (default 1: in this process); with "
-                        "--executor ray at most this many tasks (default: as many as the cluster has room for)")
+                   help="candidates evaluated at once: local worker processes (default: one per CPU core, at most 8; "
+                        "1 on a GPU; 1 runs in this process); with --executor ray at most this many tasks (default: "
+                        "as many as the cluster has room for). Each candidate runs on one thread, so the results do "
+                        "not depend on it")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="where candidates run: this machine (default) or a Ray cluster, one task per candidate "
                         "(needs pip install 'netdsl[ray]'; see docs/distributed.md)")
@@ -73,21 +83,23 @@ def register(sub) -> None:
                         "(default: no export)")
     arguments.add_device_argument(p)
     arguments.add_json_argument(p)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, parser=p)
 
 
 def config_from_args(args, g=None):
     """The SynthConfig the arguments ask for (g: the prototype, whose input shape image folders are decoded to);
     NetError (located for --req) on anything out of range."""
+    from gensynth.config import SynthConfig
+    from gensynth.executor import default_workers
     from gensynth.inquisitor import Budget
-    from gensynth.loop import SynthConfig
     from gensynth.requirements import parse_requirements
 
     parse_requirements(args.req)  # located errors before anything else
     budget = Budget(images=args.images, final_epochs=args.final_epochs, lr=args.lr, device=args.device,
                     distill=args.distill, final_init=args.final_from, search_init=args.search_from)
     cfg = SynthConfig(data=args.data, requirements=list(args.req), cycles=args.cycles, per_cycle=args.per_cycle,
-                      budget=budget, workers=args.workers or 1, utility=args.utility, seed=args.seed,
+                      budget=budget, workers=args.workers if args.workers is not None else default_workers(args.device),
+                      utility=args.utility, seed=args.seed,
                       prototype_epochs=args.prototype_epochs, prototype_weights=args.weights,
                       finalists=args.finalists, min_fraction=args.min_fraction, export=args.export,
                       **{name: getattr(args, name) for name in ("factorize", "stride")
@@ -101,7 +113,7 @@ def config_from_args(args, g=None):
 def executor_from_args(args, device: str):
     """The executor --executor names, with its options (each Ray option refused without --executor ray)."""
     from compiler.diagnostics import NetError
-    from gensynth.executor import local_executor
+    from gensynth.executor import default_workers, local_executor
 
     if args.executor != "ray":
         for option in ("address", "cpus_per_candidate", "gpus_per_candidate"):
@@ -117,7 +129,8 @@ def executor_from_args(args, device: str):
     if args.retries < 0:
         raise NetError(f"--retries must be 0 or more, got {args.retries}")
     if args.executor == "local":
-        return local_executor(args.workers or 1, device, retries=args.retries)
+        return local_executor(args.workers if args.workers is not None else default_workers(device), device,
+                              retries=args.retries)
     from gensynth.ray_executor import RayExecutor  # imports no Ray until it starts
 
     return RayExecutor(address=args.address, cpus_per_candidate=cpus, gpus_per_candidate=gpus, workers=args.workers,
@@ -141,38 +154,51 @@ def prototype_from_args(args):
     return load_network_text(stored_prototype(args.resume), f"{args.resume}/prototype.net")
 
 
+def explicit_settings(args, cfg, g=None) -> set[str]:
+    """The settings (gensynth.config.flat_settings names) this command line sets to something else than the defaults."""
+    from gensynth.config import flat_settings
+
+    defaults = flat_settings(config_from_args(args.parser.parse_args([args.file] if args.file else []), g))
+    return {k for k, v in flat_settings(cfg).items() if v != defaults.get(k)}
+
+
 def run(args) -> int:
-    from gensynth.loop import run_config, synthesize
+    from gensynth.config import run_config
+    from gensynth.loop import synthesize
     from netdsl.cli.synth_view import SynthView
 
     g = prototype_from_args(args)
     cfg = config_from_args(args, g)
     out = Path(args.resume or args.out or f"runs/{g.graph['name']}-synth")
-    executor = executor_from_args(args, (run_config(out, cfg) if args.resume else cfg).budget.device)
+    explicit = explicit_settings(args, cfg, g) if args.resume else None
+    executor = executor_from_args(args, (run_config(out, cfg, explicit)[0] if args.resume else cfg).budget.device)
     executor.start()  # a cluster that cannot run the candidates is an error before the progress display
     view = SynthView(make_console(stderr=True), cfg.utility, executor.name, args.retries)
-    if args.json:
-        result = synthesize(g, cfg, out, resume=bool(args.resume), executor=executor)
+    if args.json:  # what resuming keeps or changes, and notes, are said even so (on stderr)
+        result = synthesize(g, cfg, out, resume=bool(args.resume), executor=executor, explicit=explicit,
+                            on_event=lambda kind, payload: view(kind, payload) if kind in ("resume", "note") else None)
     else:
         with view:
-            result = synthesize(g, cfg, out, resume=bool(args.resume), executor=executor, on_event=view)
+            result = synthesize(g, cfg, out, resume=bool(args.resume), executor=executor, explicit=explicit,
+                                on_event=view)
+    meeting = [r for r in result.finals if r.meets]
     if args.json:
         arguments.print_json({"out": str(result.out), "prototype": result.prototype.summary(),
                               "fermi_nets": [r.summary() for r in result.finals],
-                              "candidates": len(result.candidates),
+                              "candidates": len(result.candidates), "met": bool(meeting),
                               "failed": [{"key": r.key, "attempts": r.attempts, "error": r.error}
                                          for r in result.failed],
                               "executor": result.executor,
                               "generator": str(result.out / "generator.json"), "report": str(result.report),
                               "exported": [e.to_json() for e in result.exported]})
-        return 0
+        return 0 if meeting else NOT_MET
     out_console = make_console()
-    meeting = [r for r in result.finals if r.meets]
     if meeting:
-        out_console.print(f"[green]{len(meeting)} FermiNet(s) meet every requirement[/green]; see {result.report}")
-    else:
-        out_console.print("[red]no network met every requirement[/red]; the least-violating ones are in "
-                          f"{result.report}")
-        for r in sorted(result.finals, key=lambda r: r.violation)[:3]:
-            out_console.print(f"  {r.name}: missed {', '.join(r.missed)}", markup=False)
-    return 0
+        out_console.print(f"[green]{len(meeting)} FermiNet(s) meet every requirement[/green]; see "
+                          f"{escape(str(result.report))}")
+        return 0
+    out_console.print("[red]no network met every requirement[/red] (exit status 3); the least-violating ones are in "
+                      f"{escape(str(result.report))}")
+    for r in sorted(result.finals, key=lambda r: r.violation)[:3]:
+        out_console.print(f"  {r.name}: missed {', '.join(r.missed)}", markup=False)
+    return NOT_MET

@@ -121,7 +121,17 @@ class SynthView:
     def __call__(self, kind: str, payload) -> None:
         from gensynth.records import Failure
 
-        if kind == "start" and "executor" in payload:
+        if kind == "resume":
+            cfg = payload["config"]
+            self.console.print(wrap_items([f"resuming with the run's own settings: data {cfg.data}",
+                                           "requirements " + (", ".join(cfg.requirements) or "none"),
+                                           f"{cfg.cycles} cycles of {cfg.per_cycle}", f"seed {cfg.seed}"],
+                                          self.console.width), markup=False)
+            for note in payload["notes"]:
+                self.console.print(wrap_items([f"  changed on resume: {note}"], self.console.width), markup=False)
+        elif kind == "note":
+            self.console.print(wrap_items([f"note: {payload}"], self.console.width), markup=False)
+        elif kind == "start" and "executor" in payload:
             self.console.print(wrap_items([f"candidates run on: {payload['executor']}"], self.console.width),
                                markup=False)
         elif kind == "plan":

@@ -1,3 +1,4 @@
+import json
 import time
 
 import pytest
@@ -105,7 +106,7 @@ def test_unsatisfiable_requirement_is_refused_before_training(tmp_path, data):
     assert time.perf_counter() - start < 10
 
 
-def test_cli_survives_kill_9_and_resumes(tmp_path, data):
+def test_cli_survives_kill_9_and_resumes(tmp_path, data, capsys):
     out = tmp_path / "run"
     net = tmp_path / "tiny.net"
     net.write_text(TINY_NET)
@@ -114,7 +115,8 @@ def test_cli_survives_kill_9_and_resumes(tmp_path, data):
             "--device", "cpu"]
     done = kill_9_after(args, out)
     assert len(done) >= 2, "the run should have journaled candidates before it was killed"
-    assert main(["synth", *args, "--resume", str(out), "--json"]) == 0
+    code = main(["synth", *args, "--resume", str(out), "--json"])
+    assert code == (0 if json.loads(capsys.readouterr().out)["met"] else 3)  # 3: finished, no network met them all
     after = journaled(out)
     for key, record in done:
         assert after[key] == record  # nothing finished was redone or lost
@@ -135,8 +137,12 @@ def test_results_do_not_depend_on_the_number_of_workers(tmp_path, data):
     weights = str(tmp_path / "one" / "prototype.safetensors")
     two = synthesize(tiny(), config(data, cycles=1, per_cycle=3, workers=2, prototype_weights=weights),
                      tmp_path / "two")
-    by_key = lambda result: {r.key: (r.seed, r.arch, r.macs) for r in result.candidates}  # noqa: E731
-    assert by_key(one) == by_key(two)
+    by_key = lambda result: {r.key: (r.seed, r.arch, r.macs, r.score, r.importance)  # noqa: E731
+                             for r in result.candidates}
+    assert by_key(one) == by_key(two)  # to the last digit: every candidate runs on executor.THREADS threads
+    assert [r.key for r in two.candidates] == ["0:0", "0:1", "0:2"]  # in index order, not completion order
+    assert GeneratorState.load(one.out / "generator.json").channels == GeneratorState.load(
+        two.out / "generator.json").channels
 
 
 def test_distill_hands_the_trained_prototype_to_every_fine_tune(tmp_path, data, monkeypatch):

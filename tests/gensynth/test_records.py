@@ -32,7 +32,7 @@ def test_json_roundtrip_keeps_the_flat_journal_format():
 
 
 def test_the_journal_reads_old_records_and_filters_searched_ones(tmp_path):
-    journal = Journal(tmp_path / "journal.sqlite")
+    journal = Journal(tmp_path / "journal.sqlite", create=True)
     journal.db.execute("INSERT INTO candidates VALUES (?, ?, ?, ?, ?)", ("0:1", 0, 7, "abc", json.dumps(OLD)))
     journal.add_candidate(Candidate(key="prototype", cycle=-1, seed=0, arch="p", final=True, val={"acc": 0.9}))
     journal.add_candidate(Candidate(key="final:abc", cycle=0, seed=7, arch="abc", final=True, val={"acc": 0.85}))
