@@ -79,9 +79,10 @@ class CostReport:
         ]
 
 
-def _overflow(program: CostProgram, where: str) -> NetError:
+def _overflow(program: CostProgram, where: str, node: int | None = None) -> NetError:
+    span = program.spans[node] if node is not None and node < len(program.spans) else None
     return NetError(f"the cost of network '{program.network}' overflows 64-bit integers at {where} "
-                    f"(a figure above {ck.LIMIT:.1e})")
+                    f"(a figure above {ck.LIMIT:.1e})", span)
 
 
 # Up to this many nodes a one-off evaluation runs the kernel as Python (a 400-layer network: milliseconds, where
@@ -96,7 +97,7 @@ def cost_of(program: CostProgram, dtype_bytes: int = 4) -> CostReport:
     with np.errstate(over="ignore"):  # the Python form wraps as numba's does; the shadow sums catch it
         per_node, peak, bad = ck.cost_kernel(program.table, program.in_idx, program.free_idx)
     if bad >= 0:
-        raise _overflow(program, f"{program.ops[bad]} '{program.names[bad]}'")
+        raise _overflow(program, f"{program.ops[bad]} '{program.names[bad]}'", int(bad))
     return CostReport(program, per_node, int(peak), dtype_bytes)
 
 

@@ -44,6 +44,7 @@ class CostProgram:
     multiple_of: np.ndarray  # per width column: widths must be multiples of it
     plan: ChannelPlan
     network: str = ""
+    spans: tuple = ()  # each node's source Span (or None), in execution order: where a cost error points
 
     def __len__(self) -> int:
         return len(self.names)
@@ -151,6 +152,7 @@ def compile_costs(g: nx.DiGraph) -> CostProgram:
         tuple(order), tuple(data[x]["op"] for x in order), t, _int_array(in_idx), _int_array(free_idx),
         _int_array(active), _int_array(costly), tuple(free_groups),
         _int_array([plan.groups[gid].multiple_of for gid in free_groups]), plan, g.graph.get("name", ""),
+        tuple(data[x].get("span") for x in order),
     )
 
 

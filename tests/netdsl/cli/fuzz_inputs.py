@@ -178,8 +178,8 @@ SCREEN_CHARS = 24 * 80
 
 
 def run_command(command: str, path: Path, timeout: float = 10.0) -> Outcome:
-    """`netdsl COMMAND PATH` in this process, judged: exit 0, or exit 2 with a located message that fits one
-    screen (at most 24 lines and 24 x 80 characters besides the file name); anything else is named in the
+    """`netdsl COMMAND PATH` in this process, judged: exit 0, or exit 2 with a located message (file:line:col:, or
+    the file named first for what concerns it as a whole, such as its size) that fits one screen (at most 24 lines and 24 x 80 characters besides the file name); anything else is named in the
     verdict. The time limit is CPU time (ITIMER_PROF), so a loaded machine does not turn slow into hung."""
     from netdsl.cli.main import main
 
@@ -207,6 +207,8 @@ def _judge_error(code: int, stderr: str, path: Path) -> str:
         return f"exit {code}"
     lines = stderr.splitlines()
     match = LOCATED.match(lines[0]) if lines else None
+    if match is None and lines and lines[0].startswith(f"error: {path} "):
+        match = {"file": str(path)}  # about the file as a whole (too large to be .net text): the file is named
     if match is None:
         return "unlocated: " + (lines[0][:200] if lines else "(nothing on stderr)")
     if match["file"] != str(path) and not any(f"called at {path}:" in line for line in lines):

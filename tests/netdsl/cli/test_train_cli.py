@@ -51,3 +51,28 @@ def test_a_network_that_cannot_fit_in_memory_is_refused_before_allocating(tmp_pa
         err = capsys.readouterr().err
         assert err.startswith(f"{net}:6:") and "needs at least" in err and "9,000,000,000,000 parameters" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_train_never_replaces_a_run_silently(tmp_path, capsys, monkeypatch):
+    data = write_npz(tmp_path / "d.npz")
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    net = folder / "model.net"
+    net.write_text(TINY_NET)
+    quick = ["--data", data, "--epochs", "1", "--batch-size", "64", "--device", "cpu", "--json"]
+    assert main(["train", str(net), *quick, "--out", str(folder)]) == 0  # the source is model.net already
+    weights = (folder / "weights.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(["train", str(net), *quick, "--out", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a training run (weights.safetensors, metrics.json)" in err and "--force" in err
+    assert (folder / "weights.safetensors").read_bytes() == weights
+    assert main(["train", str(net), *quick, "--out", str(folder), "--force", "--seed", "1"]) == 0
+    assert (folder / "weights.safetensors").read_bytes() != weights
+    (tmp_path / "file").write_text("x")
+    assert main(["train", str(net), *quick, "--out", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)  # no --out: runs/Tiny, then runs/Tiny-2 beside it
+    for expected in ("runs/Tiny", "runs/Tiny-2"):
+        assert main(["train", str(net), *quick]) == 0
+        assert json.loads(capsys.readouterr().out)["out"] == expected
