@@ -192,10 +192,10 @@ def main() -> None:
         message = first[0].split(": error: ", 1)[-1][:90].replace("|", "\\|") if first else ""
         cpu, wall_s, peak_mb = (f"{r[k]:.1f}" if k in r else "-" for k in ("cpu", "wall", "peak_mb"))
         lines.append(f"| {r['label']} | {r['command']} | {r['code']} | {cpu} | {wall_s} | {peak_mb} MB | {message} |")
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_docs:
-        write_section(f"{START}\n{text}\n{END}")
+    print("\n".join(lines))
+    if args.no_docs:
+        return
+    write_section("\n".join([START, *lines, END]))
 
 
 if __name__ == "__main__":

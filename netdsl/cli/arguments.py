@@ -42,9 +42,20 @@ def add_device_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto, cuda when available)")
 
 
+MAX_SEED = 2**32 - 1  # numpy's and torch's generators take any seed in 0..2**32-1; larger or negative ones fail
+
+
+def seed(text: str) -> int:
+    """An argparse type: a seed in 0..MAX_SEED."""
+    value = int(text) if text.strip().lstrip("-").isdigit() and len(text) < 20 else None
+    if value is None or not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to {MAX_SEED}, got {text[:30]!r}")
+    return value
+
+
 def add_seed_argument(p: argparse.ArgumentParser, help: str = "seed of the initial weights and the data order") -> None:
     """--seed."""
-    p.add_argument("--seed", type=int, default=0, help=f"{help} (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help=f"{help} (default 0)")
 
 
 def add_lr_argument(p: argparse.ArgumentParser, what: str, defaults: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from compiler.diagnostics import NetError
+from compiler.diagnostics import NetError, printable
 from netdsl.cli.arguments import add_json_argument, add_network_arguments, load_from_args, print_json
 from netdsl.cli.console import console as make_console
 from netdsl.cli.layout import Column, emit, figure, size, table, wrap_items
@@ -45,8 +45,8 @@ def parse_input(text: str, inputs: list[str], shapes: dict[str, list[int]]) -> t
     if name not in inputs:
         raise NetError(f"--input {text}: the network has no input '{name}' (inputs: {', '.join(inputs)})")
     want = "NxCxHxW" if len(shapes[name]) == 3 else "Nx" + "x".join(f"D{i + 1}" for i in range(len(shapes[name])))
-    if not re.fullmatch(r"-?\d+(x-?\d+)*", dims.strip()):
-        raise NetError(f"--input {text}: expected {want}, e.g. 1x3x224x224")
+    if not re.fullmatch(r"-?\d{1,12}(x-?\d{1,12})*", dims.strip()):
+        raise NetError(f"--input {printable(text, 80)}: expected {want}, e.g. 1x3x224x224 (sizes of at most 12 digits)")
     sizes = [int(s) for s in dims.strip().split("x")]
     if len(sizes) != len(shapes[name]) + 1:
         raise NetError(f"--input {text}: expected {want} ({len(shapes[name]) + 1} sizes) for input '{name}' "
@@ -133,8 +133,8 @@ def summary(g, total: dict, inputs: str, dtype_bytes: int) -> list[str]:
 
 
 def run(args) -> int:
-    if args.dtype_bytes <= 0:
-        raise NetError(f"--dtype-bytes must be positive, got {args.dtype_bytes}")
+    if not 1 <= args.dtype_bytes <= 16:
+        raise NetError(f"--dtype-bytes must be 1 to 16 (bytes per activation element), got {args.dtype_bytes}")
     if args.depth is not None and args.depth <= 0:
         raise NetError(f"--depth must be positive, got {args.depth}")
     from compiler.cost import compile_costs, cost_of  # numba loads only for the commands that count

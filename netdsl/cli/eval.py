@@ -72,7 +72,7 @@ def _run_network(args) -> int:
     check_memory(g, "evaluating", batch=1, available=available, where=where)
     model = lower_to_torch(g)
     for note in load_weights_file(model, args.weights):
-        new_console(stderr=True).print(f"note: {escape(note)}")
+        make_console(stderr=True).print(f"note: {note}", markup=False)
     model.to(device)
     x, y = (data.test_x, data.test_y) if args.split == "test" else (data.val_x, data.val_y)
     result = evaluate(model, x, y, device=device, objective=objective_for(data))

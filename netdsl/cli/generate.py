@@ -16,7 +16,7 @@ from netdsl.cli.layout import Column, emit, table
 def register(sub) -> None:
     p = sub.add_parser("generate", help="generate networks from a learned generator.json", description=__doc__)
     p.add_argument("generator", help="generator.json written by netdsl synth")
-    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--seed", type=arguments.seed, default=0, help="first seed (default 0)")
     p.add_argument("--count", type=int, default=1, help="how many networks: seeds seed, seed+1, ... (default 1)")
     p.add_argument("-o", "--out", required=True, help="output directory")
     p.add_argument("--train", action="store_true", help="fine-tune each network and check the accuracy requirement")

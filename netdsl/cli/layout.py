@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.text import Text
 
-from compiler.diagnostics import size_bytes
+from compiler.diagnostics import count, size_bytes
 
 GAP = 2  # spaces between columns
 STACK_INDENT = 4  # a stacked column's line under its row
@@ -162,7 +162,9 @@ def _append_line(out: Text, pieces: list[tuple[str, str]]) -> None:
 
 
 def figure(n: int | float, unit: str = "") -> str:
-    """3 significant digits with k/M/G/T: (1814073344, "MACs") -> '1.81 G MACs'."""
+    """3 significant digits with k/M/G/T: (1814073344, "MACs") -> '1.81 G MACs'; past T, scientific notation."""
+    if isinstance(n, int) and abs(n) >= 10**15:  # past what a float holds for a large enough batch
+        return f"{count(n)} {unit}".strip()
     text = str(n)
     for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= scale:

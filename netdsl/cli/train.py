@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from netdsl.cli import arguments
@@ -36,7 +35,11 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="train a network on a dataset", description=__doc__)
     arguments.add_network_arguments(p)
     add_training_arguments(p)
-    p.add_argument("--out", default=None, help="output directory (default: runs/<network>)")
+    p.add_argument("--out", default=None,
+                   help="output directory (default: runs/<network>, or runs/<network>-2, -3, ... if that holds a run); "
+                        "a directory that already holds a run is refused unless --force")
+    p.add_argument("--force", action="store_true", help="train into an --out that already holds a run, replacing "
+                                                        "its weights and metrics")
     p.add_argument("--weights", metavar="W", help="start from these weights (.safetensors or a state dict, e.g. "
                    "from netdsl import) instead of a fresh initialisation (default: a fresh initialisation)")
     arguments.add_json_argument(p, "the network, data, metrics and where the run was saved (docs/schemas/train.json)")
@@ -47,6 +50,7 @@ def run(args) -> int:
     from compiler.backend.lower import lower_to_torch
     from compiler.printer import print_network
     from gensynth.data import load_dataset
+    from gensynth.runs import TRAIN_FILES, claim_folder, copy_into, free_folder, write_file
     from gensynth.tasks.objectives import check_network_fits
     from gensynth.training.train import train
 
@@ -62,10 +66,18 @@ def run(args) -> int:
         data = load_dataset(args.data, **options)
     check_network_fits(g, data)
     config.check_fits(g)
-    out = Path(args.out or f"runs/{g.graph['name']}")
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(args.file, out / "model.net")
-    (out / "canonical.net").write_text(print_network(g))
+    if args.weights:  # readable, fitting weights, checked before the run folder is claimed
+        from compiler.backend.weights import check_weights_file
+
+        for note in check_weights_file(lower_to_torch(g, device="meta"), args.weights):
+            make_console(stderr=True).print(f"note: {note}", markup=False)
+    if args.out:
+        out = claim_folder(Path(args.out), TRAIN_FILES, "training run", args.force,
+                           hint="add --force to replace it, or choose another --out")
+    else:
+        out = claim_folder(free_folder(Path("runs") / g.graph["name"], TRAIN_FILES), TRAIN_FILES, "training run")
+    copy_into(Path(args.file), out / "model.net", args.force)
+    write_file(out / "canonical.net", print_network(g))
     import torch
 
     torch.manual_seed(config.seed)  # the initial weights follow --seed, not whatever ran before in the process

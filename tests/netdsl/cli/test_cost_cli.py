@@ -139,3 +139,12 @@ def test_cost_show_check_never_import_torch(small):
             "print('TORCH' if 'torch' in sys.modules else 'CLEAN')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.strip().endswith("CLEAN")
+
+
+def test_cost_arguments_of_any_size_are_messages(small, capsys):
+    assert main(["cost", small, "--input", "1x3x32x" + "9" * 5000]) == 2
+    assert "sizes of at most 12 digits" in capsys.readouterr().err
+    assert main(["cost", small, "--input", "999999999999x3x32x32"]) == 0  # a huge batch is still counted
+    assert "e+" in capsys.readouterr().out
+    assert main(["cost", small, "--dtype-bytes", "10" + "0" * 30]) == 2
+    assert "--dtype-bytes must be 1 to 16" in capsys.readouterr().err

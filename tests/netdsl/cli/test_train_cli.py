@@ -76,3 +76,18 @@ def test_train_never_replaces_a_run_silently(tmp_path, capsys, monkeypatch):
     for expected in ("runs/Tiny", "runs/Tiny-2"):
         assert main(["train", str(net), *quick]) == 0
         assert json.loads(capsys.readouterr().out)["out"] == expected
+
+
+def test_train_keeps_a_different_model_net_and_refuses_bad_seeds(tmp_path, capsys):
+    data = write_npz(tmp_path / "d.npz")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.net").write_text("# the user's own file\n")
+    net = tmp_path / "tiny.net"
+    net.write_text(TINY_NET)
+    assert main(["train", str(net), "--data", data, "--epochs", "1", "--out", str(out)]) == 2
+    assert "is not a copy of" in capsys.readouterr().err
+    assert (out / "model.net").read_text() == "# the user's own file\n"
+    for bad in ("-1", "9" * 25):
+        assert main(["train", str(net), "--seed", bad]) == 2
+        assert "a seed is a whole number from 0 to" in capsys.readouterr().err
