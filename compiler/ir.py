@@ -106,7 +106,11 @@ def find_cycle(g: nx.DiGraph) -> list[str] | None:
 
 def call_notes(g: nx.DiGraph, node: str) -> list[str]:
     """The block calls that made a node, innermost first, each located (as errors raised while building note them)."""
-    calls, scopes = g.graph.get("calls", {}), g.graph.get("scopes", {})
+    return block_call_notes(node, g.graph.get("calls", {}), g.graph.get("scopes", {}))
+
+
+def block_call_notes(node: str, calls: dict, scopes: dict) -> list[str]:
+    """call_notes from a graph's `calls` and `scopes` (for passes that keep those, not the graph)."""
     parts = node.split(".")
     notes = []
     for depth in range(len(parts) - 1, 0, -1):

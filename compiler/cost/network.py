@@ -20,7 +20,7 @@ import compiler.cost.kernel as ck
 from compiler.cost.batch import SlotProgram, slot_costs, slot_program
 from compiler.cost.program import CostProgram, compile_costs, execution_order
 from compiler.diagnostics import NetError
-from compiler.ir import copy_graph
+from compiler.ir import block_call_notes, copy_graph
 from compiler.shapes import infer_shapes
 from compiler.validate import validate
 
@@ -81,8 +81,9 @@ class CostReport:
 
 def _overflow(program: CostProgram, where: str, node: int | None = None) -> NetError:
     span = program.spans[node] if node is not None and node < len(program.spans) else None
+    notes = block_call_notes(program.names[node], program.calls, program.scopes) if node is not None else []
     return NetError(f"the cost of network '{program.network}' overflows 64-bit integers at {where} "
-                    f"(a figure above {ck.LIMIT:.1e})", span)
+                    f"(a figure above {ck.LIMIT:.1e})", span, notes)
 
 
 # Up to this many nodes a one-off evaluation runs the kernel as Python (a 400-layer network: milliseconds, where

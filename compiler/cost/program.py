@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 
 import networkx as nx
@@ -45,6 +45,8 @@ class CostProgram:
     plan: ChannelPlan
     network: str = ""
     spans: tuple = ()  # each node's source Span (or None), in execution order: where a cost error points
+    calls: dict = field(default_factory=dict)  # the graph's block calls and scopes, for the notes of such an error
+    scopes: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -152,7 +154,7 @@ def compile_costs(g: nx.DiGraph) -> CostProgram:
         tuple(order), tuple(data[x]["op"] for x in order), t, _int_array(in_idx), _int_array(free_idx),
         _int_array(active), _int_array(costly), tuple(free_groups),
         _int_array([plan.groups[gid].multiple_of for gid in free_groups]), plan, g.graph.get("name", ""),
-        tuple(data[x].get("span") for x in order),
+        tuple(data[x].get("span") for x in order), g.graph.get("calls", {}), g.graph.get("scopes", {}),
     )
 
 
