@@ -9,8 +9,9 @@ import sqlite3
 import pytest
 
 from compiler.diagnostics import NetError
-from gensynth.journal import Journal
-from gensynth.loop import JOURNAL, Run, SynthConfig, run_config, synthesize
+from gensynth.config import SynthConfig, run_config
+from gensynth.journal import JOURNAL, Journal
+from gensynth.loop import Run, synthesize
 from netdsl.cli.main import main
 from tests.gensynth.synth_fixtures import TINY_NET
 from tests.gensynth.test_loop import config, tiny
