@@ -139,7 +139,7 @@ def test_a_driver_killed_with_kill_9_resumes_on_ray(tmp_path, data, cluster, cap
     done = kill_9_after(args, out)
     assert len(done) >= 2, "the run should have journaled candidates before it was killed"
     capsys.readouterr()
-    assert main(["synth", *args, "--resume", str(out)]) == 0
+    assert main(["synth", *args, "--resume", str(out)]) in (0, 3)  # 3: finished, but no network met every requirement
     progress = " ".join(capsys.readouterr().err.split())  # the same display as local runs, naming the executor
     assert f"candidates run on: Ray at {cluster}: 1 node(s), 2 CPUs, 0 GPUs; 1 CPU per candidate" in progress
     missing = {f"{c}:{i}" for c in range(2) for i in range(3)} - {key for key, _ in done}
