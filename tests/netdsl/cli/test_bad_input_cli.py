@@ -143,3 +143,12 @@ def test_output_paths_that_cannot_be_written(capsys, tmp_path):
     assert code == 2 and "does not exist" in err
     code, _, err, _ = run(capsys, tmp_path, None, "export", E, "--to", "torchscript", "-o", str(tmp_path))
     assert code == 2 and "is a directory" in err
+
+
+def test_a_50000_character_name_is_clipped_in_tables(capsys, tmp_path, monkeypatch):
+    """rich folded such a cell over hundreds of lines, for minutes; cells are clipped to 120 characters."""
+    monkeypatch.setenv("COLUMNS", "100")
+    name = "x" * 50_000
+    for argv in (["cost"], ["show", "--flat"]):
+        code, out, _, _ = run(capsys, tmp_path, net(f"x -> relu as {name}"), *argv)
+        assert code == 0 and "..." in out and len(out.splitlines()) < 40 and max(map(len, out.splitlines())) <= 300
