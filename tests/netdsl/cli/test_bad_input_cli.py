@@ -64,9 +64,12 @@ def test_a_byte_order_mark_is_read_and_binary_files_are_refused(capsys, tmp_path
     code, out, _, _ = run(capsys, tmp_path, b"\xef\xbb\xbf" + Path(E).read_bytes(), "check")
     assert code == 0 and out.startswith("ok ")
     onnx_like = b"\x08\x07\x12\x07pytorch\x1a\x052.1.0:\x00\x00\xa3\x01\n\x0bconv.weight"
-    for name in ("model.onnx", "model.pt"):
-        code, _, err, path = run(capsys, tmp_path, onnx_like, "show", name=name)
-        assert code == 2 and err.startswith(f"{path}:1:") and len(err) < 1000
+    for name, data, what in (("model.onnx", onnx_like, "an ONNX model"),
+                             ("model.pt", b"PK\x03\x04\x00\x00\x08\x00archive/data.pkl", "a zip archive")):
+        code, _, err, path = run(capsys, tmp_path, data, "show", name=name)
+        assert code == 2 and err.startswith(f"error: {path} is {what}") and "netdsl import" in err
+    code, _, err, path = run(capsys, tmp_path, net("x -> relu").replace(b"relu", b"re\x00lu"), "check")
+    assert code == 2 and err.startswith(f"{path}:3:21: error: a NUL byte: this is binary data")
 
 
 def test_dev_zero_and_directories_are_refused_without_reading_them_whole(capsys, tmp_path):
