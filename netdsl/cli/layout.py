@@ -4,8 +4,10 @@ figures are never cut or split from their units, and lines that break only betwe
 A table is laid out here, not by rich: the columns a command marks as wrappable (a layer's call, a list of inputs)
 give up width first, breaking after a comma or an opening bracket; a column marked `stack` then moves onto its own
 indented line under each row; columns marked droppable disappear last, least useful first. Names, shapes and
-figures are never wrapped or cut. The result is one rich Text (styles show in a terminal and vanish in a log),
-printed without rich's own wrapping, so what fits is what is read. Laying out 400 rows takes milliseconds (rich's
+figures are never wrapped or cut (but a cell past MAX_CELL characters, which no real name reaches, is clipped
+with "...": a 50,000-character layer name would otherwise make a 50,000-character line). The result is one rich
+Text (styles show in a terminal and vanish in a log), printed without rich's own wrapping, so what fits is what
+is read. Laying out 400 rows takes milliseconds (rich's
 Table took most of `netdsl cost`'s time).
 """
 
@@ -22,6 +24,8 @@ from compiler.diagnostics import count, size_bytes
 
 GAP = 2  # spaces between columns
 STACK_INDENT = 4  # a stacked column's line under its row
+MAX_CELL = 120  # characters of a cell that is never wrapped; a wrapped one (a call) keeps MAX_WRAPPED
+MAX_WRAPPED = 1000
 
 Cell = str | tuple[str, str]  # text, or (text, rich style)
 
@@ -47,6 +51,14 @@ def _text(cell: Cell) -> str:
 
 def _style(cell: Cell, column: Column) -> str:
     return column.style if isinstance(cell, str) else cell[1]
+
+
+def _clip(cell: Cell, limit: int) -> Cell:
+    text = _text(cell)
+    if len(text) <= limit:
+        return cell
+    text = text[:limit - 3] + "..."
+    return text if isinstance(cell, str) else (text, cell[1])
 
 
 def wrap_call(text: str, width: int) -> list[str]:
@@ -112,6 +124,8 @@ def table(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: int,
           footer: Sequence[Cell] | None = None) -> Text:
     """The rows as aligned text no wider than `width` where that is possible (see the module's docstring): a title
     line, the header, a rule, the rows, and a rule and footer row if given."""
+    limits = [MAX_WRAPPED if c.wrap or c.stack else MAX_CELL for c in columns]
+    rows = [[_clip(cell, limit) for cell, limit in zip(row, limits)] for row in rows]
     layout = fit(columns, list(rows) + ([footer] if footer else []), width)
     kept, widths = layout.kept, layout.widths
     out = Text(no_wrap=True, overflow="ignore")

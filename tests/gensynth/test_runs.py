@@ -142,7 +142,7 @@ def test_generate_names_its_files_apart_and_never_claims_what_it_did_not_measure
     out = tmp_path / "gen"
     assert main(["generate", str(finished / "generator.json"), "--seed", "1", "--count", "2", "-o", str(out),
                  "--json"]) == 0
-    records = json.loads(capsys.readouterr().out)
+    records = json.loads(capsys.readouterr().out)["networks"]
     assert [r["file"] for r in records] == [str(out / "seed-1.net"), str(out / "seed-2.net")]
     assert all(r["meets"] is None and r["unmeasured"] == ["acc>=0.999"] for r in records)
     assert main(["generate", str(finished / "generator.json"), "-o", str(out)]) == 0

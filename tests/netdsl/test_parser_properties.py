@@ -18,7 +18,7 @@ S = None  # spans are not compared
 
 names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,6}", fullmatch=True).filter(lambda n: n not in KEYWORDS)
 numbers = st.one_of(st.integers(0, 10**6), st.floats(0, 1e6, allow_nan=False, allow_infinity=False).map(abs),
-                    st.sampled_from([1e-3, 2.5e-05, 1e20]))
+                    st.sampled_from([1e-3, 2.5e-05, 1e15]))  # literals lie within +-2**53
 strings = st.from_regex(r'[A-Za-z0-9 _.,:;+\-]{0,8}', fullmatch=True)
 
 
