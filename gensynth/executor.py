@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -145,10 +147,21 @@ def worker_devices(device: str, workers: int, cuda_devices: int) -> list[str]:
 _worker_device: str | None = None  # in a pool worker: the device its candidates run on
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Exit once the driver is gone: after kill -9 of `netdsl synth` the pool's queues stay open in the sibling
+    workers, so without this every worker would wait for work forever."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
 def _init_worker(threads: int, devices: list[str], counter) -> None:
-    """A pool worker's start: its thread count, and the next device of the round-robin (a counter across workers)."""
+    """A pool worker's start: its thread count, the next device of the round-robin (a counter across workers), and
+    a watch on the driver (_exit_with_parent)."""
     global _worker_device
     import torch
+
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
     torch.set_num_threads(threads)
     with counter.get_lock():

@@ -65,6 +65,18 @@ def kill_9_after(args: list[str], out: Path, candidates: int = 2, timeout: float
     return searched(journal)  # what was journaled when it died: a candidate may have landed since the last look
 
 
+def processes_naming(text: str) -> list[int]:
+    """Ids of the live processes whose command line holds `text` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 def searched(journal: Path) -> list[tuple[str, str]]:
     """The (key, record) rows of search candidates in a journal (none while it is missing or being created)."""
     if not journal.exists():

@@ -11,7 +11,7 @@ from gensynth.inquisitor import Budget
 from gensynth.loop import SynthConfig, synthesize
 from netdsl.cli.main import main
 from netdsl.loader import load_network_text
-from tests.gensynth.synth_fixtures import TINY_NET, journaled, kill_9_after, write_npz
+from tests.gensynth.synth_fixtures import TINY_NET, journaled, kill_9_after, processes_naming, write_npz
 
 REQS = ["macs<=60K", "acc>=0.3"]
 
@@ -115,6 +115,10 @@ def test_cli_survives_kill_9_and_resumes(tmp_path, data, capsys):
             "--device", "cpu"]
     done = kill_9_after(args, out)
     assert len(done) >= 2, "the run should have journaled candidates before it was killed"
+    deadline = time.monotonic() + 15
+    while processes_naming(str(out)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not processes_naming(str(out)), "the killed driver's pool workers should exit, not wait forever"
     code = main(["synth", *args, "--resume", str(out), "--json"])
     assert code == (0 if json.loads(capsys.readouterr().out)["met"] else 3)  # 3: finished, no network met them all
     after = journaled(out)
