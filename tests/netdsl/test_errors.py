@@ -394,3 +394,10 @@ def test_an_error_found_after_building_still_shows_the_calls():
     assert "is computed but no output uses it" in err.message and err.span.file == "<std>"
     assert err.notes == ["in block 'fire', called at bad.net:2:17: fire(c, c, c)",
                          "in block 'wrap', called at bad.net:5:14: wrap(4)"]
+
+
+def test_the_word_before_an_offset():
+    from netdsl.parser import word_before
+
+    assert word_before("let in = 3", 7) == "in" and word_before("a -> b_2\n  ", 11) == "b_2"
+    assert word_before("f(", 2) == "" and word_before("", 0) == ""

@@ -44,3 +44,11 @@ def test_mutated_examples_exit_0_or_2_located(tmp_path, index, names, seed):
        .map(b"".join))
 def test_arbitrary_bytes_exit_0_or_2_located(tmp_path, data):
     judge(tmp_path, data)
+
+
+def test_a_syntax_error_after_a_long_word(tmp_path):
+    """The campaign's three hangs after the rebase: a 50,000-character word (here in a comment) before a syntax
+    error took 15 s of CPU (a regex for the word before the error backtracked at every character of it)."""
+    word = "x" * 50_000
+    for tail in ("\n} -> relu\n", " 512)\n}\n", "\n"):
+        judge(tmp_path, f"network N {{\n input x: [1, 4, 4]  # {word}\n output y = x -> conv(4, k=1{tail}".encode())
