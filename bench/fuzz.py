@@ -115,7 +115,8 @@ def stress(timeout: float) -> list[dict]:
             path = text if isinstance(text, Path) else Path(tmp) / "stress.net"
             if not isinstance(text, Path):
                 path.write_text(text)
-            argv = [command, str(path)] + (["--to", "onnx", "-o", f"{tmp}/x.onnx"] if command == "export" else [])
+            argv = [command, str(path)] + (["--to", "onnx", "-o", f"{tmp}/x.onnx", "--random-weights"]
+                                         if command == "export" else [])
             result = Path(tmp) / "result.json"
             try:
                 done = subprocess.run([sys.executable, "-c", RUNNER, str(result), *argv], cwd=ROOT, capture_output=True,

@@ -65,11 +65,11 @@ def _run_network(args) -> int:
     from gensynth.training.preprocessing import data_for_weights
 
     g = arguments.load_from_args(args)
-    data = data_for_weights(args.data, args.weights, g, task=args.task, input_shape=arguments.input_shape(g))
-    check_network_fits(g, data)
     device = resolve_device(args.device)
     available, where = device_memory(device)
-    check_memory(g, "evaluating", batch=1, available=available, where=where)
+    check_memory(g, "evaluating", batch=1, available=available, where=where)  # before reading weights or data
+    data = data_for_weights(args.data, args.weights, g, task=args.task, input_shape=arguments.input_shape(g))
+    check_network_fits(g, data)
     model = lower_to_torch(g)
     for note in load_weights_file(model, args.weights):
         make_console(stderr=True).print(f"note: {note}", markup=False)

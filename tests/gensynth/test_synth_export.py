@@ -46,7 +46,7 @@ def test_synth_exports_float_and_int8_finalists_into_the_report(tmp_path, capsys
     from gensynth.generate import generate_networks
 
     generate_networks(out / "generator.json", [7], tmp_path / "gen", train_data=data, epochs=1)
-    generated = read_metadata(tmp_path / "gen" / "fermi-7.safetensors")  # generate --train writes it too
+    generated = read_metadata(tmp_path / "gen" / "seed-7.safetensors")  # generate --train writes it too
     assert generated.mean == weights.mean and generated.task == "classify"
 
 

@@ -134,7 +134,8 @@ def test_huge_shapes_are_costed_on_paper_but_not_exported(capsys, tmp_path):
     data = b"network A {\n  input x: [3, 100000, 100000]\n  output y = x -> conv(8, k=3) -> gap -> linear(10)\n}\n"
     code, out, _, _ = run(capsys, tmp_path, data, "cost")
     assert code == 0 and "peak activations 440 GB" in out  # counted, not allocated
-    code, _, err, path = run(capsys, tmp_path, data, "export", "--to", "pytorch", "-o", str(tmp_path / "m.py"))
+    code, _, err, path = run(capsys, tmp_path, data, "export", "--to", "pytorch", "-o", str(tmp_path / "m.py"),
+                                "--random-weights")
     assert code == 2 and err.startswith(f"{path}:3:") and "exporting A needs at least" in err
     assert "conv 'conv' alone has an output of" in err and not (tmp_path / "m.py").exists()
 
