@@ -36,7 +36,8 @@ from gensynth.loop import JOURNAL, SynthConfig, candidate_seed, make_task, synth
 from gensynth.space import search_space
 from gensynth.training.train import TrainConfig, evaluate, train
 
-INQUIRING = ("synth", "random")  # the methods whose fine-tunes run in gensynth's inquisitor
+INQUIRING = ("synth", "random", "gen-random")  # the methods whose fine-tunes run in gensynth's inquisitor
+GENERATING = ("synth", "gen-random")  # the methods that run netdsl synthesis (gen-random: with θG never updated)
 MIN_FRACTION = 0.1  # the narrowest a channel group may get, for every method (SynthConfig's default)
 RANDOM_WINDOW = 0.9  # random search keeps samples with MACs in [0.9 target, target], as synthesis lands near it
 TP_STEPS = 95  # Torch-Pruning removes 1% of each group's channels per step (pruning_ratio 0.95 in 95 steps)
@@ -64,6 +65,8 @@ class Bench:
     spread: float = ALLOCATION_SPREAD  # synth: the generator's per-sample spread of each group's log width factor
     factorize: float = FACTORIZE  # synth: the generator's starting probability of factorizing each conv
     stride: float = STRIDE  # synth: the generator's starting probability of giving each conv stride 2
+    widen: float = 1.0  # synth: how far the generator may widen each free group (netdsl synth --widen; 1: narrow only)
+    screen: int = 1  # synth: G's samples per candidate that the predictor screens (netdsl synth --screen; 1: off)
 
     @property
     def data_options(self) -> dict:
@@ -86,10 +89,13 @@ class Bench:
         """The method's name in result files: synth and random results of other recipes are kept apart."""
         if method not in INQUIRING:
             return method
-        spread = f"-a{self.spread:g}" if method == "synth" and self.spread != ALLOCATION_SPREAD else ""
-        factorize = f"-f{self.factorize:g}" if method == "synth" and self.factorize != FACTORIZE else ""
-        stride = f"-st{self.stride:g}" if method == "synth" and self.stride else ""  # 0: the results before it
-        return (method + (f"-d{self.distill:g}" if self.distill else "") + spread + factorize + stride
+        generating = method in GENERATING
+        spread = f"-a{self.spread:g}" if generating and self.spread != ALLOCATION_SPREAD else ""
+        factorize = f"-f{self.factorize:g}" if generating and self.factorize != FACTORIZE else ""
+        stride = f"-st{self.stride:g}" if generating and self.stride else ""  # 0: the results before it
+        widen = f"-w{self.widen:g}" if generating and self.widen > 1 else ""
+        screen = f"-gp{self.screen}" if method == "synth" and self.screen > 1 else ""  # gen-random does not learn
+        return (method + (f"-d{self.distill:g}" if self.distill else "") + spread + factorize + stride + widen + screen
                 + ("-ss" if self.search_from == "scratch" else "") + ("-scratch" if self.final_from == "scratch" else ""))
 
     def prototype_record(self, seed: int) -> Path:
@@ -259,6 +265,13 @@ def write_json(path: Path, data: dict) -> None:
     atomic_write(path, text)
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSON-lines log (none if it does not exist yet)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def log(msg: str) -> None:
     print(msg, flush=True)
 
@@ -291,14 +304,16 @@ def prototype(b: Bench, seed: int) -> dict:
 # ---------------------------------------------------------------------------------------------- methods
 
 
-def run_synthesis(b: Bench, proto: dict, target: int, k: int, seed: int) -> dict:
-    """netdsl generative synthesis with --req macs<=target from the cached prototype; one finalist."""
-    out = b.out / f"{b.tag('synth')}-{k}x-s{seed}"
+def run_synthesis(b: Bench, proto: dict, target: int, k: int, seed: int, learn: bool = True) -> dict:
+    """netdsl generative synthesis with --req macs<=target from the cached prototype; one finalist. learn=False:
+    the same run with θG never updated (netdsl synth --no-learn), i.e. random search in the generator's space."""
+    method = "synth" if learn else "gen-random"
+    out = b.out / f"{b.tag(method)}-{k}x-s{seed}"
     cfg = SynthConfig(data=b.data, requirements=[f"macs<={target}"], cycles=b.cycles, per_cycle=b.per_cycle,
                       budget=b.budget(), seed=seed, prototype_epochs=b.prototype_epochs, utility=b.synth_utility,
                       prototype_weights=proto["weights"], finalists=1, min_fraction=MIN_FRACTION,
                       data_options=b.data_options, allocation_spread=b.spread, factorize=b.factorize,
-                      stride=b.stride)
+                      stride=b.stride, learn=learn, widen=b.widen, screen=b.screen)
 
     def event(kind: str, payload: dict) -> None:
         if kind in ("candidate", "final"):
@@ -312,7 +327,7 @@ def run_synthesis(b: Bench, proto: dict, target: int, k: int, seed: int) -> dict
     from netdsl.loader import load_network
 
     g = load_network(str(out / f"{final.name}.net"))
-    return record("synth", g, final.val["acc"], final.test["acc"], wall, search_candidates=len(result.candidates),
+    return record(method, g, final.val["acc"], final.test["acc"], wall, search_candidates=len(result.candidates),
                   run=str(out))
 
 
@@ -323,12 +338,7 @@ def run_random(b: Bench, proto: dict, target: int, k: int, seed: int) -> dict:
     out = b.out / f"{b.tag('random')}-{k}x-s{seed}"
     out.mkdir(parents=True, exist_ok=True)
     journal = out / "candidates.jsonl"
-    done = {}
-    if journal.exists():
-        for line in journal.read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                done[r["key"]] = r
+    done = {r["key"]: r for r in read_jsonl(journal)}
     state = load_file(proto["weights"])
     weights = Path(proto["weights"])
     cfg = SynthConfig(data=b.data, requirements=[f"macs<={target}"], budget=b.budget(), seed=seed,
@@ -440,6 +450,7 @@ def run_uniform(b: Bench, proto: dict, target: int, k: int, seed: int) -> dict:
 
 RUNNERS: dict[str, Callable[..., dict]] = {
     "synth": run_synthesis,
+    "gen-random": lambda *a: run_synthesis(*a, learn=False),
     "tp-l2": lambda *a: run_torch_pruning(*a, importance="l2"),
     "tp-taylor": lambda *a: run_torch_pruning(*a, importance="taylor"),
     "tp-l2-global": lambda *a: run_torch_pruning(*a, importance="l2", global_pruning=True),

@@ -15,6 +15,9 @@ Methods, for each MAC target T = prototype MACs / k (k in --targets) and each se
   tp-l2       Torch-Pruning (DepGraph) on the lowered prototype, L2 magnitude importance, then fine-tuned
   tp-taylor   Torch-Pruning, first-order Taylor importance (a backward on a 128-image training batch before each step)
   uniform     every free channel group scaled by one factor (the largest with <= T MACs), trained from scratch
+  gen-random  netdsl synthesis exactly as synth, but with θG never updated (netdsl synth --no-learn): every
+              candidate is drawn from θG's starting distribution (the same rewrites, projection onto the budget,
+              candidate seeds, scoring and finalist choice), so synth minus gen-random is what learning adds
   random      N random per-group widths with MACs in [0.9 T, T], inheriting the prototype's highest-L2
               channels, each fine-tuned like a synthesis candidate; the best on validation gets the final training
 
@@ -70,11 +73,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from benchdoc import DOC, markers, write_section  # noqa: E402
+from peer_methods import GENERATING, INQUIRING  # noqa: E402
 
 from gensynth.generator import ALLOCATION_SPREAD, FACTORIZE  # noqa: E402
 
-START, END = markers("peers")
-PLOT = ROOT / "docs" / "peers.png"
 LABELS = {
     "synth": "netdsl synthesis",
     "tp-l2": "Torch-Pruning, L2 magnitude",
@@ -82,9 +84,10 @@ LABELS = {
     "tp-l2-global": "Torch-Pruning, L2, global ranking",
     "tp-taylor-global": "Torch-Pruning, Taylor, global ranking",
     "uniform": "uniform width, from scratch",
-    "random": "random search",
+    "random": "random width search",
+    "gen-random": "random search in the generator's space",
 }
-DEFAULT_METHODS = "synth,tp-l2,tp-taylor,uniform,random"
+DEFAULT_METHODS = "synth,gen-random,tp-l2,tp-taylor,uniform,random"
 # Synthesis strides convs (netdsl synth --stride) with this starting probability here: the setting docs/synthesis.md
 # advises for a fixed MAC budget; netdsl's own default (0) suits its default NetScore utility.
 PEERS_STRIDE = 0.5
@@ -127,6 +130,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--stride", type=float, default=PEERS_STRIDE,
                     help="synthesis: the generator's starting probability of giving each conv stride 2 (netdsl synth "
                          f"--stride; default {PEERS_STRIDE}, what docs/synthesis.md advises for a MAC budget; 0: off)")
+    ap.add_argument("--widen", type=float, default=1.0,
+                    help="synthesis: how far the generator may widen each layer (netdsl synth --widen; default 1: "
+                         "narrow only)")
+    ap.add_argument("--screen", type=int, default=1,
+                    help="synthesis: G's samples per candidate the predictor screens from the second cycle on "
+                         "(netdsl synth --screen; default 1: off)")
     ap.add_argument("--per-cycle", type=int, help=f"synthesis candidates per cycle (full: {FULL['per_cycle']})")
     ap.add_argument("--images", type=int, help=f"fine-tune images per search candidate (full: {FULL['images']})")
     ap.add_argument("--methods", default=DEFAULT_METHODS,
@@ -139,6 +148,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--note", action="append", default=[], help="a sentence for the docs section (repeatable)")
     ap.add_argument("--cached", action="store_true", help="compute nothing: tabulate the results already on disk")
     ap.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md or docs/peers.png")
+    ap.add_argument("--section", default="peers",
+                    help="the docs/benchmarks.md section (bench:NAME markers) and plot (docs/NAME.png) to write "
+                         "(default peers; peers-small for the small-data rows)")
     args = ap.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
@@ -155,26 +167,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 TAG = re.compile(r"(?P<method>.+?)(?:-d(?P<distill>[0-9.]+))?(?:-a(?P<spread>[0-9.]+))?(?:-f(?P<factorize>[0-9.]+))?"
-                 r"(?:-st(?P<stride>[0-9.]+))?(?P<search>-ss)?(?P<scratch>-scratch)?")
+                 r"(?:-st(?P<stride>[0-9.]+))?(?:-w(?P<widen>[0-9.]+))?(?:-gp(?P<screen>[0-9]+))?(?P<search>-ss)?(?P<scratch>-scratch)?")
 
 
-def parse_tag(tag: str) -> tuple[str, str | None, str | None, str | None, str | None, bool, bool]:
-    """'synth-d0.5-a0.8-f0.5-st0.5-ss-scratch' -> ('synth', '0.5', '0.8', '0.5', '0.5', True, True): a result
-    file's method and variant (Bench.tag; -st: striding convs; -ss: search candidates trained from scratch)."""
+def parse_tag(tag: str) -> tuple:
+    """'synth-d0.5-a0.8-f0.5-st0.5-w2-gp16-ss-scratch' -> ('synth', '0.5', '0.8', '0.5', '0.5', '2', '16', True,
+    True): a result file's method and variant (Bench.tag; -st: striding convs; -w: widening layers; -gp: the
+    predictor screening samples; -ss: search candidates trained from scratch)."""
     m = TAG.fullmatch(tag)
-    return (m["method"], m["distill"], m["spread"], m["factorize"], m["stride"], bool(m["search"]),
-            bool(m["scratch"]))
+    return (m["method"], m["distill"], m["spread"], m["factorize"], m["stride"], m["widen"], m["screen"],
+            bool(m["search"]), bool(m["scratch"]))
 
 
 def variant_label(tag: str) -> str:
     """'synth-d0.5-scratch' -> 'netdsl synthesis, distilled (0.5), finalist from scratch'."""
-    method, distill, spread, factorize, stride, search_scratch, scratch = parse_tag(tag)
-    if method not in ("synth", "random"):
+    method, distill, spread, factorize, stride, widen, screen, search_scratch, scratch = parse_tag(tag)
+    if method not in INQUIRING:
         return LABELS[method]
     return (LABELS[method] + (f", distilled ({distill})" if distill else "")
             + (f", allocation spread {spread}" if spread else "")
             + (f", factorizing convs (p0 = {factorize})" if factorize else "")
-            + (f", striding convs (p0 = {stride})" if stride else ", no strides" if method == "synth" else "")
+            + (f", striding convs (p0 = {stride})" if stride else ", no strides" if method in GENERATING else "")
+            + (f", widening layers (up to {widen}x)" if widen else "")
+            + (f", predictor screening {screen} samples per candidate" if screen else "")
             + (", search from scratch" if search_scratch else "")
             + (", finalist from scratch" if scratch else ", finalist fine-tuned"))
 
@@ -185,7 +200,7 @@ def other_variants(b, args, results: dict) -> dict:
     for path in sorted((b.out / "results").glob("*.json")):
         tag, k, seed = path.stem.rsplit("-", 2)
         method = parse_tag(tag)[0]
-        if method not in ("synth", "random") or tag == b.tag(method) or method not in args.methods:
+        if method not in INQUIRING or tag == b.tag(method) or method not in args.methods:
             continue
         k, seed = int(k.removesuffix("x")), int(seed.removeprefix("s"))
         if k in args.targets and seed in args.seeds:
@@ -219,12 +234,12 @@ def estimate(b, args, n_train: int, fresh: bool = False) -> float:
                 todo += 1
                 final = b.final_epochs * n_train
                 inquired = b.candidates * b.images + b.budget().final_epochs * n_train
-                work = {"synth": inquired, "random": inquired,
-                        "uniform": (b.prototype_epochs + b.final_epochs) * n_train}.get(m, final)
+                work = (inquired if m in INQUIRING else (b.prototype_epochs + b.final_epochs) * n_train
+                        if m == "uniform" else final)
                 images += work
                 secs += seconds(work, proto_macs / k) + RESULT_S
-                secs += b.candidates * CANDIDATE_S if m in ("synth", "random") else 0
-                secs += SYNTH_S if m == "synth" else TAYLOR_S if m.startswith("tp-taylor") else 0
+                secs += b.candidates * CANDIDATE_S if m in INQUIRING else 0
+                secs += SYNTH_S if m in GENERATING else TAYLOR_S if m.startswith("tp-taylor") else 0
     if fresh:
         return secs
     log(f"work to do: {todo} of {len(args.seeds) * len(args.targets) * len(args.methods)} results, "
@@ -248,7 +263,7 @@ def row_order(b, args, results: dict) -> list[str]:
     order = []
     for m in args.methods:
         order.append(b.tag(m))
-        if m in ("synth", "random"):
+        if m in INQUIRING:
             order += sorted({key[0] for key in results if parse_tag(key[0])[0] == m} - {b.tag(m)})
     return order
 
@@ -280,6 +295,48 @@ def table(b, args, protos: dict, results: dict, latency: dict) -> list[str]:
                 lat = [latency[(m, k, s)] for s in args.seeds if (m, k, s) in results]
                 lines.append(row(variant_label(m), f"{k}x (≤ {target / 1e6:.2f} M)", rs, lat))
     return lines
+
+
+def seeds(n: int) -> str:
+    return f"{n} seed" + ("s" if n != 1 else "")
+
+
+def headline(b, args, results: dict) -> list[str]:
+    """Per target: learned synthesis minus the best other method as configured (the best by mean validation
+    accuracy), on test, in points and in standard errors of the difference (sd / sqrt(n) per method)."""
+    def rows(tag: str, k: int) -> list[dict]:
+        return [results[(tag, k, s)] for s in args.seeds if (tag, k, s) in results]
+
+    lines = []
+    for k in args.targets:
+        mine = rows(b.tag("synth"), k)
+        others = {b.tag(m): rows(b.tag(m), k) for m in args.methods if m != "synth" and rows(b.tag(m), k)}
+        if not mine or not others:
+            continue
+        best = max(others, key=lambda t: statistics.fmean(r["val_acc"] for r in others[t]))
+        (a, sa), (o, so) = summarise(mine, "test_acc"), summarise(others[best], "test_acc")
+        diff = (a - o) * 100
+        se = ((sa or 0) ** 2 / len(mine) + (so or 0) ** 2 / len(others[best])) ** 0.5 * 100
+        ratio = f", {diff / se:+.1f} SE" if se > 0 else ""
+        lines.append(f"- **{k}x: {diff:+.2f} points{ratio}.** Learned synthesis {pm(a, sa)} % test ({seeds(len(mine))}) "
+                     f"against {variant_label(best)}, the best other method on validation "
+                     f"({summarise(others[best], 'val_acc')[0] * 100:.2f} %), {pm(o, so)} % ({seeds(len(others[best]))}).")
+        lines += paired_ablation(b, args, results, k)
+    return lines
+
+
+def paired_ablation(b, args, results: dict, k: int) -> list[str]:
+    """What learning θG adds at target k: learned synthesis minus random search in the generator's space, seed by
+    seed (both start from the same prototype and draw the same first cycle, so the pairs share much of their noise)."""
+    pairs = [(results[(b.tag("synth"), k, s)]["test_acc"] - results[(b.tag("gen-random"), k, s)]["test_acc"]) * 100
+             for s in args.seeds if (b.tag("synth"), k, s) in results and (b.tag("gen-random"), k, s) in results]
+    if len(pairs) < 2:
+        return []
+    mean, se = statistics.fmean(pairs), statistics.stdev(pairs) / len(pairs) ** 0.5
+    verdict = ("learning ahead by more than one SE" if mean > se else "learning behind by more than one SE"
+               if mean < -se else "a tie (inside one standard error)")
+    return [f"  Learned minus random search in the generator's space, paired by seed: {mean:+.2f} ± {se:.2f} points "
+            f"(mean ± SE of {len(pairs)} differences: {', '.join(f'{d:+.2f}' for d in pairs)}): {verdict}."]
 
 
 def plot(b, args, protos: dict, results: dict) -> None:
@@ -325,8 +382,42 @@ def plot(b, args, protos: dict, results: dict) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
-    fig.savefig(PLOT)
+    fig.savefig(ROOT / "docs" / f"{args.section}.png")
     plt.close(fig)
+
+
+def budget_text(b, n_train: int, proto_wall: float) -> str:
+    """The paragraph that says what every method got, as configured."""
+    from gensynth.training.train import default_batch_size
+
+    batch = default_batch_size(n_train)
+    strides = (f"; each stridable conv ({', '.join(b.space.stridable)}) gets stride 2 with a probability starting at "
+               f"{b.stride:g} (`--stride {b.stride:g}`)" if b.stride else "")
+    widen = (f"; every free layer may grow to {b.widen:g}x the prototype's channels, new channels untrained "
+             f"(`--widen {b.widen:g}`)" if b.widen > 1 else "")
+    learned = (f" The learned rows marked with the predictor screen {b.screen} of G's samples per candidate from the "
+               "second cycle on and choose their finalist by the predictor (`--screen`)." if b.screen > 1 else "")
+    return (
+        f"**Budget per seed.** One prototype, trained P = {b.prototype_epochs} epoch(s) with the standard recipe "
+        f"(SGD + Nesterov, lr 0.05, cosine, batch {batch}: netdsl's default for {n_train:,} training images), shared "
+        f"by synthesis, Torch-Pruning and random search (mean {proto_wall / 60:.1f} min, not in their wall times). "
+        f"Every final network then gets F = {b.final_epochs} epoch(s) of fine-tuning (lr 0.02, cosine); uniform "
+        f"width has nothing to inherit and trains from scratch for P + F = {b.prototype_epochs + b.final_epochs} "
+        f"epochs. Extra, search: synthesis evaluates N = {b.cycles} cycles x {b.per_cycle} = {b.candidates} "
+        f"candidates, each fine-tuned on {b.images:,} training images (one pass, lr 0.02), its BatchNorm statistics "
+        "re-estimated on 1,024 of them, and scored on validation, and fully trains its best candidate by utility "
+        f"({b.synth_utility}), one finalist. The generator's space: a keep-probability per channel starting from "
+        "the prototype's filter magnitudes and a width factor per channel group drawn per sample" + strides + widen
+        + ", every sample projected onto the MAC budget. Random search in the generator's space runs exactly "
+        "that with θG never updated (`netdsl synth --no-learn`): the same rewrites, starting distribution, "
+        "projection, candidate seeds, fine-tunes and finalist rule, so the two rows differ by what learning adds."
+        + learned + " Random width search evaluates "
+        f"{b.candidates} random networks with the same fine-tune (the same seeds and image subsets) and fully trains "
+        "the best on validation; it draws each free group's width fraction from U(0.1, 1), keeps samples with MACs "
+        "in [0.9 T, T] and inherits the prototype's channels with the highest filter L2 norm. Torch-Pruning prunes "
+        "in 1% steps of each layer's channels (local ranking, the library default; Taylor: one 128-image backward "
+        "before each step) until netdsl's cost model puts the network at or under the target, keeping the "
+        "classifier's outputs.")
 
 
 def section(b, args, command: str, lines: list[str], n_train: int, n_val: int, n_test: int, runs: list[dict],
@@ -348,9 +439,11 @@ def section(b, args, command: str, lines: list[str], n_train: int, n_val: int, n
     device = resolve_device(args.device)
     recorded = sum(r["wall_s"] for r in results.values()) + sum(protos[s]["wall_s"] for s in args.seeds)
     wall, cpu = sum(r["wall_s"] for r in runs), sum(r["cpu_s"] for r in runs)
+    start, end = markers(args.section)
+    small = f", {n_train + n_val:,} training images" if args.section != "peers" else ""
     head = [
-        START,
-        "## netdsl synthesis against its peers (`bench/peers.py`) — issue #7",
+        start,
+        f"## netdsl synthesis against its peers (`bench/peers.py`{small}) — issues #7, #22",
         "",
         f"Command: `{command}` ({mode}). Machine: {cores} CPU cores, torch {torch.__version__} with "
         f"{torch.get_num_threads()} threads, training device {device}. Date: {datetime.date.today().isoformat()}.",
@@ -362,21 +455,7 @@ def section(b, args, command: str, lines: list[str], n_train: int, n_val: int, n
         "column). NetScore and information density from test "
         "accuracy; latency: median batch-1 CPU forward, all networks timed interleaved.",
         "",
-        "**Budget per seed.** One prototype, trained P = "
-        f"{b.prototype_epochs} epoch(s) with the standard recipe (SGD + Nesterov, lr 0.05, cosine, batch 128), shared "
-        f"by synthesis, Torch-Pruning and random search (mean {proto_wall / 60:.1f} min, not in their wall times). "
-        f"Every final network then gets F = {b.final_epochs} epoch(s) of fine-tuning (lr 0.02, cosine); uniform "
-        f"width has nothing to inherit and trains from scratch for P + F = {b.prototype_epochs + b.final_epochs} "
-        f"epochs. Extra, search: synthesis evaluates N = {b.cycles} cycles x {b.per_cycle} = {b.candidates} "
-        f"candidates, each fine-tuned on {b.images:,} training images (one pass, lr 0.02), its BatchNorm statistics "
-        "re-estimated on 1,024 of them, and scored on validation; "
-        f"random search evaluates {b.candidates} random networks with exactly that fine-tune (the same seeds and "
-        "image subsets) and fully trains the best on validation; synthesis fully trains its best candidate by "
-        f"utility ({b.synth_utility}; θG starts from the prototype's filter magnitudes; each sample draws a width factor per channel group" + (f" and gives each stridable conv ({', '.join(b.space.stridable)}) stride 2 with a learned probability, starting at {b.stride:g}: `netdsl synth --stride {b.stride:g}`" if b.stride else "") + "), one finalist. Torch-Pruning prunes in 1% steps of each layer's channels "
-        "(local ranking, the library default; Taylor: one 128-image backward before each step) until netdsl's "
-        "cost model puts the network at or under the target, keeping the classifier's outputs. Random search "
-        "draws each free group's width fraction from U(0.1, 1), keeps samples with MACs in [0.9 T, T] and inherits "
-        "the prototype's channels with the highest filter L2 norm."
+        budget_text(b, n_train, proto_wall)
         + (f" Synthesis and random search (the methods that run netdsl's inquisitor) distil the prototype in every "
            f"fine-tune, search and final: loss = {1 - b.distill:g} x cross-entropy + {b.distill:g} x T² x KL at "
            "T = 4 (`netdsl synth --distill`); Torch-Pruning and uniform width learn from the labels only, as "
@@ -389,13 +468,17 @@ def section(b, args, command: str, lines: list[str], n_train: int, n_val: int, n
         "",
         *lines,
         "",
+        "Learned synthesis minus the best other method at each target (chosen on validation, reported on test):",
+        "",
+        *headline(b, args, results),
+        "",
         f"Wall time: {wall / 60:.1f} min over {len(runs)} invocation(s) that computed these results (process CPU "
         f"time {cpu / 60:.1f} min, i.e. {cpu / max(wall, 1e-9):.2f} of {cores} cores busy on average); the "
         f"per-result times recorded add up to {recorded / 60:.1f} min. Wall / "
         "seed is each method's own work for one network, search included (prototype row: its training); "
         "synthesis's includes re-measuring the prototype and writing its report.",
         "",
-        "![test accuracy against MACs, one colour per method](peers.png)",
+        f"![test accuracy against MACs, one colour per method]({args.section}.png)",
     ]
     if args.quick:
         head += ["", "This is the quick smoke run: it checks that every method runs end to end and writes this "
@@ -406,7 +489,7 @@ def section(b, args, command: str, lines: list[str], n_train: int, n_val: int, n
                  f"{FULL['per_cycle']} candidates on {FULL['images']:,} images each; `--estimate` puts it at about "
                  f"{full_estimate / 3600:.1f} h on an idle 2-core CPU."]
     head += [f"\n{note}" for note in args.note]
-    return "\n".join(head + [END])
+    return "\n".join(head + [end])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -422,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
               per_cycle=args.per_cycle, images=args.images, device=args.device, root=ROOT / args.out,
               synth_utility=args.synth_utility, distill=args.distill,
               final_from=args.final_from, search_from=args.search_from, spread=args.allocation_spread,
-              factorize=args.factorize, stride=args.stride)
+              factorize=args.factorize, stride=args.stride, widen=args.widen, screen=args.screen)
     ds = b.dataset()
     n_train, n_val, n_test = len(ds.train_y), len(ds.val_y), len(ds.test_y)
     log(f"{ds}; results in {b.out}")
@@ -460,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     latency = dict(zip(keys, latency_side_by_side(texts)))
     lines = table(b, args, protos, results, latency)
     wall, cpu = time.perf_counter() - t_start, time.process_time() - cpu_start
-    print("\n".join(lines))
+    print("\n".join(lines + [""] + headline(b, args, results)))
     log(f"wall time {wall / 60:.1f} min, CPU time {cpu / 60:.1f} min; computed {computed} result(s)")
     shown = sys.argv[1:] if argv is None else argv
     shown = [a for i, a in enumerate(shown) if a != "--note" and (i == 0 or shown[i - 1] != "--note")]
@@ -479,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         full_estimate = estimate(fb, full, len(fb.dataset().train_y), fresh=True)
         write_section(section(b, args, command, lines, n_train, n_val, n_test, runs, protos, results, full_estimate))
         plot(b, args, protos, results)
-        log(f"updated {DOC.relative_to(ROOT)} and {PLOT.relative_to(ROOT)}")
+        log(f"updated {DOC.relative_to(ROOT)} and docs/{args.section}.png")
     return 0
 
 

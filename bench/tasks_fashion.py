@@ -1,21 +1,24 @@
 """Segmentation and detection on fashion-seg / fashion-det: prototype, a FermiNet with >= 3x fewer MACs, and
 uniform width scaling at the FermiNet's MAC budget, side by side.
 
-    python bench/tasks_fashion.py [--tasks segment,detect] [--limit-train 4000] [--out runs/bench-tasks]
+    python bench/tasks_fashion.py [--tasks segment,detect] [--limit-train 4000] [--seeds 0,1,2] [--out runs/bench-tasks]
 
 Per task: the prototype (examples/unet_small.net, examples/detector_small.net) is trained P epochs with the
 standard recipe; `synthesize` runs from its weights with --req macs<=prototype/3 and --req METRIC>=prototype's
 validation METRIC - 0.01, and its finalist gets F fine-tune epochs; uniform width scaling (one factor on every free
 channel group, the largest whose network fits the FermiNet's MACs) trains from scratch for P + F epochs, the same
 epochs per final network. Test metrics are reported; every choice uses the validation split. Batch-1 CPU latency
-is measured side by side. Results resume from runs/ (each step writes a JSON when done) and land in
-docs/benchmarks.md between the bench:tasks markers.
+is measured side by side. Each seed trains its own prototype, search and baseline; the table gives the mean and
+sample standard deviation over the seeds, and the FermiNet's difference from uniform width in points and standard
+errors. Results resume from runs/ (each step writes a JSON when done) and land in docs/benchmarks.md between the
+bench:tasks markers.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -81,11 +84,11 @@ def trained_from_scratch(b: Bench, g, epochs: int, seed: int, save: Path | None 
             "wall_s": time.perf_counter() - t0, **scores(model, ds, result.device)}
 
 
-def run_task(task: str, args) -> dict:
+def run_task(task: str, args, seed: int) -> dict:
     path, data, metric, _ = TASKS[task]
     net = load_network(str(ROOT / path))
     # the prototype is shared by every search/final budget; each budget keeps its own results
-    base = Path(args.out) / f"{task}-n{args.limit_train}-p{args.epochs_prototype}"
+    base = Path(args.out) / f"{task}-n{args.limit_train}-p{args.epochs_prototype}-s{seed}"
     out = base / f"f{args.epochs_final}-c{args.cycles}x{args.per_cycle}-i{args.images}"
     out.mkdir(parents=True, exist_ok=True)
     b = Bench(net=net, data=data, limit_train=args.limit_train, prototype_epochs=args.epochs_prototype,
@@ -94,13 +97,13 @@ def run_task(task: str, args) -> dict:
     log(f"{task}: {path} on {data} ({len(b.dataset().train_y):,} training images)")
     weights = base / "prototype.safetensors"
     proto = cached(base / "prototype.json", lambda: trained_from_scratch(
-        b, net, args.epochs_prototype, args.seed, save=weights))
+        b, net, args.epochs_prototype, seed, save=weights))
     target = int(proto["macs"] / args.reduction)
     floor = max(proto[f"val_{metric}"] - 0.01, 0.0)
 
     def synth() -> dict:
         cfg = SynthConfig(data=data, requirements=[f"macs<={target}", f"{metric}>={floor:.4f}"], cycles=args.cycles,
-                          per_cycle=args.per_cycle, seed=args.seed, prototype_weights=str(weights), finalists=1,
+                          per_cycle=args.per_cycle, seed=seed, prototype_weights=str(weights), finalists=1,
                           budget=Budget(images=args.images, epochs=1, final_epochs=args.epochs_final,
                                         batch_size=BATCH_SIZE, device=args.device),
                           data_options=b.data_options)
@@ -119,7 +122,7 @@ def run_task(task: str, args) -> dict:
     def uniform() -> dict:
         widths, factor = uniform_widths(b, fermi["macs"])
         child = apply_widths(net, widths, b.plan)
-        return {**trained_from_scratch(b, child, args.epochs_prototype + args.epochs_final, args.seed),
+        return {**trained_from_scratch(b, child, args.epochs_prototype + args.epochs_final, seed),
                 "factor": factor}
 
     uni = cached(out / "uniform.json", uniform)
@@ -128,34 +131,57 @@ def run_task(task: str, args) -> dict:
             "latency": lat, "target": target}
 
 
-def table(results: list[dict], args, wall: float) -> list[str]:
+def cell(values: list[float], label: str) -> str:
+    """'mIoU 70.61% ± 0.52' (the sample sd over seeds when there are several)."""
+    sd = f" ± {statistics.stdev(values) * 100:.2f}" if len(values) > 1 else ""
+    return f"{label} {statistics.fmean(values):.2%}{sd}"
+
+
+def table(results: list[list[dict]], args, wall: float) -> list[str]:
+    seeds = len(results[0]) if results else 0
     lines = [
-        "## Segmentation and detection (`bench/tasks_fashion.py`) — issue #8",
+        "## Segmentation and detection (`bench/tasks_fashion.py`) — issues #8, #22",
         "",
-        f"Command: `python bench/tasks_fashion.py --limit-train {args.limit_train} --epochs-prototype "
+        f"Command: `python bench/tasks_fashion.py --tasks {args.tasks} --limit-train {args.limit_train} --epochs-prototype "
         f"{args.epochs_prototype} --epochs-final {args.epochs_final} --cycles {args.cycles} --per-cycle "
-        f"{args.per_cycle} --images {args.images}` ({wall / 60:.0f} min wall on this machine's CPU). "
+        f"{args.per_cycle} --images {args.images} --seeds {args.seeds}` ({wall / 60:.0f} min wall on this machine's "
+        f"CPU for what this invocation computed). "
         f"Training canvases: {args.limit_train} (minus 10% validation); test: 2,000 canvases from the "
         "Fashion-MNIST test images. The prototype trains P epochs; the FermiNet inherits its weights, is searched "
         f"with {args.cycles * args.per_cycle} candidates ({args.images} images, 1 epoch each) and fine-tuned F "
         "epochs; uniform width trains from scratch P + F epochs. Batch size 32; the task's default optimizer "
-        "(AdamW for segmentation, SGD for detection; docs/tasks.md). One seed.",
+        f"(AdamW for segmentation, SGD for detection; docs/tasks.md). Mean ± sd over {seeds} seed(s).",
         "",
         "| task | network | val | test | other test metric | MACs | params | latency (batch 1, CPU) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for r in results:
-        m = r["metric"]
+    notes = []
+    for runs in results:
+        r0 = runs[0]
+        m = r0["metric"]
         other = {"miou": "pixel_acc", "map50": "map"}[m]
-        label = TASKS[r["task"]][3]
-        for (name, rec), lat in zip((("prototype", r["prototype"]), ("FermiNet (synthesis)", r["fermi"]),
-                                     (f"uniform width x{r['uniform']['factor']:.2f}", r["uniform"])), r["latency"]):
-            ratio = r["prototype"]["macs"] / rec["macs"]
-            lines.append(f"| {r['task']} ({r['data']}) | {name} | {label} {rec[f'val_{m}']:.2%} | "
-                         f"{label} {rec[f'test_{m}']:.2%} | {other} {rec[f'test_{other}']:.2%} | "
-                         f"{rec['macs'] / 1e6:.1f} M ({ratio:.2f}x fewer) | {rec['params'] / 1e3:.0f} K | "
-                         f"{lat * 1e3:.2f} ms |")
-    return lines
+        label = TASKS[r0["task"]][3]
+        factor = statistics.fmean(r["uniform"]["factor"] for r in runs)
+        for i, (name, key) in enumerate((("prototype", "prototype"), ("FermiNet (synthesis)", "fermi"),
+                                         (f"uniform width x{factor:.2f}", "uniform"))):
+            recs = [r[key] for r in runs]
+            macs = statistics.fmean(rec["macs"] for rec in recs)
+            ratio = statistics.fmean(r["prototype"]["macs"] / r[key]["macs"] for r in runs)
+            lat = statistics.fmean(r["latency"][i] for r in runs)
+            lines.append(f"| {r0['task']} ({r0['data']}) | {name} | {cell([x[f'val_{m}'] for x in recs], label)} | "
+                         f"{cell([x[f'test_{m}'] for x in recs], label)} | "
+                         f"{cell([x[f'test_{other}'] for x in recs], other)} | "
+                         f"{macs / 1e6:.1f} M ({ratio:.2f}x fewer) | "
+                         f"{statistics.fmean(x['params'] for x in recs) / 1e3:.0f} K | {lat * 1e3:.2f} ms |")
+        fermi, uni = [r["fermi"][f"test_{m}"] for r in runs], [r["uniform"][f"test_{m}"] for r in runs]
+        diff = (statistics.fmean(fermi) - statistics.fmean(uni)) * 100
+        if len(runs) > 1:
+            se = (statistics.variance(fermi) / len(fermi) + statistics.variance(uni) / len(uni)) ** 0.5 * 100
+            notes.append(f"- {r0['task']}: FermiNet minus uniform width {diff:+.2f} points of test {label} "
+                         f"({diff / se:+.1f} SE, {len(runs)} seeds).")
+        else:
+            notes.append(f"- {r0['task']}: FermiNet minus uniform width {diff:+.2f} points of test {label} (one seed).")
+    return lines + [""] + notes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,13 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-cycle", type=int, default=4)
     p.add_argument("--images", type=int, default=2000)
     p.add_argument("--reduction", type=float, default=3.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="runs/bench-tasks")
     p.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
-    results = [run_task(t, args) for t in args.tasks.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    results = [[run_task(t, args, seed) for seed in seeds] for t in args.tasks.split(",")]
     lines = table(results, args, time.perf_counter() - t0)
     print("\n".join(lines))
     if not args.no_doc:

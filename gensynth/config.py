@@ -25,6 +25,7 @@ class SynthConfig:
     utility: str = "netscore"
     seed: int = 0
     prototype_epochs: int = 8
+    prototype_lr: float | None = None  # None: the optimizer's standard rate
     prototype_weights: str | None = None
     finalists: int = 2
     min_fraction: float = 0.1
@@ -33,6 +34,14 @@ class SynthConfig:
     factorize: float = FACTORIZE  # θG's initial probability of factorizing each factorizable conv (0: never)
     stride: float = STRIDE  # θG's initial probability of giving each stridable conv stride 2 (0: never)
     export: str | None = None  # also export the FermiNets: "onnx", or "onnx-int8" (float and int8 side by side)
+    # False: θG stays at its initial state, so every cycle draws from the same distribution: random search in the
+    # generator's space, with everything else (candidates, seeds, projection, scoring, finalists) unchanged
+    learn: bool = True
+    # free channel groups may grow to this many times the prototype's channels (compiler.rewrite.widening); 1: narrow only
+    widen: float = 1.0
+    # > 1: from the second cycle on, G draws this many samples per candidate and a predictor fitted on the journal
+    # (gensynth.predictor) keeps those it expects to improve most; finalists are then the best predicted candidates
+    screen: int = 1
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -42,7 +51,7 @@ class SynthConfig:
         b = self.budget
         counts = {"cycles": self.cycles, "per_cycle": self.per_cycle, "workers": self.workers,
                   "prototype_epochs": self.prototype_epochs, "images": b.images, "finalists": self.finalists,
-                  "final_epochs": b.final_epochs}
+                  "final_epochs": b.final_epochs, "screen": self.screen}
         for name, value in counts.items():
             if value < 1:
                 raise NetError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -53,6 +62,12 @@ class SynthConfig:
         for name, value in (("distill", b.distill), ("factorize", self.factorize), ("stride", self.stride)):
             if not 0 <= value <= 1:
                 raise NetError(f"--{name} must be in [0, 1], got {value}")
+        if not 1 <= self.widen <= 16:
+            raise NetError(f"--widen must be in [1, 16], got {self.widen}")
+        for name, value in (("prototype_lr", self.prototype_lr), ("lr", b.lr), ("final_lr", b.final_lr),
+                            ("batch_size", b.batch_size)):
+            if value is not None and value <= 0:
+                raise NetError(f"--{name.replace('_', '-')} must be positive, got {value}")
 
     @classmethod
     def from_json(cls, data: dict, where: str = "the journal") -> SynthConfig:

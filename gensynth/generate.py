@@ -75,7 +75,7 @@ def generate_networks(path: Path, seeds: Iterable[int], out: Path, *, train_data
     """Write fermi-<seed>.net for every seed (and weights with train_data); return one record per network."""
     state = GeneratorState.load(path)
     prototype = prototype_graph(state, path)
-    space = search_space(prototype)
+    space = search_space(prototype, state.widen)
     state.check_space(space, str(path))
     reqs = parse_requirements(state.requirements)
     weights = (path.parent / state.weights) if state.weights else None
@@ -86,7 +86,7 @@ def generate_networks(path: Path, seeds: Iterable[int], out: Path, *, train_data
         from compiler.backend.lower import lower_to_torch
         from compiler.backend.weights import check_weights_file
 
-        check_weights_file(lower_to_torch(prototype, device="meta"), weights)
+        check_weights_file(lower_to_torch(space.prototype, device="meta"), weights)  # widened when the run widened
     data_options = {"limit_train": limit_train} if limit_train else {}
     if train_data is not None:  # fine-tune on the data as the prototype was trained on it
         data_options.update(normalization_options(weights, train_data, prototype))

@@ -44,6 +44,10 @@ MAX_ATTEMPTS = 8  # re-draws when even the smallest threshold breaks a requireme
 # the last grid value that breaks a requirement and the first that holds fill it to within a channel or so.
 REFINE = 64
 PRIOR_FLOOR = 0.2  # the weakest channel's keep-probability under the magnitude prior (the strongest: 1)
+# A widened group's new channels (compiler.rewrite.widening) start below the weakest trained one: a sample keeps them
+# mostly once it keeps most of the prototype's, i.e. when the budget (or the group's drawn width factor) reaches past
+# the prototype's width.
+WIDEN_PRIOR = 0.1
 # Each sample scales each group's keep-probabilities by exp(scale + ALLOCATION_SPREAD * z), z ~ N(0, 1) per group:
 # with one shared threshold λ alone, every group keeps about the same share of its channels, so the generator
 # could only propose (noisy) uniform widths; the per-group factor lets it try other splits of the budget, and
@@ -78,6 +82,7 @@ class GeneratorState:
     stride: dict[str, float] = field(default_factory=dict)  # conv name -> probability of giving it stride 2
     spread: float = ALLOCATION_SPREAD  # the factor's per-sample standard deviation (log scale)
     min_fraction: float = 0.1  # a group keeps at least this share of its channels
+    widen: float = 1.0  # θG's channels index the prototype widened this much (gensynth.space.search_space)
     cycle: int = 0
     weights: str | None = None  # the prototype's trained weights, relative to the generator file
 
@@ -182,13 +187,15 @@ def prototype_hash(text: str) -> str:
 
 def magnitude_prior(space: SearchSpace, weights: dict) -> dict[str, list[float]]:
     """Keep-probabilities from the trained prototype: per free group, channels ranked by the L2 norm of the
-    filters that write them (summed over writers, each scaled to its largest), mapped to [PRIOR_FLOOR, 1].
+    filters that write them (summed over writers, each scaled to its largest), mapped to [PRIOR_FLOOR, 1]; a
+    widened group's new channels (untrained) at WIDEN_PRIOR.
 
     Without it the first cycle keeps random channels, and a one-shot 3x cut of a trained network loses far
     more than a magnitude cut does; probing then refines the ranking cycle by cycle."""
     prior = {}
     for grp in space.groups:
         score = np.zeros(grp.channels)
+        old = space.original.get(grp.id, list(range(grp.channels)))
         for node in grp.writers:
             w = weights.get(f"{node}.weight")
             layer = OPS[space.prototype.nodes[node]["op"]].layer  # writers are conv, conv_transpose or linear
@@ -198,11 +205,20 @@ def magnitude_prior(space: SearchSpace, weights: dict) -> dict[str, list[float]]
             if layer == "conv_transpose":  # [in, out / groups, k, k]: output channels on dim 1
                 w = np.swapaxes(w, 0, 1)
             norms = np.sqrt((w.reshape(w.shape[0], -1) ** 2).sum(axis=1))
-            if len(norms) == grp.channels and norms.max() > 0:
-                score += norms / norms.max()
-        ranks = np.argsort(np.argsort(score, kind="stable"), kind="stable")  # 0 = weakest
-        prior[str(grp.id)] = (PRIOR_FLOOR + (1 - PRIOR_FLOOR) * ranks / max(grp.channels - 1, 1)).tolist()
+            if len(norms) == grp.channels and norms[old].max() > 0:
+                score += norms / norms[old].max()
+        ranks = np.argsort(np.argsort(score[old], kind="stable"), kind="stable")  # 0 = weakest
+        probs = np.full(grp.channels, WIDEN_PRIOR)
+        probs[old] = PRIOR_FLOOR + (1 - PRIOR_FLOOR) * ranks / max(len(old) - 1, 1)
+        prior[str(grp.id)] = probs.tolist()
     return prior
+
+
+def starting_channels(space: SearchSpace, grp) -> list[float]:
+    """θG's keep-probabilities without a prior: 1 for the prototype's channels, WIDEN_PRIOR for a widened group's
+    new ones."""
+    old = set(space.original.get(grp.id, range(grp.channels)))
+    return [1.0 if c in old else WIDEN_PRIOR for c in range(grp.channels)]
 
 
 def initial_state(space: SearchSpace, requirements: list[Requirement], utility: str = "netscore",
@@ -211,11 +227,12 @@ def initial_state(space: SearchSpace, requirements: list[Requirement], utility: 
                   stride: float = STRIDE) -> GeneratorState:
     """θG at the prototype: every channel and block kept (or channels ranked by a prior), choices uniform, each
     factorizable conv factorized with probability `factorize`, each stridable conv strided with `stride`."""
-    text = print_network(space.prototype)
+    text = print_network(space.unwidened)
     return GeneratorState(
-        prototype=text, prototype_hash=prototype_hash(text), prototype_ir=to_dict(space.prototype), requirements=[r.text for r in requirements],
+        prototype=text, prototype_hash=prototype_hash(text), prototype_ir=to_dict(space.unwidened),
+        requirements=[r.text for r in requirements], widen=space.widen,
         utility=utility,
-        channels={str(grp.id): list((channel_prior or {}).get(str(grp.id), [1.0] * grp.channels))
+        channels={str(grp.id): list((channel_prior or {}).get(str(grp.id), starting_channels(space, grp)))
                   for grp in space.groups},
         blocks={b.id: 1.0 for b in space.blocks},
         scales={str(grp.id): 0.0 for grp in space.groups},
@@ -319,7 +336,7 @@ def _draw(state: GeneratorState, space: SearchSpace, seed: int, rng: np.random.G
             ratio = np.where(p > 0, u_channels[str(proto.id)][:n] / np.maximum(p, 1e-12), np.inf)
         order[gid] = np.argsort(ratio, kind="stable")
         m = grp.multiple_of
-        low = max(m, -(-max(1, int(np.ceil(proto.channels * state.min_fraction))) // m) * m)
+        low = space.min_width(proto, state.min_fraction)
         columns.append((np.sort(ratio), min(low, n // m * m), m, str(proto.id)))
     grid = np.asarray([0.0] if force_small else FILL_GRID if state.utility == "accuracy" else LAMBDA_GRID)
     rows, macs, params = _rows_at(program, plan, columns, grid)

@@ -34,7 +34,14 @@ from gensynth.training.evaluate import evaluate
 from gensynth.training.preprocessing import metadata_for
 from gensynth.training.probe import probe
 from gensynth.training.recalibrate import recalibrate_batchnorm
-from gensynth.training.train import FINE_TUNE_LR, OPTIMIZER_DEFAULTS, TASK_OPTIMIZER, TrainConfig, train
+from gensynth.training.train import (
+    FINE_TUNE_LR,
+    OPTIMIZER_DEFAULTS,
+    TASK_OPTIMIZER,
+    TrainConfig,
+    default_batch_size,
+    train,
+)
 from gensynth.utility import UTILITIES, information_density, netscore
 
 
@@ -45,7 +52,7 @@ class Budget:
     images: int = 12000  # fine-tune images per search candidate (a random subset, drawn per seed)
     epochs: int = 1
     final_epochs: int = 10
-    batch_size: int = 128
+    batch_size: int | None = None  # None: the training split's default (gensynth.training.train.default_batch_size)
     lr: float | None = None  # None: FINE_TUNE_LR of the optimizer (sgd 0.02, adamw 1e-3)
     final_lr: float | None = None
     optimizer: str | None = None  # None: the task's (sgd for classification, adamw otherwise)
@@ -57,6 +64,7 @@ class Budget:
     bn_images: int = 1024  # training images that re-estimate a search candidate's BN statistics (0: off)
     final_init: str = "inherit"  # finalists: "inherit" the prototype's weights, or train from "scratch"
     search_init: str = "inherit"  # search candidates: the same choice, for their short training
+    augment: bool = False  # random crop and flip in every training (classification)
 
 
 @dataclass(frozen=True)
@@ -96,17 +104,19 @@ def candidate_task(key: str, cycle: int, s: Sample, space: SearchSpace, data: st
                 utility=utility, final=final, save_to=save_to, decisions=s.decisions())
 
 
-def fine_tune_config(budget: Budget, task: str, seed: int, final: bool) -> TrainConfig:
+def fine_tune_config(budget: Budget, task: str, seed: int, final: bool, n_train: int | None = None) -> TrainConfig:
     """How a candidate trains: a search candidate's short training, or a finalist's full one (fine-tuning
-    inherited weights at the gentler FINE_TUNE_LR, or from scratch at the optimizer's standard rate)."""
+    inherited weights at the gentler FINE_TUNE_LR, or from scratch at the optimizer's standard rate). The default
+    batch size is that of the whole training split (n_train images), also for a search candidate's subset."""
     optimizer = budget.optimizer or TASK_OPTIMIZER[task]
     scratch = from_scratch(budget, final)
     standard = OPTIMIZER_DEFAULTS[optimizer]["lr"] if scratch else FINE_TUNE_LR[optimizer]
     lr = (budget.final_lr if final else budget.lr) or standard
     epochs = budget.final_epochs if final else budget.epochs
-    return TrainConfig(epochs=max(epochs, 1), lr=lr, optimizer=optimizer, batch_size=budget.batch_size, seed=seed,
+    batch = budget.batch_size or (default_batch_size(n_train) if n_train else None)
+    return TrainConfig(epochs=max(epochs, 1), lr=lr, optimizer=optimizer, batch_size=batch, seed=seed,
                        device=budget.device, schedule="cosine", distill=budget.distill,
-                       distill_temperature=budget.distill_temperature)
+                       distill_temperature=budget.distill_temperature, augment=budget.augment)
 
 
 def from_scratch(budget: Budget, final: bool) -> bool:
@@ -188,7 +198,7 @@ def inquire(task: Task, data: Dataset | None = None, parent_state: dict | None =
         subset = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
     else:
         subset = _subset(data, b.images, task.seed)
-    config = fine_tune_config(b, data.task, task.seed, task.final)
+    config = fine_tune_config(b, data.task, task.seed, task.final, n_train=len(data.train_y))
     if epochs > 0:
         teacher = None
         if config.distill > 0:  # the trained prototype, whose responses the candidate learns to reproduce

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from compiler.diagnostics import NetError
+from compiler.ir import to_dict
 from compiler.printer import print_network
 from gensynth.config import SynthConfig, run_config
 from gensynth.executor import Executor, local_executor
@@ -27,6 +28,7 @@ from gensynth.generator import (
 )
 from gensynth.inquisitor import Task, candidate_task, inquire
 from gensynth.journal import JOURNAL, Journal
+from gensynth.predictor import by_prediction, screened_seeds
 from gensynth.records import FINAL_PREFIX, PROTOTYPE, Candidate, Failure
 from gensynth.requirements import parse_requirement, parse_requirements
 from gensynth.runs import SYNTH_FILES, check_run_files, claim_folder, digest, journal_without_work, write_file
@@ -92,7 +94,8 @@ class Run:
         self.resume = resume
         self.on_event = on_event or (lambda kind, payload: None)
         self.reqs = parse_requirements(cfg.requirements)
-        self.space = search_space(prototype)
+        self.prototype = prototype
+        self.space = search_space(prototype, cfg.widen)  # over the widened prototype when cfg.widen > 1
         self.graphs: dict = {}  # FermiNet name -> its IR
         self.text = print_network(prototype)
         self.network = prototype.graph["name"]
@@ -136,7 +139,7 @@ class Run:
             from compiler.backend.lower import lower_to_torch
             from compiler.backend.weights import check_weights_file
 
-            model = lower_to_torch(self.space.prototype, device="meta")
+            model = lower_to_torch(self.prototype, device="meta")
             for note in check_weights_file(model, self.cfg.prototype_weights):
                 self.on_event("note", note)
 
@@ -153,7 +156,7 @@ class Run:
         if not self.cfg.prototype_weights:
             from gensynth.training.train import TrainConfig
 
-            TrainConfig(device=self.cfg.budget.device).check_fits(self.space.prototype, "training the prototype")
+            TrainConfig(device=self.cfg.budget.device).check_fits(self.prototype, "training the prototype")
         for r in self.reqs:
             if METRICS[r.metric].per_task and data.task not in METRICS[r.metric].tasks:
                 raise NetError(f"requirement '{r.text}' asks for {r.metric}, which {TASK_WORDS[data.task]} on "
@@ -210,7 +213,7 @@ class Run:
             return path, record
         if path.exists():
             return path, self._measure_prototype(path)
-        space, cfg = self.space, self.cfg
+        cfg = self.cfg
         from compiler.backend.lower import lower_to_torch
         from compiler.backend.weights import load_weights_file, save_weights
         from gensynth.data import load_dataset
@@ -218,7 +221,7 @@ class Run:
 
         data = load_dataset(cfg.data, **cfg.data_options)
         if cfg.prototype_weights:
-            model = lower_to_torch(space.prototype)
+            model = lower_to_torch(self.prototype)
             load_weights_file(model, cfg.prototype_weights)
         else:
             from gensynth.training.train import TrainConfig, train
@@ -227,33 +230,59 @@ class Run:
             import torch
 
             torch.manual_seed(cfg.seed)  # initial weights from the run's seed, not from what ran before
-            model = lower_to_torch(space.prototype)
+            model = lower_to_torch(self.prototype)
             no_test = dataclasses.replace(data, test_x=data.test_x[:0], test_y=data.test_y[:0])
-            train(model, no_test, TrainConfig(epochs=cfg.prototype_epochs, seed=cfg.seed, device=cfg.budget.device),
+            recipe = TrainConfig(epochs=cfg.prototype_epochs, seed=cfg.seed, device=cfg.budget.device,
+                                 lr=cfg.prototype_lr, optimizer=cfg.budget.optimizer, batch_size=cfg.budget.batch_size,
+                                 augment=cfg.budget.augment)
+            train(model, no_test, recipe,
                   on_epoch=lambda stats: self.on_event("prototype_epoch", {"stats": stats}))
-        save_weights(model, path, metadata_for(space.prototype, data))
+        save_weights(model, path, metadata_for(self.prototype, data))
         self.journal.set_meta("prototype_weights", digest(path))
         return path, self._measure_prototype(path)
 
     def _measure_prototype(self, path: Path) -> Candidate:
         """Measured exactly as the finalists are, with its own weights; journaled."""
-        full = Sample(seed=self.cfg.seed, graph=self.space.prototype, kept={}, widths={}, dropped=(), picks={},
+        full = Sample(seed=self.cfg.seed, graph=self.prototype, kept={}, widths={}, dropped=(), picks={},
                       macs=0, params=0, memory=0, meets=True, arch="")
-        record = inquire_without_training(make_task(PROTOTYPE, -1, full, self.space, self.cfg, path))
+        task = make_task(PROTOTYPE, -1, full, self.space, self.cfg, path)
+        record = inquire_without_training(dataclasses.replace(task, parent=to_dict(self.prototype)))
         self.journal.add_candidate(record)
         return record
 
-    def generator(self) -> GeneratorState:
+    def search_weights(self, path: Path) -> Path:
+        """What candidates inherit: the trained prototype's weights, embedded in the widened prototype when the
+        space widens (compiler.rewrite.widening: new channels initialised from the run's seed)."""
+        if not self.space.original:
+            return path
+        wide = self.out / "prototype-wide.safetensors"
+        if wide.exists():
+            return wide
+        import torch
+        from safetensors.numpy import save
+        from safetensors.torch import load_file
+
+        from compiler.backend.atomic import atomic_write
+        from compiler.backend.lower import lower_to_torch
+        from compiler.rewrite.widening import embed_weights, widen
+
+        torch.manual_seed(self.cfg.seed)
+        init = lower_to_torch(self.space.prototype).state_dict()
+        state = embed_weights(self.prototype, load_file(str(path)), widen(self.prototype, self.cfg.widen), init)
+        atomic_write(wide, save(state))
+        return wide
+
+    def generator(self, weights: Path) -> GeneratorState:
         latest = self.journal.latest_generator()
         if latest is not None:
             return GeneratorState.from_json(latest[1], f"{self.out / JOURNAL} (generator)")
         from safetensors.numpy import load_file
 
-        prior = magnitude_prior(self.space, load_file(str(self.out / "prototype.safetensors")))
+        prior = magnitude_prior(self.space, load_file(str(weights)))
         state = initial_state(self.space, self.reqs, self.cfg.utility, self.cfg.min_fraction, prior,
                               spread=self.cfg.allocation_spread, factorize=self.cfg.factorize,
                               stride=self.cfg.stride)
-        state.weights = "prototype.safetensors"
+        state.weights = weights.name
         self.journal.save_generator(0, state.to_json())
         return state
 
@@ -263,11 +292,11 @@ class Run:
             cycle = state.cycle
             done = {r.key for r in self.journal.candidates(cycle)}  # a failure of this cycle is tried again
             tasks = []
-            for i in range(cfg.per_cycle):
+            for i, seed in enumerate(self.cycle_seeds(state, cycle)):
                 key = f"{cycle}:{i}"
                 if key in done:
                     continue
-                s = sample(state, self.space, candidate_seed(cfg.seed, cycle, i), self.reqs)
+                s = sample(state, self.space, seed, self.reqs)
                 tasks.append(make_task(key, cycle, s, self.space, cfg, weights))
             self.on_event("cycle_start", {"cycle": cycle, "cycles": cfg.cycles, "todo": len(tasks), "done": len(done)})
 
@@ -285,21 +314,36 @@ class Run:
                 failures = self.journal.failures(cycle)
                 raise NetError(f"every candidate of cycle {cycle + 1} failed; the first: {failures[0].error}",
                                notes=[f"fix the cause, then continue with --resume {self.out}"])
-            state = update_generator(state, self.space, records, self.reqs)
+            if cfg.learn:
+                state = update_generator(state, self.space, records, self.reqs)
+            else:
+                state = dataclasses.replace(state, cycle=state.cycle + 1)
             self.journal.save_generator(state.cycle, state.to_json())
             state.save(self.out / "generator.json")
             self.on_event("cycle_end", {"cycle": cycle, "records": records, "state": state})
         state.save(self.out / "generator.json")
         return state
 
+    def cycle_seeds(self, state: GeneratorState, cycle: int) -> list[int]:
+        """The seeds of a cycle's candidates: G's own, or the ones the predictor screens from `screen` times as many."""
+        cfg = self.cfg
+        if cfg.screen <= 1 or cycle == 0 or not cfg.learn:
+            return [candidate_seed(cfg.seed, cycle, i) for i in range(cfg.per_cycle)]
+        seen = [r for r in self.journal.searched() if r.cycle < cycle]
+        seeds = [candidate_seed(cfg.seed, cycle, j) for j in range(cfg.per_cycle * cfg.screen)]
+        return screened_seeds(state, self.space, self.reqs, seen, seeds, cfg.per_cycle)
+
     def finals(self, state: GeneratorState, weights: Path) -> list[Candidate]:
-        """Fully train the best distinct candidates (by utility among those meeting the structural requirements)."""
+        """Fully train the best distinct candidates among those meeting the structural requirements (by utility, or
+        by the predictor's estimate of it when it screens)."""
         cfg = self.cfg
         searched = self.journal.searched()
         structural = [r for r in searched if not any(parse_requirement(m).stage != "trained" for m in r.missed)]
         pool = structural or searched
+        learned = cfg.screen > 1 and cfg.learn
         chosen, seen = [], set()
-        for r in sorted(pool, key=lambda r: (-r.utility, r.cycle, r.key)):
+        ranked = sorted(pool, key=lambda r: (-r.utility, r.cycle, r.key))
+        for r in by_prediction(self.space, ranked) if learned else ranked:
             if r.arch not in seen:
                 seen.add(r.arch)
                 chosen.append(r)
@@ -430,7 +474,8 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
         try:
             weights, proto_record = run.prototype_weights()
             run.on_event("prototype", proto_record)
-            state = run.search(run.generator(), weights)
+            weights = run.search_weights(weights)
+            state = run.search(run.generator(weights), weights)
             finals = run.finals(state, weights)
             exported = run.export(finals) if cfg.export else []
             candidates, failed = run.journal.searched(), run.journal.failures()
@@ -438,7 +483,7 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
             wall = started + time.perf_counter() - t0
             from compiler.cost.diff import network_diff
 
-            diffs = {r.name: network_diff(run.space.prototype, run.graphs[r.name]) for r in finals}
+            diffs = {r.name: network_diff(run.prototype, run.graphs[r.name]) for r in finals}
             report = write_report(run.out, prototype.graph["name"], cfg.requirements, proto_record, finals,
                                   candidates, front, wall, executors=sessions, failed=failed, diffs=diffs,
                                   exported=exported)

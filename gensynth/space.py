@@ -3,7 +3,7 @@ and stridable convs, choices)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
@@ -15,6 +15,7 @@ from compiler.rewrite.coupling import ChannelGroup, ChannelPlan, channel_plan
 from compiler.rewrite.factorize import factorizable_convs, factorize_convs
 from compiler.rewrite.residual import SkippableBlock, drop_blocks, skippable_blocks
 from compiler.rewrite.striding import stridable_convs, stride_convs
+from compiler.rewrite.widening import widen as widen_network
 from compiler.shapes import infer_shapes
 
 
@@ -30,19 +31,36 @@ class SearchSpace:
     factorizable: tuple[str, ...]  # conv node names (compiler.rewrite.factorize)
     stridable: tuple[str, ...]  # conv and depthwise conv node names (compiler.rewrite.striding)
     decisions: dict[str, list]  # decision id -> options (first = prototype's)
+    # group id -> the prototype's channels where `prototype` is a widened prototype (compiler.rewrite.widening) and the
+    # group grew: its channel positions that were the prototype's
+    original: dict[int, list[int]] = field(default_factory=dict)
+    base: nx.DiGraph | None = None  # the prototype before widening (None: `prototype` itself)
+    widen: float = 1.0  # how far free groups were widened (search_space's argument)
+
+    @property
+    def unwidened(self) -> nx.DiGraph:
+        """The user's prototype, as the generator saves it (search_space(unwidened, widen) gives this space)."""
+        return self.prototype if self.base is None else self.base
 
     def group(self, gid: int) -> ChannelGroup:
         return self.plan.groups[gid]
 
     def min_width(self, grp: ChannelGroup, min_fraction: float) -> int:
-        """The fewest channels a group may keep: a fraction of the prototype's, and at least one multiple."""
+        """The fewest channels a group may keep: a fraction of the (unwidened) prototype's, and at least one multiple."""
         m = grp.multiple_of
-        want = max(1, int(np.ceil(grp.channels * min_fraction)))
+        want = max(1, int(np.ceil(len(self.original.get(grp.id, range(grp.channels))) * min_fraction)))
         return max(m, (want + m - 1) // m * m)
 
 
-def search_space(g: nx.DiGraph) -> SearchSpace:
-    """The prototype's search space; NetError when synthesis could change nothing (saying why)."""
+def search_space(g: nx.DiGraph, widen: float = 1.0) -> SearchSpace:
+    """The prototype's search space, its free groups widened to `widen` x their channels (compiler.rewrite.widening;
+    1: only narrowing); NetError when synthesis could change nothing (saying why)."""
+    original, base = {}, g
+    if widen > 1:
+        widened = widen_network(g, widen)
+        writers = {name: grp.id for grp in channel_plan(widened.graph).groups for name in grp.writers}
+        original = {writers[name]: positions for name, positions in widened.kept.items()}
+        g = widened.graph
     plan = channel_plan(g)
     groups = tuple(grp for grp in plan.groups if not grp.fixed and grp.channels > grp.multiple_of)
     blocks = tuple(skippable_blocks(g))
@@ -61,7 +79,8 @@ def search_space(g: nx.DiGraph) -> SearchSpace:
                        "and there are no skippable residual blocks, factorizable or stridable convs or choice(...) "
                        "declarations",
                        notes=reasons[:6])
-    return SearchSpace(g, plan, groups, blocks, factorizable, stridable, decisions)
+    return SearchSpace(g, plan, groups, blocks, factorizable, stridable, decisions, original,
+                       base if base is not g else None, widen if base is not g else 1.0)
 
 
 def apply_decisions(g: nx.DiGraph, picks: dict[str, int]) -> nx.DiGraph:

@@ -122,3 +122,13 @@ def write_output(target: str, text: str, what: str) -> None:
     from netdsl.cli.paths import write_text
 
     write_text(target, text, what)
+
+
+def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
+    """--batch-size, --optimizer, --augment: the training recipe shared by train and synth."""
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per step (default 128, halved down to 16 while an epoch of the training split "
+                        "would have fewer than 100 steps: 32 for 3,600 images)")
+    p.add_argument("--optimizer", choices=["sgd", "adamw"],
+                   help="default: sgd for classification and detection, adamw for segmentation")
+    p.add_argument("--augment", action="store_true", help="random crop and flip (classification)")

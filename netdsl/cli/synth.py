@@ -55,7 +55,13 @@ def register(sub) -> None:
                    "for --prototype-epochs)")
     p.add_argument("--prototype-epochs", type=int, default=8, help="epochs of training the prototype (default 8)")
     p.add_argument("--images", type=int, default=12000, help="fine-tune images per search candidate (default 12000)")
-    arguments.add_lr_argument(p, "fine-tuning", "0.02 with sgd, 0.001 with adamw")
+    p.add_argument("--prototype-lr", type=float,
+                   help="the prototype's learning rate (default: the optimizer's, 0.05 with sgd, 0.002 with adamw)")
+    arguments.add_lr_argument(p, "search candidates' fine-tuning", "0.02 with sgd, 0.001 with adamw")
+    p.add_argument("--final-lr", type=float,
+                   help="finalists' learning rate (default: the fine-tuning rate when they inherit, the optimizer's "
+                        "when they train from scratch)")
+    arguments.add_recipe_arguments(p)
     p.add_argument("--distill", type=float, default=0.0, metavar="A",
                    help="classification: weight in [0, 1] of learning the trained prototype's soft outputs in every "
                         "fine-tune (knowledge distillation, temperature 4; default 0: labels only)")
@@ -81,6 +87,18 @@ def register(sub) -> None:
                    help="also export each FermiNet as fermi-N.onnx (onnx-int8: and fermi-N.int8.onnx, quantized on 512 "
                         "training images), scored on test from the files and timed with onnxruntime in report.md "
                         "(default: no export)")
+    p.add_argument("--widen", type=float, default=None, metavar="F",
+                   help="let the generator grow each free layer up to F times the prototype's channels (new channels "
+                        "start untrained; default 1: it only narrows), so MACs saved by strides or dropped blocks "
+                        "can buy width")
+    p.add_argument("--screen", type=int, default=1, metavar="N",
+                   help="from the second cycle on, draw N samples from the generator per candidate and evaluate the "
+                        "ones a predictor fitted on the journal expects to improve most; the finalists are then the "
+                        "best predicted candidates, not the best single scores (default 1: off)")
+    p.add_argument("--no-learn", dest="learn", action="store_false",
+                   help="keep the generator at its starting state, so every cycle draws from the same distribution: "
+                        "random search in the generator's space, the ablation that shows what learning adds (default: off, "
+                        "θG learns)")
     arguments.add_device_argument(p)
     arguments.add_json_argument(p)
     p.set_defaults(run=run, parser=p)
@@ -95,14 +113,16 @@ def config_from_args(args, g=None):
     from gensynth.requirements import parse_requirements
 
     parse_requirements(args.req)  # located errors before anything else
-    budget = Budget(images=args.images, final_epochs=args.final_epochs, lr=args.lr, device=args.device,
+    budget = Budget(images=args.images, final_epochs=args.final_epochs, lr=args.lr, final_lr=args.final_lr,
+                    batch_size=args.batch_size, optimizer=args.optimizer, augment=args.augment, device=args.device,
                     distill=args.distill, final_init=args.final_from, search_init=args.search_from)
     cfg = SynthConfig(data=args.data, requirements=list(args.req), cycles=args.cycles, per_cycle=args.per_cycle,
                       budget=budget, workers=args.workers if args.workers is not None else default_workers(args.device),
                       utility=args.utility, seed=args.seed,
-                      prototype_epochs=args.prototype_epochs, prototype_weights=args.weights,
-                      finalists=args.finalists, min_fraction=args.min_fraction, export=args.export,
-                      **{name: getattr(args, name) for name in ("factorize", "stride")
+                      prototype_epochs=args.prototype_epochs, prototype_lr=args.prototype_lr,
+                      prototype_weights=args.weights, finalists=args.finalists, min_fraction=args.min_fraction,
+                      export=args.export, learn=args.learn, screen=args.screen,
+                      **{name: getattr(args, name) for name in ("factorize", "stride", "widen")
                          if getattr(args, name) is not None},
                       data_options={**({"limit_train": args.limit_train} if args.limit_train else {}),
                                     **({"input_shape": list(arguments.input_shape(g))} if g is not None else {})})

@@ -14,11 +14,8 @@ def add_training_arguments(p, epochs: int = 10) -> None:
     arguments.add_data_arguments(p)
     p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
     arguments.add_lr_argument(p, "the", "0.05 for sgd, 0.002 for adamw")
-    p.add_argument("--batch-size", type=int, default=128, help="images per batch (default 128)")
-    p.add_argument("--optimizer", choices=["sgd", "adamw"],
-                   help="default: sgd for classification, adamw for segmentation and detection")
+    arguments.add_recipe_arguments(p)
     p.add_argument("--schedule", choices=["cosine", "none"], default="cosine", help="default: cosine")
-    p.add_argument("--augment", action="store_true", help="random crop and flip")
     arguments.add_seed_argument(p)
     arguments.add_device_argument(p)
 

@@ -4,6 +4,7 @@ import time
 import pytest
 
 from compiler.diagnostics import NetError
+from compiler.printer import print_network
 from gensynth import inquisitor as inquisitor_module
 from gensynth import loop as synth_module
 from gensynth.generator import GeneratorState
@@ -267,6 +268,17 @@ def test_cli_options_reach_the_budget(tmp_path):
     assert config_from_args(build_parser().parse_args(["synth", str(net)])).stride == SynthConfig.stride
     with pytest.raises(NetError, match="--stride must be in"):
         config_from_args(build_parser().parse_args(["synth", str(net), "--stride", "-0.1"]))
+    recipe = config_from_args(build_parser().parse_args(
+        ["synth", str(net), "--optimizer", "adamw", "--batch-size", "32", "--augment", "--prototype-lr", "0.003",
+         "--lr", "0.0005", "--final-lr", "0.001"]))
+    assert (recipe.budget.optimizer, recipe.budget.batch_size, recipe.budget.augment) == ("adamw", 32, True)
+    assert (recipe.prototype_lr, recipe.budget.lr, recipe.budget.final_lr) == (0.003, 0.0005, 0.001)
+    assert config_from_args(build_parser().parse_args(["synth", str(net)])).budget.batch_size is None
+    with pytest.raises(NetError, match="--final-lr must be positive"):
+        config_from_args(build_parser().parse_args(["synth", str(net), "--final-lr", "0"]))
+    assert config_from_args(build_parser().parse_args(["synth", str(net), "--no-learn"])).learn is False
+    assert config_from_args(build_parser().parse_args(["synth", str(net), "--screen", "8"])).screen == 8
+    assert config_from_args(build_parser().parse_args(["synth", str(net)])).learn is True
 
 
 def test_a_journal_from_before_strides_resumes_without_them(tmp_path):
@@ -371,3 +383,93 @@ def test_a_cycle_whose_candidates_all_fail_stops_the_run_and_resume_redoes_them(
     assert sorted(r.key for r in result.candidates) == ["0:0", "0:1"] and result.failed == []
     rows = journaled(tmp_path / "run")
     assert sorted(key for key in rows if key.startswith("0:")) == ["0:0", "0:1"]  # replaced: one record per key
+
+
+def test_without_learning_every_cycle_draws_from_the_starting_generator(tmp_path, data):
+    """learn=False (netdsl synth --no-learn) is random search in the generator's space: θG never moves, the first
+    cycle is the learned run's own, and the later ones are fresh draws from θG's starting distribution."""
+    import json
+
+    from gensynth.generator import sample
+    from gensynth.journal import Journal
+    from gensynth.loop import candidate_seed
+    from gensynth.requirements import parse_requirements
+    from gensynth.space import search_space
+
+    learned = synthesize(tiny(), config(data, cycles=3, stride=0.5), tmp_path / "learned")
+    frozen = synthesize(tiny(), config(data, cycles=3, stride=0.5, learn=False), tmp_path / "frozen")
+    journal = Journal(frozen.out / "journal.sqlite")
+    states = [json.loads(row[0]) for row in journal.db.execute("SELECT state FROM generator ORDER BY cycle")]
+    journal.close()
+    assert [s["cycle"] for s in states] == [0, 1, 2, 3]
+    assert all({k: v for k, v in s.items() if k != "cycle"} == {k: v for k, v in states[0].items() if k != "cycle"}
+               for s in states)
+    first = {r.key: r.arch for r in learned.candidates if r.cycle == 0}
+    assert first == {r.key: r.arch for r in frozen.candidates if r.cycle == 0}
+    start = GeneratorState.from_json(states[0])
+    space, reqs = search_space(tiny()), parse_requirements(REQS)
+    for r in frozen.candidates:  # every candidate is the starting generator's sample for its seed
+        assert r.seed == candidate_seed(0, r.cycle, int(r.key.split(":")[1]))
+        assert sample(start, space, r.seed, reqs).arch == r.arch
+    assert GeneratorState.load(learned.out / "generator.json").channels != start.channels
+
+
+def test_a_widened_space_fills_a_budget_above_the_prototype_with_wider_layers(tmp_path, data):
+    """With widen=2 and a budget twice the prototype's MACs, candidates grow past the prototype's widths; their
+    inherited weights (the trained prototype's, new channels initialised) train, and the generator samples the
+    widened prototype."""
+    from compiler.cost import network_cost
+    from gensynth.journal import Journal
+
+    proto_macs = network_cost(tiny()).macs
+    cfg = config(data, requirements=[f"macs<={2 * proto_macs}"], utility="accuracy", widen=2.0, cycles=1)
+    result = synthesize(tiny(), cfg, tmp_path / "run")
+    widths = [max(r.decisions.widths.values()) for r in result.candidates]
+    assert max(widths) > 24  # stage 2's prototype width
+    assert all(proto_macs < r.macs <= 2 * proto_macs for r in result.candidates)
+    assert result.prototype.macs == proto_macs and result.finals[0].val["acc"] > 0.3
+    state = GeneratorState.load(result.out / "generator.json")
+    assert state.weights == "prototype-wide.safetensors" and (result.out / state.weights).exists()
+    assert sorted(len(p) for p in state.channels.values()) == [24, 48]
+    assert state.prototype == print_network(tiny()) and state.widen == 2.0  # the user's prototype, and how far
+    from gensynth.generate import generate_networks
+
+    made = generate_networks(result.out / "generator.json", [7], tmp_path / "generated")
+    assert made[0].macs <= 2 * proto_macs
+    journal = Journal(result.out / "journal.sqlite")
+    assert journal.get_meta("config")["widen"] == 2.0
+    journal.close()
+
+
+def test_the_prototype_and_every_candidate_train_with_the_recipe_given(tmp_path, data, monkeypatch):
+    """netdsl synth's --optimizer, --batch-size, --augment and --prototype-lr reach the prototype's training too."""
+    import dataclasses
+
+    from gensynth.training import train as train_module
+
+    seen = []
+    real_train = train_module.train
+
+    def spy(model, dataset, cfg, *a, **kw):
+        seen.append((len(dataset.train_y), cfg.optimizer, cfg.batch_size, cfg.augment, cfg.lr))
+        return real_train(model, dataset, cfg, *a, **kw)
+
+    monkeypatch.setattr(train_module, "train", spy)
+    monkeypatch.setattr(inquisitor_module, "train", spy)
+    cfg = config(data, cycles=1, per_cycle=1, prototype_lr=0.003)
+    cfg = dataclasses.replace(cfg, budget=dataclasses.replace(cfg.budget, optimizer="adamw", batch_size=16,
+                                                              augment=True))
+    synthesize(tiny(), cfg, tmp_path / "run")
+    assert [s[1:] for s in seen] == [("adamw", 16, True, 0.003), ("adamw", 16, True, 0.05), ("adamw", 16, True, 0.05)]
+
+
+def test_the_predictor_screens_later_cycles_and_picks_the_finalist(tmp_path, data):
+    """screen=3: from the second cycle on, each candidate is the best of three of G's samples by the predictor's
+    expected improvement; the finalist is the best predicted candidate, and every candidate regenerates."""
+    from gensynth.loop import candidate_seed
+
+    result = synthesize(tiny(), config(data, cycles=2, per_cycle=2, screen=3, stride=0.5), tmp_path / "run")
+    later = [r for r in result.candidates if r.cycle == 1]
+    assert len(later) == 2 and len({r.seed for r in later}) == 2
+    assert {r.seed for r in later} <= {candidate_seed(0, 1, j) for j in range(6)}
+    assert result.finals[0].arch in {r.arch for r in result.candidates}

@@ -29,3 +29,12 @@ def test_fine_tune_follows_the_task_optimizer_unless_told():
     assert (final.optimizer, final.lr, final.epochs) == ("adamw", 1e-3, 5)
     told = fine_tune_config(Budget(lr=0.1, final_lr=0.2, optimizer="sgd"), "segment", 0, final=True)
     assert (told.optimizer, told.lr) == ("sgd", 0.2)
+
+
+def test_fine_tune_batch_size_follows_the_whole_training_split_unless_told():
+    """A search candidate trains on a subset, but its default batch is the training split's (so 3,000 candidate images
+    out of 18,000 keep batch 128, as before), and a small split gets smaller batches."""
+    assert fine_tune_config(Budget(), "classify", 0, final=False, n_train=18000).batch_size == 128
+    assert fine_tune_config(Budget(), "classify", 0, final=True, n_train=3600).batch_size == 32
+    assert fine_tune_config(Budget(batch_size=64), "classify", 0, final=False, n_train=3600).batch_size == 64
+    assert fine_tune_config(Budget(augment=True), "classify", 0, final=True).augment

@@ -322,3 +322,13 @@ def test_gradient_clipping_bounds_every_step() -> None:
                                                           schedule="none", clip_grad_norm=1e-3, device="cpu"))
     moved = torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before)))
     assert 0 < float(moved) <= 1e-3 * 1.9 + 1e-9
+
+
+def test_the_default_batch_size_gives_a_small_split_enough_steps_an_epoch():
+    from gensynth.training.train import default_batch_size
+
+    assert [default_batch_size(n) for n in (60000, 18000, 12000, 3600, 100)] == [128, 128, 64, 32, 16]
+    result = train(tiny_net(), quadrant_dataset(n_train=100), TrainConfig(epochs=1, device="cpu"))
+    assert len(result.epochs[0].batch_losses) == 7  # 100 images at batch 16 (six full batches and one of four)
+    told = train(tiny_net(), quadrant_dataset(n_train=100), TrainConfig(epochs=1, batch_size=50, device="cpu"))
+    assert len(told.epochs[0].batch_losses) == 2
