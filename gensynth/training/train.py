@@ -116,7 +116,8 @@ class TrainConfig:
         batch size (a NetError naming the layer that needs the most and the estimate)."""
         available, where = device_memory(resolve_device(self.device))
         states = 2 if self.resolved()["optimizer"] == "adamw" else 1
-        check_memory(g, what, self.batch_size, training=True, optimizer_states=states, available=available,
+        batch = self.batch_size or DEFAULT_BATCH  # the adaptive default is never larger than DEFAULT_BATCH
+        check_memory(g, what, batch, training=True, optimizer_states=states, available=available,
                      where=where)
 
     def resolved(self) -> dict:
