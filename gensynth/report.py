@@ -119,10 +119,12 @@ def plot_front(path: Path, prototype: Candidate, finals: list[Candidate], candid
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     cycles = [r.cycle for r in candidates]
+    n = max(cycles, default=0) + 1  # one colour per cycle, as the report's table numbers them
     sc = ax.scatter([r.macs / 1e6 for r in candidates], [r.score * 100 for r in candidates], c=cycles,
-                    cmap="viridis", s=18, alpha=0.8, label="candidates (short fine-tune)")
+                    cmap=plt.get_cmap("viridis", n), vmin=-0.5, vmax=n - 0.5, s=18, alpha=0.8,
+                    label="candidates (short fine-tune)")
     if candidates:
-        fig.colorbar(sc, ax=ax, label="cycle")
+        fig.colorbar(sc, ax=ax, label="cycle", ticks=range(n))
     ax.plot([r.macs / 1e6 for r in front], [r.score * 100 for r in front], "k--", lw=1, label="front")
     ax.scatter([prototype.macs / 1e6], [prototype.score * 100], marker="*", s=160, c="red", label="prototype")
     if finals:
