@@ -10,7 +10,8 @@ epochs) and fermi-1.safetensors (the FermiNet, fully trained). `--prototype-weig
 trained files instead (the run is then not needed; `--fermi-label` says in the table what that FermiNet is). Each is
 exported complete (`netdsl export --to onnx`, and `--int8 --data fashion-mnist`), every file is scored on the
 10,000 test images as a deployer runs it (onnxruntime, raw [0, 1] pixels) and the four files are timed side by
-side at batch 1 on one onnxruntime thread (gensynth.deploy.latency: interleaved runs, the order alternating),
+side at batch 1 on one onnxruntime thread (the one measurement, gensynth.latency.measure: interleaved, warm-up
+until settled, repetitions until each median is known within ±2%),
 `--repeats` times; the table gives the median of the repeats' medians and their range. Accuracy differences come
 with the standard error of a paired difference on the same images (sqrt(disagreements) / n). Prints a table and
 rewrites the section between `<!-- bench:deploy:start -->` and `<!-- bench:deploy:end -->` in docs/benchmarks.md.
@@ -39,8 +40,8 @@ from benchdoc import write_section  # noqa: E402
 from compiler.cost import network_cost  # noqa: E402
 from compiler.diagnostics import NetWarning  # noqa: E402
 from gensynth.data import load_dataset  # noqa: E402
-from gensynth.deploy.latency import onnx_latencies  # noqa: E402
 from gensynth.deploy.package import export_model  # noqa: E402
+from gensynth.latency.measure import file_runner, measure  # noqa: E402
 from netdsl.loader import load_network  # noqa: E402
 
 START, END = "<!-- bench:deploy:start -->", "<!-- bench:deploy:end -->"
@@ -106,8 +107,8 @@ def main() -> None:
     paths = [p for pair in files.values() for p in pair]
     medians: dict[Path, list[float]] = {p: [] for p in paths}
     for _ in range(args.repeats):
-        for lat in onnx_latencies(paths, threads=1, sample=x[:1]):
-            medians[lat.path].append(lat.median)
+        for path, lat in zip(paths, measure([file_runner(p, threads=1, sample=x[:1]) for p in paths])):
+            medians[path].append(lat.median)
     rows = []
     for name, (f32, i8) in files.items():
         p32, p8 = predictions(f32, x), predictions(i8, x)

@@ -1,30 +1,20 @@
-"""Batch-1 CPU latency of several networks measured side by side, so that machine load affects them alike."""
+"""Batch-1 latency of several networks measured side by side (interleaved, so machine load affects them alike) with
+the one measurement netdsl uses everywhere (gensynth.latency.measure)."""
 
 from __future__ import annotations
 
-import statistics
-import time
+
+def latency_side_by_side(texts: list[str], runtime: str = "torch", threads: int = 1, max_seconds: float = 20.0,
+                         clock: str = "wall") -> list[float]:
+    """Median batch-1 latency (s) of each network (.net source text), measured interleaved."""
+    return [lat.median for lat in measure_side_by_side(texts, runtime, threads, max_seconds, clock)]
 
 
-def latency_side_by_side(texts: list[str], runs: int = 200) -> list[float]:
-    """Median batch-1 latency (s) of each network (.net source text), the models interleaved run by run."""
-    import torch
-
-    from compiler.backend.lower import lower_to_torch
+def measure_side_by_side(texts: list[str], runtime: str = "torch", threads: int = 1, max_seconds: float = 20.0,
+                         clock: str = "wall"):
+    """The Latency (median, interval, spread) of each network (.net source text), measured interleaved."""
+    from gensynth.latency.measure import measure, runner
     from netdsl.loader import load_network_text
 
-    models = []
-    for text in texts:
-        g = load_network_text(text)
-        models.append((lower_to_torch(g).eval(), torch.randn(1, *g.nodes[g.graph["inputs"][0]]["shape"])))
-    times: list[list[float]] = [[] for _ in models]
-    with torch.inference_mode():
-        for m, x in models:
-            for _ in range(20):
-                m(x)
-        for _ in range(runs):
-            for i, (m, x) in enumerate(models):
-                t = time.perf_counter()
-                m(x)
-                times[i].append(time.perf_counter() - t)
-    return [statistics.median(t) for t in times]
+    return measure([runner(load_network_text(text), runtime, threads) for text in texts], max_seconds=max_seconds,
+                   clock=clock)

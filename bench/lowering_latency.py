@@ -1,12 +1,14 @@
 """Forward latency of lowered networks against hand-written PyTorch modules of the same architecture.
 
-    .venv/bin/python bench/lowering_latency.py [--reps N] [--no-compile] [--no-docs]
+    .venv/bin/python bench/lowering_latency.py [--seconds S] [--no-compile] [--no-docs]
 
 ResNet-18 and MobileNetV2 from examples/ are lowered with compiler.backend.lower.lower_to_torch and timed side by side
 with torchvision-style modules written below (weights copied across and outputs checked equal first), in eval
-mode under torch.inference_mode, at batch 1 and 32, in interleaved repetitions (the order alternates each
-round); medians are reported. With torch.compile both get the same treatment. Prints a rich table and rewrites
-the section between `<!-- bench:lowering:start -->` and `<!-- bench:lowering:end -->` in docs/benchmarks.md.
+mode under torch.inference_mode, at batch 1 and 32, with the one measurement netdsl uses everywhere
+(gensynth.latency.measure: interleaved rounds whose order alternates, until each median's 95% interval is within
+±2% or a time cap); medians are reported, on the wall clock and on process CPU time. With torch.compile both get
+the same treatment. Prints a rich table and rewrites the section between `<!-- bench:lowering:start -->` and
+`<!-- bench:lowering:end -->` in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import datetime
 import os
 import platform
 import shlex
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from benchdoc import DOC, write_section  # noqa: E402
 
 from compiler.backend.lower import lower_to_torch  # noqa: E402
+from gensynth.latency.measure import Runner, measure  # noqa: E402
 from netdsl.loader import load_network  # noqa: E402
 
 START, END = "<!-- bench:lowering:start -->", "<!-- bench:lowering:end -->"
@@ -138,21 +140,20 @@ def paired_models(stem: str) -> tuple[nn.Module, nn.Module]:
     return lowered, hand
 
 
-def interleaved(models: dict[str, nn.Module], x: torch.Tensor, reps: int, warmup: int) -> dict[str, dict]:
-    """Wall and process-CPU seconds per forward for each model, timed in alternating order round after round."""
-    times = {name: {"wall": [], "cpu": []} for name in models}
-    names = list(models)
-    with torch.inference_mode():
-        for _ in range(warmup):
-            for name in names:
-                models[name](x)
-        for r in range(reps):
-            for name in names if r % 2 == 0 else names[::-1]:
-                wall, cpu = time.perf_counter(), time.process_time()
-                models[name](x)
-                times[name]["cpu"].append(time.process_time() - cpu)
-                times[name]["wall"].append(time.perf_counter() - wall)
-    return times
+def timed(models: dict[str, nn.Module], x: torch.Tensor, seconds: float) -> dict[str, dict]:
+    """Wall and process-CPU Latency of each model, measured interleaved (gensynth.latency.measure)."""
+    threads = torch.get_num_threads()
+
+    def forward(model):
+        def call():
+            with torch.inference_mode():
+                return model(x)
+        return call
+
+    runners = [Runner(forward(m), "torch", threads, name) for name, m in models.items()]
+    wall = measure(runners, max_seconds=seconds)
+    cpu = measure(runners, max_seconds=seconds, clock="cpu")
+    return {name: {"wall": w, "cpu": c} for name, w, c in zip(models, wall, cpu)}
 
 
 def compiled(module: nn.Module, x: torch.Tensor) -> tuple[nn.Module, float]:
@@ -174,11 +175,11 @@ def load() -> str:
     return " / ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
 
 
-def run(reps: dict[int, int], with_compile: bool, console: Console) -> list[dict]:
+def run(seconds: dict[int, float], with_compile: bool, console: Console) -> list[dict]:
     rows = []
     for stem in NETWORKS:
         lowered, hand = paired_models(stem)
-        for batch, n in reps.items():
+        for batch, cap in seconds.items():
             x = torch.randn(batch, 3, 224, 224)
             modes = [("eager", {"lowered": lowered, "hand-written": hand}, None)]
             if with_compile:
@@ -186,30 +187,31 @@ def run(reps: dict[int, int], with_compile: bool, console: Console) -> list[dict
                 b, tb = compiled(hand, x)
                 modes.append(("torch.compile", {"lowered": a, "hand-written": b}, (ta, tb)))
             for mode, models, compile_s in modes:
-                t = interleaved(models, x, n, warmup=2)
+                t = timed(models, x, cap)
                 ours, theirs = t["lowered"], t["hand-written"]
-                row = {"network": stem, "batch": batch, "mode": mode, "reps": n, "threads": torch.get_num_threads(),
-                       "lowered": statistics.median(ours["wall"]), "hand": statistics.median(theirs["wall"]),
-                       "cpu_lowered": statistics.median(ours["cpu"]), "cpu_hand": statistics.median(theirs["cpu"]),
-                       "compile_s": compile_s}
-                row["ratio"] = row["lowered"] / row["hand"]
-                row["cpu_ratio"] = row["cpu_lowered"] / row["cpu_hand"]
-                row["paired_ratio"] = statistics.median(a / b for a, b in zip(ours["wall"], theirs["wall"]))
+                row = {"network": stem, "batch": batch, "mode": mode, "reps": ours["wall"].runs,
+                       "threads": torch.get_num_threads(), "lowered": ours["wall"].median,
+                       "hand": theirs["wall"].median, "compile_s": compile_s,
+                       "ratio": ours["wall"].median / theirs["wall"].median,
+                       "ratio_low": ours["wall"].low / theirs["wall"].high,
+                       "ratio_high": ours["wall"].high / theirs["wall"].low,
+                       "cpu_ratio": ours["cpu"].median / theirs["cpu"].median}
                 rows.append(row)
                 console.print(f"{stem} batch {batch} {mode} {row['threads']} threads: wall {row['lowered'] * 1e3:.1f} "
-                              f"vs {row['hand'] * 1e3:.1f} ms ({row['ratio']:.3f}, paired {row['paired_ratio']:.3f}), "
-                              f"CPU ratio {row['cpu_ratio']:.3f}, load {load()}")
+                              f"vs {row['hand'] * 1e3:.1f} ms ({row['ratio']:.3f}, 95% {row['ratio_low']:.3f}-"
+                              f"{row['ratio_high']:.3f}), CPU ratio {row['cpu_ratio']:.3f}, load {load()}")
     return rows
 
 
-COLUMNS = ("network", "batch", "threads", "mode", "reps", "lowered ms", "hand-written ms", "ratio", "paired ratio",
+COLUMNS = ("network", "batch", "threads", "mode", "runs", "lowered ms", "hand-written ms", "ratio", "ratio 95%",
            "CPU ratio", "compile s (lowered / hand)")
 
 
 def cells(r: dict) -> list[str]:
     comp = f"{r['compile_s'][0]:.0f} / {r['compile_s'][1]:.0f}" if r["compile_s"] else ""
     return [r["network"], str(r["batch"]), str(r["threads"]), r["mode"], str(r["reps"]), f"{r['lowered'] * 1e3:.1f}",
-            f"{r['hand'] * 1e3:.1f}", f"{r['ratio']:.3f}", f"{r['paired_ratio']:.3f}", f"{r['cpu_ratio']:.3f}", comp]
+            f"{r['hand'] * 1e3:.1f}", f"{r['ratio']:.3f}", f"{r['ratio_low']:.3f}-{r['ratio_high']:.3f}",
+            f"{r['cpu_ratio']:.3f}", comp]
 
 
 def table(rows: list[dict]) -> Table:
@@ -228,31 +230,33 @@ def section(command: str, rows: list[dict], load_before: str, load_after: str) -
              f"Date: {datetime.date.today().isoformat()}", "",
              "Forward latency of `lower_to_torch(examples/X.net)` against a hand-written torchvision-style module of "
              "the same architecture holding the same weights, 3x224x224 inputs, eval mode, `torch.inference_mode`, "
-             "repetitions interleaved (order alternating per round). Ratio = median lowered / median hand-written wall "
-             "time (requirement: at most 1.05); paired ratio = median over rounds of the two runs' ratio (robust "
-             "to load drifting between rounds); CPU ratio = the same as ratio with process CPU time; compile s = the first "
-             "compiled call, compilation included (inductor's on-disk cache may be warm from earlier runs).", "",
+             "measured by `gensynth.latency.measure` (interleaved rounds, order alternating per round, until each "
+             "median's 95% interval is within ±2% or the time cap). Ratio = median lowered / median hand-written "
+             "wall time (requirement: at most 1.05); ratio 95% = the range the two medians' intervals allow; CPU "
+             "ratio = the same as ratio with process CPU time; compile s = the first compiled call, compilation "
+             "included (inductor's on-disk cache may be warm from earlier runs).", "",
              "| " + " | ".join(COLUMNS) + " |",
              "|" + "|".join("---" if c in ("network", "mode") else "---:" for c in COLUMNS) + "|"]
     lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
     for threads in sorted({r["threads"] for r in rows}):
         mine = [r for r in rows if r["threads"] == threads]
-        lines += ["", f"{threads} thread(s): worst ratio {max(r['ratio'] for r in mine):.3f}, worst paired ratio "
-                      f"{max(r['paired_ratio'] for r in mine):.3f}, worst CPU ratio "
+        lines += ["", f"{threads} thread(s): worst ratio {max(r['ratio'] for r in mine):.3f} (95% up to "
+                      f"{max(r['ratio_high'] for r in mine):.3f}), worst CPU ratio "
                       f"{max(r['cpu_ratio'] for r in mine):.3f}."]
     busiest = max(float(v) for v in (load_before + " / " + load_after).replace("—", "/").split("/"))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if busiest > cores:
         lines += ["", f"Other processes kept the load average (up to {busiest:.1f}) above the {cores} cores during "
                       "this run, so wall times are inflated and noisy, most at more than one thread, where OpenMP "
-                      "workers wait on descheduled peers; the single-thread rows and the paired ratios are the "
+                      "workers wait on descheduled peers; the single-thread rows and the CPU ratios are the "
                       "fairest comparison here."]
     return "\n".join(lines + [END])
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--reps", type=int, default=40, help="timed rounds at batch 1 (batch 32 gets a quarter)")
+    p.add_argument("--seconds", type=float, default=10.0,
+                   help="time cap of each side-by-side measurement at batch 1 (batch 32 gets four times as long)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile comparison")
     p.add_argument("--threads", default=str(torch.get_num_threads()),
                    help="comma-separated torch thread counts to measure at (default: torch's, here %(default)s)")
@@ -266,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for threads in (int(t) for t in args.threads.split(",")):
         torch.set_num_threads(threads)
-        rows += run({1: args.reps, 32: max(3, args.reps // 4)}, not args.no_compile, console)
+        rows += run({1: args.seconds, 32: 4 * args.seconds}, not args.no_compile, console)
     console.print(table(rows))
     if not args.no_docs:
         write_section(section(command, rows, before, load()))

@@ -42,6 +42,9 @@ class SynthConfig:
     # > 1: from the second cycle on, G draws this many samples per candidate and a predictor fitted on the journal
     # (gensynth.predictor) keeps those it expects to improve most; finalists are then the best predicted candidates
     screen: int = 1
+    round_to: int = 1  # widths at multiples of this where a group has that many channels
+    latency_model: str | None = None  # a latency model file (netdsl profile); with a latency requirement and none,
+    # the run profiles this machine first
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -68,12 +71,16 @@ class SynthConfig:
                             ("batch_size", b.batch_size)):
             if value is not None and value <= 0:
                 raise NetError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if self.round_to < 1:
+            raise NetError(f"--round-to must be at least 1, got {self.round_to}")
+        if b.latency_threads < 1:
+            raise NetError(f"--threads must be at least 1, got {b.latency_threads}")
 
     @classmethod
     def from_json(cls, data: dict, where: str = "the journal") -> SynthConfig:
         try:
             data = dict(data)
-            data["budget"] = Budget(**data["budget"])
+            data["budget"] = Budget(**{k: v for k, v in data["budget"].items() if k != "latency_runs"})  # pre-latency
             data.setdefault("stride", 0.0)  # journals from before --stride never strided
             data.setdefault("export", None)
             return cls(**data)

@@ -78,6 +78,15 @@ def generate_networks(path: Path, seeds: Iterable[int], out: Path, *, train_data
     space = search_space(prototype, state.widen)
     state.check_space(space, str(path))
     reqs = parse_requirements(state.requirements)
+    latency = None
+    if state.latency_model:  # the generator projects onto latency as it did when it learned
+        from gensynth.latency.model import LatencyModel
+
+        model_path = path.parent / state.latency_model
+        if not model_path.exists():
+            raise NetError(f"{path} was learned with the latency model {model_path}, which is missing; "
+                           "keep it beside the generator (netdsl synth writes both)")
+        latency = LatencyModel.load(model_path)
     weights = (path.parent / state.weights) if state.weights else None
     if train_data is not None:
         if weights is None or not weights.exists():
@@ -98,7 +107,7 @@ def generate_networks(path: Path, seeds: Iterable[int], out: Path, *, train_data
         raise NetError(f"-o {out} is a file; give a folder")
     records = []
     for seed in seeds:
-        s = sample(state, space, seed, reqs)
+        s = sample(state, space, seed, reqs, latency)
         name = file_name(seed)
         g = s.graph.copy()
         g.graph = dict(s.graph.graph, name=f"Seed{seed}")

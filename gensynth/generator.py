@@ -5,8 +5,10 @@ residual block, a keep-probability; per factorizable conv, the probability of re
 (compiler.rewrite.factorize); per stridable conv, the probability of giving it stride 2 (compiler.rewrite.striding); per declared
 choice, probabilities over its options. A seed s draws one
 uniform number per decision; a channel is kept when u/p is below a threshold λ, which is lowered (one batched
-cost-model call over a grid of λ) until the MAC and parameter requirements hold. So every sample meets the
-structural requirements by construction, and (θG, s) always gives the same network.
+cost-model call over a grid of λ) until the MAC and parameter requirements hold, and with a latency model
+(gensynth.latency.model, predicted over the same grid at once) the latency requirement too. So every sample meets
+the structural requirements (and is predicted to meet the latency one) by construction, and (θG, s) always gives
+the same network. With `round_to` N, widths move in steps of N where a group has that many channels.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from compiler.rewrite.residual import drop_blocks
 from compiler.rewrite.striding import stride_convs
 from gensynth.records import Decisions
 from gensynth.requirements import Requirement
-from gensynth.space import SearchSpace, apply_decisions
+from gensynth.space import SearchSpace, apply_decisions, channel_step
 
 FORMAT = "netdsl-generator/1"
 LAMBDA_GRID = np.concatenate([np.geomspace(1.0, 0.02, 96), [0.0]])  # thresholds tried, largest first
@@ -83,6 +85,8 @@ class GeneratorState:
     spread: float = ALLOCATION_SPREAD  # the factor's per-sample standard deviation (log scale)
     min_fraction: float = 0.1  # a group keeps at least this share of its channels
     widen: float = 1.0  # θG's channels index the prototype widened this much (gensynth.space.search_space)
+    round_to: int = 1  # widths are multiples of this where a group has that many channels (synth --round-to)
+    latency_model: str | None = None  # the latency model projected onto, relative to the generator file
     cycle: int = 0
     weights: str | None = None  # the prototype's trained weights, relative to the generator file
 
@@ -262,6 +266,7 @@ class Sample:
     scales: dict[str, float] = field(default_factory=dict)  # group id -> log factor this sample drew
     factorized: tuple[str, ...] = ()  # convs rewritten as depthwise + 1 x 1
     strided: tuple[str, ...] = ()  # convs given stride 2
+    latency: float | None = None  # predicted seconds, when sampled with a latency model
 
     def decisions(self) -> Decisions:
         """What was decided, as the candidate's record keeps it."""
@@ -269,8 +274,9 @@ class Sample:
                          factorized=self.factorized, strided=self.strided)
 
 
-def _structural_ok(reqs: list[Requirement], macs: float, params: float, memory: float | None = None) -> bool:
-    values = {"macs": macs, "params": params, "memory": memory}
+def _structural_ok(reqs: list[Requirement], macs: float, params: float, memory: float | None = None,
+                   latency: float | None = None) -> bool:
+    values = {"macs": macs, "params": params, "memory": memory, "latency": latency}
     return all(r.holds(values[r.metric]) for r in reqs if r.metric in values and values[r.metric] is not None)
 
 
@@ -278,23 +284,26 @@ def _violation(reqs: list[Requirement], values: dict) -> float:
     return sum(r.violation(values[r.metric]) for r in reqs if r.metric in values)
 
 
-def sample(state: GeneratorState, space: SearchSpace, seed: int, reqs: list[Requirement]) -> Sample:
-    """G(s; θG): the network for seed s, projected onto the structural requirements (capped re-draws)."""
+def sample(state: GeneratorState, space: SearchSpace, seed: int, reqs: list[Requirement], latency=None) -> Sample:
+    """G(s; θG): the network for seed s, projected onto the structural requirements and, with a latency model
+    (gensynth.latency.model.LatencyModel), the latency requirement (capped re-draws)."""
     rng = np.random.default_rng([seed, 0x6E657464])
-    structural = [r for r in reqs if r.stage == "structural"]
+    structural = [r for r in reqs if r.stage == "structural" or (latency is not None and r.metric == "latency")]
     best = None
     for attempt in range(MAX_ATTEMPTS):
-        candidate = _draw(state, space, seed, rng, structural, force_small=attempt == MAX_ATTEMPTS - 1)
+        candidate = _draw(state, space, seed, rng, structural, force_small=attempt == MAX_ATTEMPTS - 1,
+                          latency=latency)
         if candidate.meets:
             return candidate
-        values = {"macs": candidate.macs, "params": candidate.params, "memory": candidate.memory}
+        values = {"macs": candidate.macs, "params": candidate.params, "memory": candidate.memory,
+                  "latency": candidate.latency}
         if best is None or _violation(structural, values) < best[0]:
             best = (_violation(structural, values), candidate)
     return best[1]
 
 
 def _draw(state: GeneratorState, space: SearchSpace, seed: int, rng: np.random.Generator, structural,
-          force_small: bool) -> Sample:
+          force_small: bool, latency=None) -> Sample:
     """One draw of every decision from rng, then the widths projected onto the structural requirements."""
     u_channels = {str(grp.id): rng.random(grp.channels) for grp in space.groups}
     u_blocks = rng.random(len(space.blocks))
@@ -321,6 +330,7 @@ def _draw(state: GeneratorState, space: SearchSpace, seed: int, rng: np.random.G
         g = factorize_convs(g, list(factorized))
     plan = channel_plan(g)
     program = compile_costs(g)
+    predictor = latency.program(g, program.width_groups, program.plan) if latency is not None else None
     proto_group = {m: grp for grp in space.groups for m in grp.members}
     # order each group's channels by u/p: a smaller ratio is kept first (p = 0 is never kept unless forced)
     order, columns = {}, []
@@ -335,23 +345,26 @@ def _draw(state: GeneratorState, space: SearchSpace, seed: int, rng: np.random.G
         with np.errstate(divide="ignore"):
             ratio = np.where(p > 0, u_channels[str(proto.id)][:n] / np.maximum(p, 1e-12), np.inf)
         order[gid] = np.argsort(ratio, kind="stable")
-        m = grp.multiple_of
-        low = space.min_width(proto, state.min_fraction)
+        m = channel_step(grp.multiple_of, n, state.round_to)
+        low = max(m, -(-space.min_width(proto, state.min_fraction, state.round_to) // m) * m)
         columns.append((np.sort(ratio), min(low, n // m * m), m, str(proto.id)))
     grid = np.asarray([0.0] if force_small else FILL_GRID if state.utility == "accuracy" else LAMBDA_GRID)
-    rows, macs, params = _rows_at(program, plan, columns, grid)
-    ok = [i for i in range(len(grid)) if _structural_ok(structural, macs[i], params[i])]
+    rows, macs, params, lat = _rows_at(program, plan, columns, grid, predictor)
+    ok = [i for i in range(len(grid)) if _structural_ok(structural, macs[i], params[i], latency=lat[i])]
     i = ok[0] if ok else len(grid) - 1
     if ok and i > 0:  # refine λ between the last grid value that broke a requirement and the first that holds
         fine = np.linspace(grid[i - 1], grid[i], REFINE + 1)[1:]
-        fine_rows, fine_macs, fine_params = _rows_at(program, plan, columns, fine)
-        j = next(j for j in range(len(fine)) if _structural_ok(structural, fine_macs[j], fine_params[j]))
+        fine_rows, fine_macs, fine_params, fine_lat = _rows_at(program, plan, columns, fine, predictor)
+        j = next(j for j in range(len(fine))
+                 if _structural_ok(structural, fine_macs[j], fine_params[j], latency=fine_lat[j]))
+        lat = (np.concatenate([fine_lat, lat[i + 1:]]) if predictor is not None
+               else [None] * (len(fine) + len(lat) - i - 1))
         grid, rows, i = np.concatenate([fine, grid[i + 1:]]), np.vstack([fine_rows, rows[i + 1:]]), j
     while True:  # memory needs the full cost model: step down the grid until it holds
         widths = {program.width_groups[j]: int(rows[i, j]) for j, col in enumerate(columns) if col is not None}
         child = apply_widths(g, widths, plan)
         report = network_cost(child)
-        meets = _structural_ok(structural, report.macs, report.params, report.peak_activation_bytes)
+        meets = _structural_ok(structural, report.macs, report.params, report.peak_activation_bytes, lat[i])
         if meets or i >= len(grid) - 1 or not any(r.metric == "memory" for r in structural):
             break
         i += 1
@@ -368,11 +381,12 @@ def _draw(state: GeneratorState, space: SearchSpace, seed: int, rng: np.random.G
     return Sample(seed=seed, graph=child, kept=kept, widths=named_widths, dropped=tuple(b.id for b in dropped),
                   picks=picks, macs=report.macs, params=report.params, memory=report.peak_activation_bytes,
                   meets=meets, arch=architecture_hash(child), scales=scales, factorized=factorized,
-                  strided=strided)
+                  strided=strided, latency=None if lat[i] is None else float(lat[i]))
 
 
-def _rows_at(program, plan, columns: list, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The width row each threshold in grid gives (channels with u / p below it), with its MACs and params."""
+def _rows_at(program, plan, columns: list, grid: np.ndarray, predictor=None) -> tuple:
+    """The width row each threshold in grid gives (channels with u / p below it), with its MACs and params and
+    its predicted latency (None per row without a predictor)."""
     rows = np.empty((len(grid), len(program.width_groups)), dtype=np.int64)
     for j, col in enumerate(columns):
         gid = program.width_groups[j]
@@ -383,7 +397,8 @@ def _rows_at(program, plan, columns: list, grid: np.ndarray) -> tuple[np.ndarray
         counts = np.searchsorted(sorted_ratio, grid, side="left")
         rows[:, j] = np.clip(counts // m * m, low, len(sorted_ratio) // m * m)
     macs, params = batched_costs(program, rows)
-    return rows, macs, params
+    lat = predictor.predict(rows) if predictor is not None else [None] * len(rows)
+    return rows, macs, params, lat
 
 
 def describe_sample(s: Sample) -> str:

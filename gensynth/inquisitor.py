@@ -7,7 +7,6 @@ typed record (gensynth.records.Candidate), so it can run in this process, in a w
 from __future__ import annotations
 
 import dataclasses
-import statistics
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from compiler.rewrite.transfer import transfer_weights
 from gensynth.data import Dataset, load_dataset
 from gensynth.data.normalized import NormalizedImages
 from gensynth.generator import Sample
+from gensynth.latency.measure import measure, runner
 from gensynth.records import Candidate, Decisions
 from gensynth.requirements import judge, parse_requirements
 from gensynth.space import SearchSpace
@@ -57,7 +57,10 @@ class Budget:
     final_lr: float | None = None
     optimizer: str | None = None  # None: the task's (sgd for classification, adamw otherwise)
     probe_images: int = 512
-    latency_runs: int = 30
+    latency_runtime: str = "torch"  # how latency is measured (gensynth.latency.measure): runtime, threads, time cap
+    latency_threads: int = 1
+    latency_clock: str = "wall"
+    latency_seconds: float = 3.0
     device: str = "auto"
     distill: float = 0.0  # weight of distilling the prototype's outputs in every fine-tune (classification)
     distill_temperature: float = 4.0
@@ -87,6 +90,7 @@ class Task:
     final: bool = False
     save_to: str | None = None  # where a final candidate's weights go
     decisions: Decisions = field(default_factory=Decisions)
+    predicted_latency: float | None = None  # seconds, by the run's latency model (when it has one)
 
 
 def candidate_task(key: str, cycle: int, s: Sample, space: SearchSpace, data: str, parent_weights: str | Path, *,
@@ -101,7 +105,8 @@ def candidate_task(key: str, cycle: int, s: Sample, space: SearchSpace, data: st
     return Task(key=key, cycle=cycle, seed=s.seed, child=to_dict(s.graph), kept=s.kept, groups=groups,
                 parent=to_dict(space.prototype), parent_weights=str(parent_weights), data=data,
                 data_options=dict(data_options or {}), budget=budget, requirements=tuple(requirements),
-                utility=utility, final=final, save_to=save_to, decisions=s.decisions())
+                utility=utility, final=final, save_to=save_to, decisions=s.decisions(),
+                predicted_latency=s.latency)
 
 
 def fine_tune_config(budget: Budget, task: str, seed: int, final: bool, n_train: int | None = None) -> TrainConfig:
@@ -140,25 +145,6 @@ def _subset(data: Dataset, images: int, seed: int) -> Dataset:
     train_x = data.train_x.subset(idx) if isinstance(data.train_x, NormalizedImages) else data.train_x[idx]
     return dataclasses.replace(data, train_x=train_x, train_y=data.train_y[idx], val_x=empty_x,
                                val_y=empty_y, test_x=empty_x, test_y=empty_y)
-
-
-def measure_latency(model: torch.nn.Module, input_shape: tuple, runs: int, device: torch.device) -> float:
-    """Median seconds of one batch-1 forward pass in eval mode (after a warm-up)."""
-    model.eval()
-    x = torch.randn(1, *input_shape, device=device)
-    times = []
-    with torch.inference_mode():
-        for _ in range(5):
-            model(x)
-        for _ in range(runs):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            model(x)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def group_importance(stats: dict, groups: dict, kept: dict, prototype_channels: dict) -> dict:
@@ -227,15 +213,16 @@ def inquire(task: Task, data: Dataset | None = None, parent_state: dict | None =
         channels = {gid: parent.nodes[members[0]]["shape"][0] for gid, members in task.groups.items() if members}
         importance = group_importance(stats, task.groups, task.kept, channels)
     cost = network_cost(child)
-    model.to("cpu")
-    latency = measure_latency(model, child.nodes[child.graph["inputs"][0]]["shape"], b.latency_runs,
-                              torch.device("cpu"))
+    latency = measure([runner(child, b.latency_runtime, b.latency_threads, module=model.to("cpu"))],
+                      max_seconds=b.latency_seconds, clock=b.latency_clock)[0]
     # the task's primary metric stands for accuracy in the utilities
     measured = {"accuracy": val.score, "params": cost.params, "macs": cost.macs}
     record = Candidate(key=task.key, cycle=task.cycle, seed=task.seed, arch=architecture_hash(child),
                        decisions=task.decisions, final=task.final, task=data.task, metric=objective.primary,
                        val=dict(val.metrics), test=dict(test), device=str(device), macs=cost.macs,
-                       params=cost.params, memory=cost.peak_activation_bytes, latency=latency,
+                       params=cost.params, memory=cost.peak_activation_bytes, latency=latency.median,
+                       latency_fast=latency.fast, latency_slow=latency.slow,
+                       predicted_latency=task.predicted_latency,
                        netscore=netscore(val.score, cost.params, cost.macs),
                        density=information_density(val.score, cost.params),
                        utility=UTILITIES[task.utility](measured), importance=importance)

@@ -26,7 +26,7 @@ from gensynth.generator import (
     prototype_hash,
     sample,
 )
-from gensynth.inquisitor import Task, candidate_task, inquire
+from gensynth.inquisitor import Budget, Task, candidate_task, inquire
 from gensynth.journal import JOURNAL, Journal
 from gensynth.predictor import by_prediction, screened_seeds
 from gensynth.records import FINAL_PREFIX, PROTOTYPE, Candidate, Failure
@@ -34,6 +34,8 @@ from gensynth.requirements import parse_requirement, parse_requirements
 from gensynth.runs import SYNTH_FILES, check_run_files, claim_folder, digest, journal_without_work, write_file
 from gensynth.space import SearchSpace, largest_reachable, search_space, smallest_reachable
 from gensynth.update import update_generator
+
+LATENCY_MODEL = "latency-model.json"  # the run's copy of its latency model (generator.json names it)
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class Run:
         self.prototype = prototype
         self.space = search_space(prototype, cfg.widen)  # over the widened prototype when cfg.widen > 1
         self.graphs: dict = {}  # FermiNet name -> its IR
+        self.latency = None  # the latency model (prepare_latency)
         self.text = print_network(prototype)
         self.network = prototype.graph["name"]
         self.journal: Journal | None = None
@@ -179,28 +182,59 @@ class Run:
                         per_final=cfg.budget.final_epochs * train_images, finals=cfg.finalists,
                         finals_done=min(len(finals), cfg.finalists))
 
+    def prepare_latency(self) -> None:
+        """The run's latency model (gensynth.latency.profile.model_for_run), when it has or needs one."""
+        from gensynth.latency.profile import ProfileOptions, model_for_run
+
+        cfg, b = self.cfg, self.cfg.budget
+        options = ProfileOptions(runtime=b.latency_runtime, threads=b.latency_threads, clock=b.latency_clock,
+                                 min_fraction=cfg.min_fraction, stride=cfg.stride > 0, factorize=cfg.factorize > 0,
+                                 seed=cfg.seed)
+        self.latency = model_for_run(self.space.prototype, self.out / LATENCY_MODEL, cfg.latency_model,
+                                     any(r.metric == "latency" for r in self.reqs), options, self.on_event)
+
     def check_feasible(self) -> dict:
         """Structural requirements no reachable network meets are an error before any training: an upper bound
         (macs<=) checked against the smallest network the generator can reach, a lower bound (params>=) against
-        the largest (the prototype)."""
-        smallest = smallest_reachable(self.space, self.cfg.min_fraction, factorize=self.cfg.factorize > 0,
-                                      stride=self.cfg.stride > 0)
+        the largest (the prototype); with a latency model, a latency bound below the fastest network it predicts."""
+        from gensynth.tasks.metrics import METRICS
+
+        cfg = self.cfg
+        smallest = smallest_reachable(self.space, cfg.min_fraction, factorize=cfg.factorize > 0,
+                                      stride=cfg.stride > 0, round_to=cfg.round_to, latency=self.latency)
         largest = None
         for r in self.reqs:
             if r.metric not in smallest:
                 continue
             if r.comparison in ("<=", "<") and not r.holds(smallest[r.metric]):
+                if r.metric == "latency":
+                    raise NetError(f"requirement '{r.text}' cannot be met: the fastest network the generator can "
+                                   "reach from this prototype is predicted to take "
+                                   f"{METRICS['latency'].format(smallest['latency'])} ({self.latency.runtime}, "
+                                   f"{self.latency.threads} thread(s), latency model {self.out / LATENCY_MODEL})",
+                                   notes=["relax the requirement, lower --min-fraction, allow --stride or "
+                                          "--factorize, or start from a smaller prototype"])
                 raise NetError(f"requirement '{r.text}' cannot be met: the smallest network the generator can "
                                f"reach from this prototype has {r.metric} = {smallest[r.metric]:,.0f}",
                                notes=["relax the requirement, lower --min-fraction, or start from a smaller prototype"])
             if r.comparison in (">=", ">"):
                 largest = largest or largest_reachable(self.space)
-                if largest is not None and not r.holds(largest[r.metric]):
+                if largest is not None and r.metric in largest and not r.holds(largest[r.metric]):
                     raise NetError(f"requirement '{r.text}' cannot be met: the largest network the generator can "
                                    f"reach from this prototype (the prototype itself) has {r.metric} = "
                                    f"{largest[r.metric]:,.0f}", notes=["the generator only removes; relax the "
                                                                        "requirement or start from a larger prototype"])
         return smallest
+
+    def notices(self) -> list[str]:
+        """What the run says once at its start: groups too narrow for --round-to."""
+        narrow = self.space.unrounded(self.cfg.round_to) if self.cfg.round_to > 1 else []
+        if not narrow:
+            return []
+        names = ", ".join(f"{grp.members[0]} ({grp.channels})" for grp in narrow[:6])
+        more = f" and {len(narrow) - 6} more" if len(narrow) > 6 else ""
+        return [f"--round-to {self.cfg.round_to}: {len(narrow)} layer group(s) have fewer channels than that and "
+                f"keep their own step and minimum: {names}{more}"]
 
     def prototype_weights(self) -> tuple[Path, Candidate]:
         """Train the prototype (or take --weights) once; its record is journaled. Weights this run saved are never
@@ -244,7 +278,8 @@ class Run:
     def _measure_prototype(self, path: Path) -> Candidate:
         """Measured exactly as the finalists are, with its own weights; journaled."""
         full = Sample(seed=self.cfg.seed, graph=self.prototype, kept={}, widths={}, dropped=(), picks={},
-                      macs=0, params=0, memory=0, meets=True, arch="")
+                      macs=0, params=0, memory=0, meets=True, arch="",
+                      latency=self.latency.predict(self.prototype) if self.latency else None)
         task = make_task(PROTOTYPE, -1, full, self.space, self.cfg, path)
         record = inquire_without_training(dataclasses.replace(task, parent=to_dict(self.prototype)))
         self.journal.add_candidate(record)
@@ -283,6 +318,8 @@ class Run:
                               spread=self.cfg.allocation_spread, factorize=self.cfg.factorize,
                               stride=self.cfg.stride)
         state.weights = weights.name
+        state.round_to = self.cfg.round_to
+        state.latency_model = LATENCY_MODEL if self.latency is not None else None
         self.journal.save_generator(0, state.to_json())
         return state
 
@@ -296,7 +333,7 @@ class Run:
                 key = f"{cycle}:{i}"
                 if key in done:
                     continue
-                s = sample(state, self.space, seed, self.reqs)
+                s = sample(state, self.space, seed, self.reqs, self.latency)
                 tasks.append(make_task(key, cycle, s, self.space, cfg, weights))
             self.on_event("cycle_start", {"cycle": cycle, "cycles": cfg.cycles, "todo": len(tasks), "done": len(done)})
 
@@ -331,7 +368,7 @@ class Run:
             return [candidate_seed(cfg.seed, cycle, i) for i in range(cfg.per_cycle)]
         seen = [r for r in self.journal.searched() if r.cycle < cycle]
         seeds = [candidate_seed(cfg.seed, cycle, j) for j in range(cfg.per_cycle * cfg.screen)]
-        return screened_seeds(state, self.space, self.reqs, seen, seeds, cfg.per_cycle)
+        return screened_seeds(state, self.space, self.reqs, seen, seeds, cfg.per_cycle, self.latency)
 
     def finals(self, state: GeneratorState, weights: Path) -> list[Candidate]:
         """Fully train the best distinct candidates among those meeting the structural requirements (by utility, or
@@ -354,7 +391,8 @@ class Run:
             key = f"{FINAL_PREFIX}{r.arch}"
             name = f"fermi-{rank + 1}"
             # θG as it was when the candidate was sampled, so its seed regenerates the same network
-            s = sample(GeneratorState.from_json(self.journal.generator_at(r.cycle)), self.space, r.seed, self.reqs)
+            s = sample(GeneratorState.from_json(self.journal.generator_at(r.cycle)), self.space, r.seed, self.reqs,
+                       self.latency)
             self.graphs[name] = renamed(s.graph, name)  # its exports are named as its .net file
             done = self.journal.candidate(key)
             if done is not None:
@@ -378,10 +416,18 @@ class Run:
         for r in finals:
             self.on_event("export_start", {"name": r.name, "export": self.cfg.export})
             result = export_and_compare(r.name, self.graphs[r.name], self.out / f"{r.name}.safetensors",
-                                        self.out / r.name, self.cfg.data, int8=self.cfg.export == "onnx-int8")
+                                        self.out / r.name, self.cfg.data, int8=self.cfg.export == "onnx-int8",
+                                        threads=self.cfg.budget.latency_threads)  # as the run measures latency
             self.on_event("export", result)
             shipped.append(result)
         return shipped
+
+
+def measured_with(budget: Budget) -> str:
+    """How the run measures latency, in words."""
+    runtime = {"torch": "PyTorch eager", "onnxruntime": "onnxruntime"}[budget.latency_runtime]
+    clock = "" if budget.latency_clock == "wall" else f", {budget.latency_clock} clock"
+    return f"{runtime}, {budget.latency_threads} thread{'s' if budget.latency_threads > 1 else ''}{clock}"
 
 
 def renamed(g, name: str):
@@ -433,10 +479,10 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
     error). Candidates are evaluated by `executor` (default: in this process, or a local pool of cfg.workers),
     started before anything is written, so that a cluster which cannot run them is an error up front.
     on_event(kind, payload) hears "resume" ({"notes", "config"}: what changed), "note" (a text), "start"
-    ({"total", "done"} search candidates, "executor" in words), "plan" (a WorkPlan), "prototype_training",
-    "prototype_epoch",
-    "prototype", "cycle_start", "candidate" (a Candidate, or a Failure), "candidate_retry" ({"key", "reason",
-    "attempt"}), "cycle_end", "final_start", "final", and with cfg.export "export_start" and "export"
+    ({"total", "done"} search candidates, "executor" in words), "plan" (a WorkPlan), "notice" (a sentence),
+    "latency_profile" and "latency_profile_progress" (when it profiles this machine), "prototype_training",
+    "prototype_epoch", "prototype", "cycle_start", "candidate" (a Candidate, or a Failure), "candidate_retry"
+    ({"key", "reason", "attempt"}), "cycle_end", "final_start", "final", and with cfg.export "export_start" and "export"
     (gensynth.deploy.compare.Exported); records come as Candidate."""
     import time
 
@@ -472,6 +518,11 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
         started = run.journal.get_meta("wall_s") or 0.0
         t0 = time.perf_counter()
         try:
+            for notice in run.notices():
+                run.on_event("notice", notice)
+            run.prepare_latency()  # the run's copy of its model is written into the claimed folder
+            if run.latency is not None:
+                run.check_feasible()  # now with the latency bound, still before any training
             weights, proto_record = run.prototype_weights()
             run.on_event("prototype", proto_record)
             weights = run.search_weights(weights)
@@ -486,7 +537,7 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
             diffs = {r.name: network_diff(run.prototype, run.graphs[r.name]) for r in finals}
             report = write_report(run.out, prototype.graph["name"], cfg.requirements, proto_record, finals,
                                   candidates, front, wall, executors=sessions, failed=failed, diffs=diffs,
-                                  exported=exported)
+                                  exported=exported, measured_with=measured_with(cfg.budget))
             return SynthResult(run.out, proto_record, finals, candidates, front, state, report, failed, where,
                                exported)
         finally:

@@ -139,12 +139,12 @@ def fitted(space: SearchSpace, records: list[Candidate]) -> Predictor:
 
 
 def screened_seeds(state, space: SearchSpace, reqs, records: list[Candidate], seeds: list[int],
-                   count: int) -> list[int]:
-    """Of G's samples for `seeds`, the `count` whose networks the predictor (fitted on `records`) expects to improve
-    the most; their seeds, in the order chosen."""
+                   count: int, latency=None) -> list[int]:
+    """Of G's samples for `seeds` (projected with the run's latency model, if any, as the search samples them), the
+    `count` whose networks the predictor (fitted on `records`) expects to improve the most; their seeds, in order."""
     from gensynth.generator import sample
 
-    proposals = np.stack([features(space, sample(state, space, seed, reqs).decisions()) for seed in seeds])
+    proposals = np.stack([features(space, sample(state, space, seed, reqs, latency).decisions()) for seed in seeds])
     return [seeds[i] for i in screen(fitted(space, records), proposals, count)]
 
 

@@ -38,7 +38,7 @@ class Decisions:
 
 
 # Fields written as they are (in this order, after the split metrics); the rest of a record's JSON is derived.
-_COST_FIELDS = ("macs", "params", "memory", "latency")
+_COST_FIELDS = ("macs", "params", "memory", "latency", "latency_fast", "latency_slow", "predicted_latency")
 _TAIL_FIELDS = ("netscore", "density", "utility", "meets", "missed", "violation", "wall_s", "attempts")
 
 
@@ -65,7 +65,10 @@ class Candidate:
     macs: int = 0
     params: int = 0
     memory: int = 0  # peak activation bytes
-    latency: float = 0.0  # seconds, batch 1, CPU
+    latency: float = 0.0  # seconds, batch 1: the median (gensynth.latency.measure)
+    latency_fast: float | None = None  # its spread: 10th and 90th percentiles of single runs
+    latency_slow: float | None = None
+    predicted_latency: float | None = None  # by the run's latency model, when synthesis had one
     netscore: float = 0.0
     density: float = 0.0  # information density
     utility: float = 0.0
@@ -105,7 +108,7 @@ class Candidate:
     def summary(self) -> dict:
         """What a person or script compares networks by: metrics, cost and whether it meets the requirements."""
         keep = ("name", "arch", "task", "metric", "score", "test_score", "macs", "params", "memory", "latency",
-                "netscore", "density", "meets", "missed")
+                "latency_fast", "latency_slow", "predicted_latency", "netscore", "density", "meets", "missed")
         return {k: v for k, v in self.to_json().items() if k in keep or k.startswith(("val_", "test_"))}
 
     def to_json(self) -> dict:

@@ -14,10 +14,21 @@ def _cells(r: Candidate, *metrics: str) -> str:
     return " | ".join(METRICS[m].format(r.value(m)) for m in metrics)
 
 
+def latency_cell(r: Candidate) -> str:
+    """The measured median with the spread of single runs ("1.234 ms (1.20-1.31)"), and the prediction if any."""
+    fmt = METRICS["latency"].format
+    cell = fmt(r.latency)
+    if r.latency_fast is not None and r.latency_slow is not None:
+        cell += f" ({r.latency_fast * 1e3:.3f}-{r.latency_slow * 1e3:.3f})"
+    if r.predicted_latency is not None:
+        cell += f"; predicted {fmt(r.predicted_latency)}"
+    return cell
+
+
 def _row(name: str, r: Candidate) -> str:
     test = METRICS[r.metric].format(r.test_score) if r.test_score is not None else "-"
     return (f"| {name} | {METRICS[r.metric].format(r.score)} | {test} | {_cells(r, 'macs', 'params')} | "
-            f"{_cells(r, 'netscore')} | {r.density:.1f} | {_cells(r, 'latency')} | "
+            f"{_cells(r, 'netscore')} | {r.density:.1f} | {latency_cell(r)} | "
             f"{'yes' if r.meets else 'no: ' + ', '.join(r.missed)} |")
 
 
@@ -46,11 +57,11 @@ def exported_section(exported: list, what: str) -> list[str]:
     fmt = METRICS[exported[0].metric].format
     rows = []
     for e in exported:
-        row = [e.name, f"`{e.float_path.name}`", fmt(e.float_score), e.float_latency.text().split(" (")[0]]
+        row = [e.name, f"`{e.float_path.name}`", fmt(e.float_score), e.float_latency.items()[0]]
         if e.int8_path is not None:
             speed = e.float_latency.median / e.int8_latency.median
             row += [f"`{e.int8_path.name}`", fmt(e.int8_score), f"{(e.int8_score - e.float_score) * 100:+.2f}",
-                    e.int8_latency.text().split(" (")[0], f"{speed:.2f}x", ", ".join(e.float_ops) or "none"]
+                    e.int8_latency.items()[0], f"{speed:.2f}x", ", ".join(e.float_ops) or "none"]
         rows.append(row)
     columns = ("network", "float file", f"test {what}", "latency")
     if exported[0].int8_path is not None:
@@ -66,10 +77,11 @@ def exported_section(exported: list, what: str) -> list[str]:
 def write_report(out: Path, network: str, requirements: list[str], prototype: Candidate, finals: list[Candidate],
                  candidates: list[Candidate], front: list[Candidate], wall_s: float, executors: list[str] = (),
                  failed: list[Failure] = (), diffs: dict[str, NetworkDiff] | None = None,
-                 exported: list | None = None) -> Path:
+                 exported: list | None = None, measured_with: str = "PyTorch eager, 1 thread") -> Path:
     """Write report.md (and pareto.png beside it); return the report's path. `executors`: where each session
     evaluated the candidates, in words; `diffs`: each FermiNet against the prototype; `exported`: the FermiNets'
-    exported files (gensynth.deploy.compare.Exported)."""
+    exported files (gensynth.deploy.compare.Exported); `measured_with`: how latency was measured (runtime,
+    threads)."""
     what = METRICS[prototype.metric].words
     failures = [f"Failed candidates: {len(failed)} (journaled; left out of everything below):", "",
                 *(f"- {r.key} after {r.attempts} attempt(s): {r.error}" for r in failed), ""]
@@ -84,7 +96,9 @@ def write_report(out: Path, network: str, requirements: list[str], prototype: Ca
         *(failures if failed else []),
         f"NetScore = 20 log10(a^2 / (p^0.5 m^0.5)) with a = validation {what} in %, p = parameters in millions, "
         f"m = MACs in millions; information density = {what} (%) per million parameters. "
-        "Latency: median batch-1 forward on this machine's CPU.",
+        f"Latency: median batch-1 forward on this machine ({measured_with}), timed until its 95% interval was "
+        "within ±2% or for at most a few seconds; in brackets the 10th-90th percentiles of single runs, then the "
+        "latency model's prediction where the run had one (gensynth.latency).",
         "",
         f"| network | val {what} | test {what} | MACs | params | NetScore | density | latency | meets requirements |",
         "|---|---|---|---|---|---|---|---|---|",

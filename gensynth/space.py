@@ -3,6 +3,7 @@ and stridable convs, choices)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -45,11 +46,23 @@ class SearchSpace:
     def group(self, gid: int) -> ChannelGroup:
         return self.plan.groups[gid]
 
-    def min_width(self, grp: ChannelGroup, min_fraction: float) -> int:
-        """The fewest channels a group may keep: a fraction of the (unwidened) prototype's, and at least one multiple."""
-        m = grp.multiple_of
+    def min_width(self, grp: ChannelGroup, min_fraction: float, round_to: int = 1) -> int:
+        """The fewest channels a group may keep: a fraction of the (unwidened) prototype's, and at least one step."""
+        m = channel_step(grp.multiple_of, grp.channels, round_to)
         want = max(1, int(np.ceil(len(self.original.get(grp.id, range(grp.channels))) * min_fraction)))
         return max(m, (want + m - 1) // m * m)
+
+    def unrounded(self, round_to: int) -> list[ChannelGroup]:
+        """The free groups too narrow for --round-to N: they keep their own steps (and minimum)."""
+        return [grp for grp in self.groups
+                if channel_step(grp.multiple_of, grp.channels, round_to) != math.lcm(grp.multiple_of, round_to)]
+
+
+def channel_step(multiple_of: int, channels: int, round_to: int = 1) -> int:
+    """The step a group's width moves in: its own multiple, or with --round-to N the least common multiple of the
+    two where the group has that many channels (hardware runs channels in blocks; a narrower group keeps its own)."""
+    step = math.lcm(multiple_of, round_to)
+    return step if channels >= step else multiple_of
 
 
 def search_space(g: nx.DiGraph, widen: float = 1.0) -> SearchSpace:
@@ -114,10 +127,12 @@ def largest_reachable(space: SearchSpace) -> dict[str, float] | None:
     return best
 
 
-def smallest_reachable(space: SearchSpace, min_fraction: float, factorize: bool = False,
-                       stride: bool = False) -> dict[str, float]:
-    """The MACs and parameters of the smallest network the generator can produce (every block dropped, and every
-    factorizable conv factorized and stridable conv strided when the generator may do so)."""
+def smallest_reachable(space: SearchSpace, min_fraction: float, factorize: bool = False, stride: bool = False,
+                       round_to: int = 1, latency=None) -> dict[str, float]:
+    """The MACs, parameters and memory of the smallest network the generator can produce (every block dropped,
+    and every factorizable conv factorized and stridable conv strided when the generator may do so); with a
+    latency model (gensynth.latency.model), the fastest predicted latency among its narrowest widths and those
+    rounded up to multiples of 2, 4, 8 and 16 (narrower is not always faster)."""
     g = drop_blocks(space.prototype, list(space.blocks)) if space.blocks else space.prototype
     if stride:
         g, _ = stride_convs(g, list(space.stridable))
@@ -129,7 +144,14 @@ def smallest_reachable(space: SearchSpace, min_fraction: float, factorize: bool 
     for gid in program.width_groups:
         grp = program.plan.groups[gid]
         proto = next((by_member[m] for m in grp.members if m in by_member), None)
-        row.append(space.min_width(proto, min_fraction) if proto else grp.channels)
+        row.append(space.min_width(proto, min_fraction, round_to) if proto else grp.channels)
     macs, params = batched_costs(program, np.array([row], dtype=np.int64))
     memory = network_cost(g).peak_activation_bytes
-    return {"macs": float(macs[0]), "params": float(params[0]), "memory": float(memory)}
+    out = {"macs": float(macs[0]), "params": float(params[0]), "memory": float(memory)}
+    if latency is not None:
+        base = np.array(row, dtype=np.int64)
+        top = program.prototype_widths // program.multiple_of * program.multiple_of
+        rows = [base] + [np.minimum(-(-base // step) * step, np.maximum(top, base))
+                         for step in (np.lcm(program.multiple_of, a) for a in (2, 4, 8, 16))]
+        out["latency"] = float(latency.program(g, program.width_groups, program.plan).predict(np.stack(rows)).min())
+    return out

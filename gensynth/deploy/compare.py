@@ -12,8 +12,8 @@ import networkx as nx
 
 from compiler.diagnostics import NetWarning
 from gensynth.deploy.exported import evaluate_exported
-from gensynth.deploy.latency import FileLatency, onnx_latencies
 from gensynth.deploy.package import DEFAULT_CALIBRATION, export_model
+from gensynth.latency.measure import Latency, file_runner, measure
 from gensynth.tasks.metrics import primary_metric
 
 EXPORTS = ("onnx", "onnx-int8")  # what `netdsl synth --export` can write for its FermiNets
@@ -27,10 +27,10 @@ class Exported:
     metric: str
     float_path: Path
     float_score: float
-    float_latency: FileLatency
+    float_latency: Latency
     int8_path: Path | None = None
     int8_score: float | None = None
-    int8_latency: FileLatency | None = None
+    int8_latency: Latency | None = None
     float_ops: tuple[str, ...] = ()  # op types the int8 file keeps float
 
     def to_json(self) -> dict:
@@ -45,7 +45,7 @@ def export_and_compare(name: str, graph: nx.DiGraph, weights: str | Path, stem: 
                        int8: bool = True, calibration: int = DEFAULT_CALIBRATION, threads: int = 1,
                        limit_test: int | None = None) -> Exported:
     """Write `stem`.onnx (and `stem`.int8.onnx), score each file on `data`'s test split with onnxruntime and time
-    them on `threads` threads, interleaved."""
+    them on `threads` threads side by side with the one latency measurement (gensynth.latency.measure)."""
     stem = Path(stem)
     float_path, int8_path = stem.with_name(stem.name + ".onnx"), stem.with_name(stem.name + ".int8.onnx")
     with warnings.catch_warnings():
@@ -55,7 +55,7 @@ def export_and_compare(name: str, graph: nx.DiGraph, weights: str | Path, stem: 
                                calibration=calibration) if int8 else None
     paths = [float_path] + ([int8_path] if int8 else [])
     scores = [evaluate_exported(p, data, limit_test=limit_test, threads=threads).result for p in paths]
-    latencies = onnx_latencies(paths, threads)
+    latencies = measure([file_runner(p, threads) for p in paths])
     metric = primary_metric(scores[0].task)
     return Exported(name, metric, float_path, scores[0].score, latencies[0],
                     int8_path if int8 else None, scores[1].score if int8 else None, latencies[1] if int8 else None,

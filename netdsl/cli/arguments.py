@@ -132,3 +132,16 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=["sgd", "adamw"],
                    help="default: sgd for classification and detection, adamw for segmentation")
     p.add_argument("--augment", action="store_true", help="random crop and flip (classification)")
+
+
+def add_latency_arguments(p: argparse.ArgumentParser, runtime: str | None = "torch") -> None:
+    """--runtime, --threads, --clock: how latency is measured (gensynth.latency.measure); with runtime None the
+    defaults are a latency model's."""
+    fallback = "the latency model's, else " if runtime is None else ""
+    p.add_argument("--runtime", choices=["torch", "onnxruntime"], default=runtime,
+                   help=f"run networks with PyTorch eager or onnxruntime (default: {fallback}torch)")
+    p.add_argument("--threads", type=int, default=None if runtime is None else 1,
+                   help=f"intra-op threads while timing (default: {fallback}1)")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="wall time (default), or this process's CPU time, which leaves out the time other "
+                        "processes take on a crowded machine (single-threaded runs only)")

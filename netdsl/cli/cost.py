@@ -5,7 +5,13 @@ from __future__ import annotations
 import re
 
 from compiler.diagnostics import NetError, printable
-from netdsl.cli.arguments import add_json_argument, add_network_arguments, load_from_args, print_json
+from netdsl.cli.arguments import (
+    add_json_argument,
+    add_latency_arguments,
+    add_network_arguments,
+    load_from_args,
+    print_json,
+)
 from netdsl.cli.console import console as make_console
 from netdsl.cli.layout import Column, emit, figure, size, table, wrap_items
 
@@ -20,6 +26,10 @@ def register(sub) -> None:
                         "N scales MACs, other ops and activations; default: the network's own input shapes, batch 1)")
     p.add_argument("--depth", type=int, metavar="N", help="one row per block: group layers by their first N name parts (default: one row per layer)")
     p.add_argument("--dtype-bytes", type=int, default=4, metavar="B", help="bytes per activation element (default 4)")
+    p.add_argument("--latency", action="store_true",
+                   help="also measure the latency on this machine at the input's batch size (loads PyTorch; "
+                        "--runtime, --threads and --clock say how)")
+    add_latency_arguments(p)
     add_json_argument(p, "per-node and total figures")
     p.set_defaults(run=run)
 
@@ -143,15 +153,26 @@ def run(args) -> int:
     report = cost_of(compile_costs(g), args.dtype_bytes)
     total = totals(report, batch)
     inputs = ", ".join(f"{n} " + "x".join(map(str, (batch, *g.nodes[n]["shape"]))) for n in g.graph["inputs"])
+    latency = None
+    if args.latency:  # only now: the counting commands never import torch
+        from gensynth.latency.measure import measure, runner
+
+        latency = measure([runner(g, args.runtime, args.threads, batch=batch)], clock=args.clock)[0]
     if args.json:
         data = {"network": g.graph["name"], "inputs": {n: [batch, *g.nodes[n]["shape"]] for n in g.graph["inputs"]},
                 "dtype_bytes": args.dtype_bytes, "totals": total, "nodes": block_rows(g, report, None, batch)}
         if args.depth:
             data["blocks"] = block_rows(g, report, args.depth, batch)
+        if latency is not None:
+            data["latency"] = latency.to_json()
         print_json(data)
         return 0
     console = make_console()
     rows = block_rows(g, report, args.depth, batch)
     emit(console, render(g, rows, total, "block" if args.depth else "layer", console.width))
     console.print(wrap_items(summary(g, total, inputs, args.dtype_bytes), console.width), markup=False)
+    if latency is not None:
+        items = latency.items()
+        console.print(wrap_items([f"latency (batch {batch}, this machine): {items[0]}", *items[1:]], console.width),
+                      markup=False)
     return 0

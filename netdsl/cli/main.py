@@ -18,7 +18,8 @@ from netdsl.cli.console import print_error
 
 # subcommand -> module in netdsl.cli defining register(subparsers) and run(args) -> int
 COMMANDS = {"show": "show", "check": "check", "cost": "cost", "diff": "diff", "export": "export",
-            "import": "import_model", "train": "train", "eval": "eval", "synth": "synth", "generate": "generate"}
+            "import": "import_model", "train": "train", "eval": "eval", "synth": "synth", "generate": "generate",
+            "profile": "profile"}
 
 
 class HelpFormatter(argparse.HelpFormatter):

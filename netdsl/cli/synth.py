@@ -99,6 +99,13 @@ def register(sub) -> None:
                    help="keep the generator at its starting state, so every cycle draws from the same distribution: "
                         "random search in the generator's space, the ablation that shows what learning adds (default: off, "
                         "θG learns)")
+    p.add_argument("--latency-model", metavar="FILE",
+                   help="the target's latency model (netdsl profile): with --req latency<=X every sample is "
+                        "predicted to meet X (default: none; then a latency requirement profiles this machine first)")
+    arguments.add_latency_arguments(p, runtime=None)
+    p.add_argument("--round-to", type=int, default=1, metavar="N",
+                   help="keep channel counts at multiples of N where a layer has that many (hardware runs "
+                        "channels in blocks, e.g. 8 or 16; default 1: any count)")
     arguments.add_device_argument(p)
     arguments.add_json_argument(p)
     p.set_defaults(run=run, parser=p)
@@ -113,15 +120,25 @@ def config_from_args(args, g=None):
     from gensynth.requirements import parse_requirements
 
     parse_requirements(args.req)  # located errors before anything else
+    runtime, threads = args.runtime, args.threads
+    if args.latency_model:  # the model's runtime and threads unless asked otherwise (then the run refuses it)
+        from gensynth.latency.model import LatencyModel
+
+        model = LatencyModel.load(args.latency_model)
+        runtime = runtime if runtime is not None else model.runtime
+        threads = threads if threads is not None else model.threads
     budget = Budget(images=args.images, final_epochs=args.final_epochs, lr=args.lr, final_lr=args.final_lr,
                     batch_size=args.batch_size, optimizer=args.optimizer, augment=args.augment, device=args.device,
-                    distill=args.distill, final_init=args.final_from, search_init=args.search_from)
+                    distill=args.distill, final_init=args.final_from, search_init=args.search_from,
+                    latency_runtime=runtime or "torch", latency_threads=1 if threads is None else threads,
+                    latency_clock=args.clock)
     cfg = SynthConfig(data=args.data, requirements=list(args.req), cycles=args.cycles, per_cycle=args.per_cycle,
                       budget=budget, workers=args.workers if args.workers is not None else default_workers(args.device),
                       utility=args.utility, seed=args.seed,
                       prototype_epochs=args.prototype_epochs, prototype_lr=args.prototype_lr,
                       prototype_weights=args.weights, finalists=args.finalists, min_fraction=args.min_fraction,
-                      export=args.export, learn=args.learn, screen=args.screen,
+                      export=args.export, learn=args.learn, screen=args.screen, round_to=args.round_to,
+                      latency_model=args.latency_model,
                       **{name: getattr(args, name) for name in ("factorize", "stride", "widen")
                          if getattr(args, name) is not None},
                       data_options={**({"limit_train": args.limit_train} if args.limit_train else {}),

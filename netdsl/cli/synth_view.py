@@ -11,6 +11,7 @@ estimate counts down.
 
 from __future__ import annotations
 
+import textwrap
 import time
 
 from rich.console import Console, Group
@@ -54,6 +55,7 @@ class SynthView:
         self.session = {"train": [0, 0.0], "search": [0, 0.0]}  # images done and seconds spent, this session
         self.prototype_epochs = 1
         self.best = None
+        self.profiled = -1  # the tenth of latency profiling last written to a log
         self.live = Live(self, console=console, refresh_per_second=2, transient=True) if console.is_terminal else None
 
     # ---- the estimate ----------------------------------------------------------------------------
@@ -136,6 +138,23 @@ class SynthView:
                                markup=False)
         elif kind == "plan":
             self.plan = payload
+        elif kind == "notice":  # a sentence: broken between words to fit
+            self.console.print(textwrap.fill(payload, self.console.width, subsequent_indent="  ",
+                                             break_long_words=False, break_on_hyphens=False), markup=False)
+        elif kind == "latency_profile":
+            self.phase = "profiling latency"
+            threads = f"{payload['threads']} thread{'s' if payload['threads'] > 1 else ''}"
+            self.console.print(wrap_items(["no --latency-model given",
+                                           f"profiling this machine first ({payload['runtime']}, {threads})",
+                                           f"the model goes to {payload['out']}"], self.console.width), markup=False)
+        elif kind == "latency_profile_progress":
+            done, total = payload["done"], payload["total"]
+            self.phase = f"profiling latency {done}/{total}"
+            if self.live is None and total and done * 10 // total > self.profiled:  # in a log: a line per tenth
+                self.profiled = done * 10 // total
+                self.console.print(wrap_items([f"profiling latency: {done}/{total} measurements ({done / total:.0%})",
+                                               f"{clock(time.monotonic() - self.started)} elapsed"],
+                                              self.console.width), markup=False)
         elif kind == "prototype_training":
             self.phase = f"training the prototype ({payload['epochs']} epochs)"
             self.prototype_epochs = max(1, payload["epochs"])
@@ -161,9 +180,12 @@ class SynthView:
             self.finished("search", self.plan.per_candidate if self.plan else 0)
             if self.best is None or payload.utility > self.best.utility:
                 self.best = payload
+            predicted = "" if payload.predicted_latency is None else \
+                f" (predicted {payload.predicted_latency * 1e3:.3f})"
             self.say([f"candidate {payload.key}: val {label(payload.metric)} {payload.score:.2%}",
                       f"{payload.macs / 1e6:.2f} M MACs", f"{payload.params / 1e3:.1f} k params",
-                      utility_text(self.utility, payload), f"{payload.wall_s:.1f} s"])
+                      f"{payload.latency * 1e3:.3f} ms{predicted}", utility_text(self.utility, payload),
+                      f"{payload.wall_s:.1f} s"])
         elif kind == "final_start":
             self.phase = f"training {payload['name']} fully"
         elif kind == "export_start":

@@ -145,6 +145,6 @@ def test_spawned_pool_workers_give_the_in_process_results(tmp_path, monkeypatch)
     weights = str(tmp_path / "local" / "prototype.safetensors")
     spawned = synthesize(tiny(), config(data, cycles=1, per_cycle=2, prototype_weights=weights), tmp_path / "pool",
                          executor=pool)
-    untimed = lambda result: {r.key: dataclasses.replace(r, wall_s=0.0, latency=0.0)  # noqa: E731
+    untimed = lambda result: {r.key: dataclasses.replace(r, wall_s=0.0, latency=0.0, latency_fast=None, latency_slow=None)  # noqa: E731
                               for r in result.candidates}
     assert untimed(spawned) == untimed(local) and len(untimed(local)) == 2

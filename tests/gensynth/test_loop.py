@@ -24,7 +24,7 @@ def data(tmp_path_factory):
 
 def config(data, **kw) -> SynthConfig:
     budget = Budget(images=160, epochs=1, final_epochs=2, batch_size=32, lr=0.05, final_lr=0.05, probe_images=64,
-                    latency_runs=3, device="cpu")
+                    latency_seconds=0.2, device="cpu")
     base = dict(data=data, requirements=REQS, cycles=2, per_cycle=2, budget=budget, prototype_epochs=2, finalists=1)
     base.update(kw)
     return SynthConfig(**base)

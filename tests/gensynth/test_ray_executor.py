@@ -19,7 +19,7 @@ from netdsl.cli.main import main
 from tests.gensynth.synth_fixtures import TINY_NET, journaled, kill_9_after
 from tests.gensynth.test_loop import REQS, config, data, tiny  # noqa: F401 - data is a fixture
 
-MEASURED = ("wall_s", "latency")  # timings: measured, so they differ between any two runs
+MEASURED = ("wall_s", "latency", "latency_fast", "latency_slow")  # timings: measured, so they differ between runs
 
 
 def descendants(pid: int) -> set[int]:

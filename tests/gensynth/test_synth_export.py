@@ -3,6 +3,7 @@ with each FermiNet's diff against the prototype; weights the run writes carry th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -22,8 +23,13 @@ pytest.importorskip("onnxruntime")
 
 def test_synth_exports_float_and_int8_finalists_into_the_report(tmp_path, capsys):
     data = write_npz(tmp_path / "stripes.npz")
-    result = synthesize(tiny(), config(data, export="onnx-int8", cycles=1), tmp_path / "run")
+    cfg = config(data, export="onnx-int8", cycles=1)
+    cfg.budget = dataclasses.replace(cfg.budget, latency_threads=2)
+    result = synthesize(tiny(), cfg, tmp_path / "run")
     assert [e.name for e in result.exported] == ["fermi-1"] and result.exported[0].int8_score is not None
+    exported = result.exported[0]  # timed by the one measurement, at the run's thread count
+    assert exported.float_latency.threads == exported.int8_latency.threads == 2
+    assert exported.float_latency.runtime == "onnxruntime" and exported.int8_latency.runs >= 12
     schema = json.loads((Path(__file__).parents[2] / "docs" / "schemas" / "synth.json").read_text())
     Draft202012Validator(schema["properties"]["exported"]).validate([e.to_json() for e in result.exported])
     out = result.out

@@ -72,7 +72,7 @@ def test_task_mismatches_are_clear_errors(tmp_path, capsys, seg_data, det_data):
 
 def budget() -> Budget:
     return Budget(images=150, epochs=1, final_epochs=3, batch_size=32, lr=0.05, final_lr=0.05, probe_images=32,
-                  latency_runs=3, device="cpu")
+                  latency_seconds=0.2, device="cpu")
 
 
 @pytest.mark.parametrize("task", ["segment", "detect"])

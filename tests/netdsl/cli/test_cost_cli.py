@@ -13,6 +13,7 @@ from compiler.cost import network_cost
 from netdsl.cli.cost import human
 from netdsl.cli.main import main
 from netdsl.loader import load_network
+from tests.netdsl.cli.test_json_schemas import validate
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -148,3 +149,20 @@ def test_cost_arguments_of_any_size_are_messages(small, capsys):
     assert "e+" in capsys.readouterr().out
     assert main(["cost", small, "--dtype-bytes", "10" + "0" * 30]) == 2
     assert "--dtype-bytes must be 1 to 16" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+def test_cost_latency_measures_on_the_runtime_asked_for(small, capsys, runtime):
+    data = run_json(capsys, "cost", small, "--json", "--latency", "--runtime", runtime, "--threads", "1")
+    validate("cost", data)
+    lat = data["latency"]
+    assert lat["runtime"] == runtime and lat["threads"] == 1 and lat["runs"] >= 12
+    assert 0 < lat["fast"] <= lat["median"] <= lat["slow"] and lat["low"] <= lat["median"] <= lat["high"]
+    assert main(["cost", small, "--latency", "--input", "2x3x16x16"]) == 0
+    out = capsys.readouterr().out
+    assert "latency (batch 2, this machine)" in out and all(len(line) <= 80 for line in out.splitlines())
+
+
+def test_cost_latency_refuses_bad_threads(small, capsys):
+    assert main(["cost", small, "--latency", "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err

@@ -3,6 +3,7 @@ finalists), the utility the run maximises by its name, and lines that fit 80 col
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from dataclasses import dataclass
@@ -97,3 +98,25 @@ def test_log_lines_fit(monkeypatch, width):
 
 def test_clock():
     assert [clock(5), clock(65), clock(3725)] == ["0:05", "1:05", "1:02:05"]
+
+
+def test_latency_profiling_and_measured_latency_in_a_log(monkeypatch):
+    """Profiling this machine says so and logs a line per tenth; a candidate's line has its measured latency and,
+    with a latency model, the prediction; the --round-to notice is printed as given; all within 80 columns."""
+    clock_ = Clock()
+    monkeypatch.setattr(view_module.time, "monotonic", clock_)
+    out = io.StringIO()
+    view = SynthView(Console(file=out, width=80, force_terminal=False), "accuracy")
+    view("notice", "--round-to 8: 1 layer group(s) have fewer channels than that and keep their own step and "
+                   "minimum: conv1 (6)")
+    view("latency_profile", {"out": "runs/x/latency-model.json", "runtime": "onnxruntime", "threads": 1})
+    for done in range(41):
+        view("latency_profile_progress", {"done": done, "total": 40, "what": "layer conv"})
+    assert view.phase == "profiling latency 40/40"
+    view("candidate", dataclasses.replace(candidate("0:0", 0.6, 0.6), latency=0.00125, predicted_latency=0.0012))
+    text = out.getvalue()
+    lines = text.rstrip("\n").split("\n")
+    assert all(len(line) <= 80 for line in lines)
+    assert "no --latency-model given, profiling this machine first (onnxruntime, 1 thread)" in text.replace("\n  ", " ")
+    assert text.count("profiling latency: ") == 11 and "40/40 measurements (100%)" in text
+    assert "1.250 ms (predicted 1.200)" in text and "conv1 (6)" in text.replace("\n  ", " ")

@@ -1,0 +1,1 @@
+"""Latency: the one measurement (measure.py), a target's latency model (model.py) and its profiling (profile.py)."""

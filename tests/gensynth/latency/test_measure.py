@@ -1,0 +1,147 @@
+"""The one latency measurement: repeatable within its spread, fixed threads, interleaving, outliers, a time cap."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from compiler.diagnostics import NetError
+from gensynth.latency.measure import Runner, kept, measure, median_interval, runner
+from netdsl.loader import load_network_text
+
+SMALL = """
+network Small() {
+    input x: [3, 16, 16]
+    x -> conv(8, k=3, padding=1) -> bn -> relu
+    output y = gap -> linear(4)
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def small():
+    return load_network_text(SMALL)
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+def test_the_same_network_measured_twice_agrees_within_the_reported_spread(small, runtime):
+    r = runner(small, runtime, threads=1)
+    a, b = (measure([r], max_seconds=1.0, min_seconds=0.1)[0] for _ in range(2))
+    for lat in (a, b):
+        assert lat.runtime == runtime and lat.threads == 1 and lat.runs >= 12
+        assert lat.fast <= lat.median <= lat.slow and lat.low <= lat.median <= lat.high
+        assert 0 < lat.median < 0.05  # a conv on 16x16: well under 50 ms even on a crowded machine
+    assert max(a.fast, b.fast) <= min(a.slow, b.slow)  # the two 80% ranges overlap
+    assert "ms" in a.text() and runtime in a.text()
+
+
+def test_torch_threads_are_fixed_while_timing_and_restored(small):
+    import torch
+
+    before = torch.get_num_threads()
+    seen = set()
+    inner = runner(small, "torch", threads=1)
+
+    def forward():
+        seen.add(torch.get_num_threads())
+        return inner.forward()
+
+    measure([Runner(forward, "torch", 1)], max_seconds=0.2, min_seconds=0.01)
+    assert seen == {1} and torch.get_num_threads() == before
+
+
+def test_networks_compared_side_by_side_are_interleaved():
+    calls = []
+
+    def busy(tag: str, seconds: float):
+        def forward():
+            calls.append(tag)
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
+        return Runner(forward, "onnxruntime", 1, tag)
+
+    fast, slow = measure([busy("a", 1e-4), busy("b", 3e-4)], max_seconds=0.3, min_seconds=0.05)
+    assert fast.median < slow.median
+    # a first call and a sizing call each, then rounds of one call each, the order alternating: ab ba ab ...
+    rounds = ["".join(calls[i:i + 2]) for i in range(4, len(calls), 2)]
+    assert len(rounds) >= 12 and rounds == ["ab" if k % 2 == 0 else "ba" for k in range(len(rounds))]
+
+
+def test_outlying_blocks_are_left_out_of_the_median():
+    blocks = np.r_[np.random.default_rng(0).normal(1.0, 0.02, 200), [5.0, 8.0]]  # two runs the OS interrupted
+    inside = kept(blocks)
+    assert inside.max() < 1.2 and len(inside) >= 198
+    med, lo, hi = median_interval(inside)
+    assert lo < med < hi and abs(med - 1.0) < 0.01 and np.median(blocks) > med
+
+
+def test_median_interval_covers_the_median_with_order_statistics():
+    x = np.arange(1.0, 101.0)
+    med, lo, hi = median_interval(x)
+    assert med == 50.5 and lo == 41.0 and hi == 61.0  # ranks 40 and 60 (0-based) of 100: n/2 ± 1.96 sqrt(n)/2
+
+
+def test_a_noisy_runner_stops_at_the_time_cap_and_says_so():
+    rng = np.random.default_rng(0)
+
+    def forward():
+        end = time.perf_counter() + rng.choice([2e-5, 2e-4])
+        while time.perf_counter() < end:
+            pass
+
+    start = time.perf_counter()
+    lat = measure([Runner(forward, "onnxruntime", 1)], target=1e-6, max_seconds=0.3, min_seconds=0.0)[0]
+    assert not lat.converged and "time cap" in lat.text()
+    assert time.perf_counter() - start < 1.5
+
+
+@pytest.mark.parametrize("runtime, threads, message", [
+    ("tensorrt", 1, "unknown runtime 'tensorrt'"),
+    ("torch", 0, "--threads must be at least 1"),
+])
+def test_bad_runtime_or_threads_is_a_clear_error(small, runtime, threads, message):
+    with pytest.raises(NetError, match=message):
+        runner(small, runtime, threads)
+
+
+def test_an_unknown_clock_is_a_clear_error(small):
+    with pytest.raises(NetError, match="unknown clock"):
+        measure([runner(small)], clock="sundial")
+
+
+def test_warm_up_runs_until_timings_settle():
+    calls = []
+
+    def forward():  # the first calls are slow, as a cold cache or a lazy initialisation makes them
+        calls.append(1)
+        end = time.perf_counter() + (2e-3 if len(calls) <= 6 else 1e-4)
+        while time.perf_counter() < end:
+            pass
+
+    lat = measure([Runner(forward, "onnxruntime", 1)], max_seconds=2.0, min_seconds=0.0)[0]
+    assert lat.median < 3e-4 and lat.slow < 1e-3
+    assert len(calls) - lat.runs >= 6  # the timed calls are the last ones: none of the slow first six
+
+
+def test_an_exported_onnx_file_is_timed_by_the_same_measurement(small, tmp_path):
+    from compiler.backend.export import export_onnx
+    from compiler.backend.lower import lower_to_torch
+    from gensynth.latency.measure import file_runner
+
+    path = tmp_path / "small.onnx"
+    export_onnx(lower_to_torch(small).eval(), path)
+    r = file_runner(path, threads=1)
+    assert r.runtime == "onnxruntime" and r.name == "small"
+    assert r.forward()[0].shape == (1, 4)  # batch 1 at the file's declared input shape
+    image = np.full((2, 3, 16, 16), 0.5, dtype=np.float64)  # a given input: its first sample, as float32
+    assert file_runner(path, sample=image).forward()[0].shape == (1, 4)
+    lat = measure([r, runner(small, "onnxruntime")], max_seconds=1.0, min_seconds=0.1)[0]
+    assert lat.runtime == "onnxruntime" and lat.threads == 1 and lat.fast <= lat.median <= lat.slow
+    with pytest.raises(NetError, match="no such file"):
+        file_runner(tmp_path / "missing.onnx")
+    (tmp_path / "bad.onnx").write_text("not onnx")
+    with pytest.raises(NetError, match="onnxruntime cannot load"):
+        file_runner(tmp_path / "bad.onnx")
