@@ -18,6 +18,7 @@ from compiler.ir import to_dict
 from compiler.printer import print_network
 from gensynth.config import SynthConfig, run_config
 from gensynth.executor import Executor, local_executor
+from gensynth.feasibility import check_feasible, round_to_notices
 from gensynth.generator import (
     GeneratorState,
     Sample,
@@ -28,38 +29,15 @@ from gensynth.generator import (
 )
 from gensynth.inquisitor import Budget, Task, candidate_task, inquire
 from gensynth.journal import JOURNAL, Journal
+from gensynth.plan import finished_so_far, work_plan
 from gensynth.predictor import by_prediction, screened_seeds
 from gensynth.records import FINAL_PREFIX, PROTOTYPE, Candidate, Failure
 from gensynth.requirements import parse_requirement, parse_requirements
 from gensynth.runs import SYNTH_FILES, check_run_files, claim_folder, digest, journal_without_work, write_file
-from gensynth.space import SearchSpace, largest_reachable, search_space, smallest_reachable
+from gensynth.space import SearchSpace, search_space
 from gensynth.update import update_generator
 
 LATENCY_MODEL = "latency-model.json"  # the run's copy of its latency model (generator.json names it)
-
-
-@dataclass(frozen=True)
-class WorkPlan:
-    """A run's work, counted in training images seen, per phase, and how much a resumed run has done already:
-    what a progress display estimates the time remaining from."""
-
-    prototype: int  # images the prototype's training sees (0 when --weights gives it)
-    prototype_done: bool
-    per_candidate: int  # fine-tune images of one search candidate
-    candidates: int
-    candidates_done: int
-    per_final: int  # images one finalist's training sees
-    finals: int
-    finals_done: int
-
-    @property
-    def total(self) -> int:
-        return self.prototype + self.per_candidate * self.candidates + self.per_final * self.finals
-
-    @property
-    def done(self) -> int:
-        return (self.prototype if self.prototype_done else 0) + self.per_candidate * self.candidates_done + \
-            self.per_final * self.finals_done
 
 
 def candidate_seed(run_seed: int, cycle: int, index: int) -> int:
@@ -170,18 +148,6 @@ class Run:
                            notes=["leave out --distill"])
         return data
 
-    def plan(self, train_images: int) -> WorkPlan:
-        """The run's work in training images, and what the journal says is done."""
-        cfg = self.cfg
-        prototype = 0 if cfg.prototype_weights else cfg.prototype_epochs * train_images
-        finals = [r for r in self.journal.candidates() if r.key.startswith(FINAL_PREFIX)]
-        return WorkPlan(prototype=prototype, prototype_done=self.journal.candidate(PROTOTYPE) is not None,
-                        per_candidate=cfg.budget.images * cfg.budget.epochs,
-                        candidates=cfg.cycles * cfg.per_cycle,
-                        candidates_done=min(finished_so_far(self.journal), cfg.cycles * cfg.per_cycle),
-                        per_final=cfg.budget.final_epochs * train_images, finals=cfg.finalists,
-                        finals_done=min(len(finals), cfg.finalists))
-
     def prepare_latency(self) -> None:
         """The run's latency model (gensynth.latency.profile.model_for_run), when it has or needs one."""
         from gensynth.latency.profile import ProfileOptions, model_for_run
@@ -192,49 +158,6 @@ class Run:
                                  seed=cfg.seed)
         self.latency = model_for_run(self.space.prototype, self.out / LATENCY_MODEL, cfg.latency_model,
                                      any(r.metric == "latency" for r in self.reqs), options, self.on_event)
-
-    def check_feasible(self) -> dict:
-        """Structural requirements no reachable network meets are an error before any training: an upper bound
-        (macs<=) checked against the smallest network the generator can reach, a lower bound (params>=) against
-        the largest (the prototype); with a latency model, a latency bound below the fastest network it predicts."""
-        from gensynth.tasks.metrics import METRICS
-
-        cfg = self.cfg
-        smallest = smallest_reachable(self.space, cfg.min_fraction, factorize=cfg.factorize > 0,
-                                      stride=cfg.stride > 0, round_to=cfg.round_to, latency=self.latency)
-        largest = None
-        for r in self.reqs:
-            if r.metric not in smallest:
-                continue
-            if r.comparison in ("<=", "<") and not r.holds(smallest[r.metric]):
-                if r.metric == "latency":
-                    raise NetError(f"requirement '{r.text}' cannot be met: the fastest network the generator can "
-                                   "reach from this prototype is predicted to take "
-                                   f"{METRICS['latency'].format(smallest['latency'])} ({self.latency.runtime}, "
-                                   f"{self.latency.threads} thread(s), latency model {self.out / LATENCY_MODEL})",
-                                   notes=["relax the requirement, lower --min-fraction, allow --stride or "
-                                          "--factorize, or start from a smaller prototype"])
-                raise NetError(f"requirement '{r.text}' cannot be met: the smallest network the generator can "
-                               f"reach from this prototype has {r.metric} = {smallest[r.metric]:,.0f}",
-                               notes=["relax the requirement, lower --min-fraction, or start from a smaller prototype"])
-            if r.comparison in (">=", ">"):
-                largest = largest or largest_reachable(self.space)
-                if largest is not None and r.metric in largest and not r.holds(largest[r.metric]):
-                    raise NetError(f"requirement '{r.text}' cannot be met: the largest network the generator can "
-                                   f"reach from this prototype (the prototype itself) has {r.metric} = "
-                                   f"{largest[r.metric]:,.0f}", notes=["the generator only removes; relax the "
-                                                                       "requirement or start from a larger prototype"])
-        return smallest
-
-    def notices(self) -> list[str]:
-        """What the run says once at its start: groups too narrow for --round-to."""
-        narrow = self.space.unrounded(self.cfg.round_to) if self.cfg.round_to > 1 else []
-        if not narrow:
-            return []
-        names = ", ".join(f"{grp.members[0]} ({grp.channels})" for grp in narrow[:6])
-        more = f" and {len(narrow) - 6} more" if len(narrow) > 6 else ""
-        return [f"--round-to {self.cfg.round_to}: {len(narrow)} layer group(s) have fewer channels than that and "
-                f"keep their own step and minimum: {names}{more}"]
 
     def prototype_weights(self) -> tuple[Path, Candidate]:
         """Train the prototype (or take --weights) once; its record is journaled. Weights this run saved are never
@@ -444,13 +367,6 @@ def inquire_without_training(task: Task) -> Candidate:
     return inquire(dataclasses.replace(task, final=True, budget=dataclasses.replace(task.budget, final_epochs=0)))
 
 
-def finished_so_far(journal: Journal) -> int:
-    """Search candidates that will not run again: those evaluated, and the failures of cycles θG has moved past."""
-    latest = journal.latest_generator()
-    moved_past = latest[0] if latest else 0
-    return len(journal.searched()) + sum(1 for f in journal.failures() if f.cycle < moved_past)
-
-
 @dataclass
 class SynthResult:
     """A finished run: its directory, the records of the prototype, finalists and search, θG, and with --export the
@@ -502,7 +418,7 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
     with executor:
         run = Run(out, prototype, cfg, resume, on_event, executor)
         data = run.check_data()
-        run.check_feasible()
+        check_feasible(run.space, run.reqs, cfg)
         run.check_weights()
         run.open()
         if resume:
@@ -514,15 +430,16 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
             run.journal.set_meta("executors", sessions)
         run.on_event("start", {"total": cfg.cycles * cfg.per_cycle, "executor": where,
                                "done": min(finished_so_far(run.journal), cfg.cycles * cfg.per_cycle)})
-        run.on_event("plan", run.plan(len(data.train_x)))
+        run.on_event("plan", work_plan(run.journal, cfg, len(data.train_x)))
         started = run.journal.get_meta("wall_s") or 0.0
         t0 = time.perf_counter()
         try:
-            for notice in run.notices():
+            for notice in round_to_notices(run.space, cfg.round_to):
                 run.on_event("notice", notice)
             run.prepare_latency()  # the run's copy of its model is written into the claimed folder
             if run.latency is not None:
-                run.check_feasible()  # now with the latency bound, still before any training
+                # now with the latency bound, still before any training
+                check_feasible(run.space, run.reqs, cfg, run.latency, run.out / LATENCY_MODEL)
             weights, proto_record = run.prototype_weights()
             run.on_event("prototype", proto_record)
             weights = run.search_weights(weights)

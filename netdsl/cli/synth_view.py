@@ -3,7 +3,7 @@ finalists), the time elapsed and an estimate of the time left, and the best netw
 maximises. In a terminal it is a live display; in a log each finished piece of work prints one line that ends
 with the same times.
 
-The work is counted in training images seen (gensynth.loop.WorkPlan). The time left is the remaining images of
+The work is counted in training images seen (gensynth.plan.WorkPlan). The time left is the remaining images of
 each kind (full-size training: the prototype's and the finalists'; short fine-tunes: the search's) divided by the
 rate measured on that kind in this session, or on the other kind until one has been measured; between events the
 estimate counts down.

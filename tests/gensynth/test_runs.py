@@ -10,8 +10,11 @@ import pytest
 
 from compiler.diagnostics import NetError
 from gensynth.config import SynthConfig, run_config
+from gensynth.feasibility import check_feasible
 from gensynth.journal import JOURNAL, Journal
 from gensynth.loop import Run, synthesize
+from gensynth.requirements import parse_requirements
+from gensynth.space import search_space
 from netdsl.cli.main import main
 from tests.gensynth.synth_fixtures import TINY_NET
 from tests.gensynth.test_loop import config, tiny
@@ -133,9 +136,13 @@ def test_resume_refuses_a_changed_setting_and_reports_the_ones_it_may_change(fin
 
 
 def test_lower_bounds_are_checked_against_the_largest_network(tmp_path, data):
-    Run(tmp_path, tiny(), config(data, requirements=["params>=3K"]), resume=False).check_feasible()
+    def feasible(requirement: str) -> None:
+        cfg = config(data, requirements=[requirement])
+        check_feasible(search_space(tiny()), parse_requirements(cfg.requirements), cfg)
+
+    feasible("params>=3K")
     with pytest.raises(NetError, match="the largest network the generator can reach .* has params = 4,"):
-        Run(tmp_path, tiny(), config(data, requirements=["params>=50K"]), resume=False).check_feasible()
+        feasible("params>=50K")
 
 
 def test_generate_names_its_files_apart_and_never_claims_what_it_did_not_measure(finished, tmp_path, capsys):

@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 import netdsl.cli.synth_view as view_module
-from gensynth.loop import WorkPlan
+from gensynth.plan import WorkPlan
 from gensynth.records import Candidate
 from netdsl.cli.synth_view import SynthView, clock
 
