@@ -22,7 +22,7 @@ from gensynth.space import search_space
 from netdsl.cli.main import main
 from netdsl.loader import load_network_text
 from tests.gensynth.latency.latency_fixtures import synthetic_model
-from tests.gensynth.synth_fixtures import TINY_NET, write_npz
+from tests.gensynth.synth_fixtures import TINY_NET
 
 QUICK = ProfileOptions(runtime="torch", samples=4, fit_networks=8, check_networks=2, unit_seconds=0.05,
                        network_seconds=0.1)
@@ -31,11 +31,6 @@ QUICK = ProfileOptions(runtime="torch", samples=4, fit_networks=8, check_network
 @pytest.fixture(scope="module")
 def tiny():
     return load_network_text(TINY_NET, "tiny.net")
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_npz(tmp_path_factory.mktemp("data") / "stripes.npz")
 
 
 @pytest.fixture(scope="module")

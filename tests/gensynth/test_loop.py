@@ -12,14 +12,9 @@ from gensynth.inquisitor import Budget
 from gensynth.loop import SynthConfig, synthesize
 from netdsl.cli.main import main
 from netdsl.loader import load_network_text
-from tests.gensynth.synth_fixtures import TINY_NET, journaled, kill_9_after, processes_naming, write_npz
+from tests.gensynth.synth_fixtures import TINY_NET, journaled, kill_9_after, processes_naming
 
 REQS = ["macs<=60K", "acc>=0.3"]
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return write_npz(tmp_path_factory.mktemp("data") / "quadrants.npz")
 
 
 def config(data, **kw) -> SynthConfig:

@@ -17,7 +17,7 @@ from gensynth.loop import synthesize
 from gensynth.ray_executor import RayExecutor
 from netdsl.cli.main import main
 from tests.gensynth.synth_fixtures import TINY_NET, journaled, kill_9_after
-from tests.gensynth.test_loop import REQS, config, data, tiny  # noqa: F401 - data is a fixture
+from tests.gensynth.test_loop import REQS, config, tiny
 
 MEASURED = ("wall_s", "latency", "latency_fast", "latency_slow")  # timings: measured, so they differ between runs
 
@@ -84,7 +84,7 @@ def task_processes() -> list[int]:
     return found
 
 
-def test_ray_gives_the_journal_of_the_local_executor(tmp_path, data, cluster):  # noqa: F811
+def test_ray_gives_the_journal_of_the_local_executor(tmp_path, data, cluster):
     synthesize(tiny(), config(data, cycles=2, per_cycle=2), tmp_path / "local", executor=InProcess(threads=1))
     weights = str(tmp_path / "local" / "prototype.safetensors")
     events = []
@@ -100,7 +100,7 @@ def test_ray_gives_the_journal_of_the_local_executor(tmp_path, data, cluster):  
     assert f"Evaluated on: Ray at {cluster}" in (tmp_path / "ray" / "report.md").read_text()
 
 
-def test_a_ray_worker_killed_mid_candidate_is_retried_and_recorded_once(tmp_path, data, cluster):  # noqa: F811
+def test_a_ray_worker_killed_mid_candidate_is_retried_and_recorded_once(tmp_path, data, cluster):
     killed = []
 
     def kill_the_first_candidate_seen():
@@ -127,12 +127,12 @@ def test_a_ray_worker_killed_mid_candidate_is_retried_and_recorded_once(tmp_path
     assert journal(tmp_path / "run")[0][retried[0]]["attempts"] == 2
 
 
-def cli_args(net, data) -> list[str]:  # noqa: F811
+def cli_args(net, data) -> list[str]:
     return [str(net), "--data", data, "--req", REQS[0], "--req", REQS[1], "--cycles", "2", "--per-cycle", "3",
             "--prototype-epochs", "1", "--images", "160", "--final-epochs", "1", "--finalists", "1", "--device", "cpu"]
 
 
-def test_a_driver_killed_with_kill_9_resumes_on_ray(tmp_path, data, cluster, capsys):  # noqa: F811
+def test_a_driver_killed_with_kill_9_resumes_on_ray(tmp_path, data, cluster, capsys):
     out, net = tmp_path / "run", tmp_path / "tiny.net"
     net.write_text(TINY_NET)
     args = [*cli_args(net, data), "--executor", "ray", "--address", cluster]
@@ -151,7 +151,7 @@ def test_a_driver_killed_with_kill_9_resumes_on_ray(tmp_path, data, cluster, cap
     assert f"Ray at {cluster}" in (out / "report.md").read_text()
 
 
-def test_ray_bad_input_exits_2_before_any_work(tmp_path, data, cluster, capsys, monkeypatch):  # noqa: F811
+def test_ray_bad_input_exits_2_before_any_work(tmp_path, data, cluster, capsys, monkeypatch):
     net = tmp_path / "tiny.net"
     net.write_text(TINY_NET)
     base = [*cli_args(net, data)[:-2], "--out", str(tmp_path / "run")]

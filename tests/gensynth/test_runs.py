@@ -21,13 +21,6 @@ from tests.gensynth.test_loop import config, tiny
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from tests.gensynth.synth_fixtures import write_npz
-
-    return write_npz(tmp_path_factory.mktemp("data") / "stripes.npz")
-
-
-@pytest.fixture(scope="module")
 def finished(tmp_path_factory, data):
     """One small finished run, made on the command line with a requirement nobody meets: exit status 3."""
     root = tmp_path_factory.mktemp("finished")
