@@ -127,3 +127,26 @@ def test_a_layer_the_model_never_measured_is_named(tiny):
     model.units.pop(network_units(tiny)[4].signature)
     with pytest.raises(NetError, match=r"no measurements of 1 layer.*conv k=3 \+ bn \+ relu on 6x6"):
         model.predict(tiny)
+
+
+@pytest.mark.parametrize("aligned_cost", [0.0, 2e-8])
+def test_the_layout_terms_are_kept_only_where_networks_pay_them(tiny, aligned_cost):
+    # measurements with 3% noise, from a target whose aligned tensors cost aligned_cost per element, or nothing
+    true = synthetic_model(tiny)
+    true.calibration = {**true.calibration, "aligned_reads": aligned_cost, "aligned_writes": aligned_cost}
+    flat = LatencyModel(**{**true.__dict__, "units": {s: {**u, "alpha": 1.0} for s, u in true.units.items()},
+                           "calibration": {}})
+    plan = channel_plan(tiny)
+    rng = np.random.default_rng(5)
+    def width(channels: int, aligned: bool) -> int:  # half the networks at multiples of 8, as profiling draws them
+        w = int(rng.integers(1, channels + 1))
+        return max(8, w // 8 * 8) if aligned and channels >= 8 else w
+
+    graphs = [apply_widths(tiny, {grp.id: width(grp.channels, k % 2 == 1) for grp in plan.free_groups()}, plan)
+              for k in range(36)]
+    measured = np.array([true.predict(g) for g in graphs]) * rng.normal(1.0, 0.03, len(graphs))
+    calibration, _ = calibrate([flat.program(g) for g in graphs], measured, {s: s for s in true.units})
+    if aligned_cost:
+        assert calibration["aligned_reads"] + calibration["aligned_writes"] > 0.5 * aligned_cost
+    else:
+        assert calibration["aligned_reads"] == calibration["aligned_writes"] == 0.0
