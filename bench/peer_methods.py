@@ -35,6 +35,7 @@ from gensynth.journal import Journal
 from gensynth.loop import JOURNAL, SynthConfig, candidate_seed, make_task, synthesize
 from gensynth.space import search_space
 from gensynth.training.train import TrainConfig, evaluate, train
+from gensynth.update import UPDATE_RATE
 
 INQUIRING = ("synth", "random", "gen-random")  # the methods whose fine-tunes run in gensynth's inquisitor
 GENERATING = ("synth", "gen-random")  # the methods that run netdsl synthesis (gen-random: with θG never updated)
@@ -67,6 +68,8 @@ class Bench:
     stride: float = STRIDE  # synth: the generator's starting probability of giving each conv stride 2
     widen: float = 1.0  # synth: how far the generator may widen each free group (netdsl synth --widen; 1: narrow only)
     screen: int = 1  # synth: G's samples per candidate that the predictor screens (netdsl synth --screen; 1: off)
+    update_rate: float = UPDATE_RATE  # synth: θG's step per cycle (netdsl synth --update-rate)
+    update_temperature: float = 1.0  # synth: the update's softmax temperature (netdsl synth --update-temperature)
 
     @property
     def data_options(self) -> dict:
@@ -95,7 +98,10 @@ class Bench:
         stride = f"-st{self.stride:g}" if generating and self.stride else ""  # 0: the results before it
         widen = f"-w{self.widen:g}" if generating and self.widen > 1 else ""
         screen = f"-gp{self.screen}" if method == "synth" and self.screen > 1 else ""  # gen-random does not learn
+        update = (f"-r{self.update_rate:g}t{self.update_temperature:g}" if method == "synth" and
+                  (self.update_rate, self.update_temperature) != (UPDATE_RATE, 1.0) else "")
         return (method + (f"-d{self.distill:g}" if self.distill else "") + spread + factorize + stride + widen + screen
+                + update
                 + ("-ss" if self.search_from == "scratch" else "") + ("-scratch" if self.final_from == "scratch" else ""))
 
     def prototype_record(self, seed: int) -> Path:
@@ -313,7 +319,8 @@ def run_synthesis(b: Bench, proto: dict, target: int, k: int, seed: int, learn: 
                       budget=b.budget(), seed=seed, prototype_epochs=b.prototype_epochs, utility=b.synth_utility,
                       prototype_weights=proto["weights"], finalists=1, min_fraction=MIN_FRACTION,
                       data_options=b.data_options, allocation_spread=b.spread, factorize=b.factorize,
-                      stride=b.stride, learn=learn, widen=b.widen, screen=b.screen)
+                      stride=b.stride, learn=learn, widen=b.widen, screen=b.screen, update_rate=b.update_rate,
+                      update_temperature=b.update_temperature)
 
     def event(kind: str, payload: dict) -> None:
         if kind in ("candidate", "final"):

@@ -76,6 +76,7 @@ from benchdoc import DOC, markers, write_section  # noqa: E402
 from peer_methods import GENERATING, INQUIRING  # noqa: E402
 
 from gensynth.generator import ALLOCATION_SPREAD, FACTORIZE  # noqa: E402
+from gensynth.update import UPDATE_RATE  # noqa: E402
 
 LABELS = {
     "synth": "netdsl synthesis",
@@ -136,6 +137,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--screen", type=int, default=1,
                     help="synthesis: G's samples per candidate the predictor screens from the second cycle on "
                          "(netdsl synth --screen; default 1: off)")
+    ap.add_argument("--update-rate", type=float, default=UPDATE_RATE,
+                    help=f"synthesis: θG's step per cycle (netdsl synth --update-rate; default {UPDATE_RATE})")
+    ap.add_argument("--update-temperature", type=float, default=1.0,
+                    help="synthesis: the update's softmax temperature as a share of the candidates' utility spread "
+                         "(netdsl synth --update-temperature; default 1)")
     ap.add_argument("--per-cycle", type=int, help=f"synthesis candidates per cycle (full: {FULL['per_cycle']})")
     ap.add_argument("--images", type=int, help=f"fine-tune images per search candidate (full: {FULL['images']})")
     ap.add_argument("--methods", default=DEFAULT_METHODS,
@@ -167,7 +173,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 TAG = re.compile(r"(?P<method>.+?)(?:-d(?P<distill>[0-9.]+))?(?:-a(?P<spread>[0-9.]+))?(?:-f(?P<factorize>[0-9.]+))?"
-                 r"(?:-st(?P<stride>[0-9.]+))?(?:-w(?P<widen>[0-9.]+))?(?:-gp(?P<screen>[0-9]+))?(?P<search>-ss)?(?P<scratch>-scratch)?")
+                 r"(?:-st(?P<stride>[0-9.]+))?(?:-w(?P<widen>[0-9.]+))?(?:-gp(?P<screen>[0-9]+))?"
+                 r"(?:-r(?P<rate>[0-9.]+)t(?P<temperature>[0-9.]+))?(?P<search>-ss)?(?P<scratch>-scratch)?")
 
 
 def parse_tag(tag: str) -> tuple:
@@ -176,12 +183,13 @@ def parse_tag(tag: str) -> tuple:
     predictor screening samples; -ss: search candidates trained from scratch)."""
     m = TAG.fullmatch(tag)
     return (m["method"], m["distill"], m["spread"], m["factorize"], m["stride"], m["widen"], m["screen"],
-            bool(m["search"]), bool(m["scratch"]))
+            m["rate"], m["temperature"], bool(m["search"]), bool(m["scratch"]))
 
 
 def variant_label(tag: str) -> str:
     """'synth-d0.5-scratch' -> 'netdsl synthesis, distilled (0.5), finalist from scratch'."""
-    method, distill, spread, factorize, stride, widen, screen, search_scratch, scratch = parse_tag(tag)
+    method, distill, spread, factorize, stride, widen, screen, rate, temperature, search_scratch, scratch = \
+        parse_tag(tag)
     if method not in INQUIRING:
         return LABELS[method]
     return (LABELS[method] + (f", distilled ({distill})" if distill else "")
@@ -190,6 +198,7 @@ def variant_label(tag: str) -> str:
             + (f", striding convs (p0 = {stride})" if stride else ", no strides" if method in GENERATING else "")
             + (f", widening layers (up to {widen}x)" if widen else "")
             + (f", predictor screening {screen} samples per candidate" if screen else "")
+            + (f", θG update rate {rate}, temperature {temperature}" if rate else "")
             + (", search from scratch" if search_scratch else "")
             + (", finalist from scratch" if scratch else ", finalist fine-tuned"))
 
@@ -505,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
               per_cycle=args.per_cycle, images=args.images, device=args.device, root=ROOT / args.out,
               synth_utility=args.synth_utility, distill=args.distill,
               final_from=args.final_from, search_from=args.search_from, spread=args.allocation_spread,
-              factorize=args.factorize, stride=args.stride, widen=args.widen, screen=args.screen)
+              factorize=args.factorize, stride=args.stride, widen=args.widen, screen=args.screen,
+              update_rate=args.update_rate, update_temperature=args.update_temperature)
     ds = b.dataset()
     n_train, n_val, n_test = len(ds.train_y), len(ds.val_y), len(ds.test_y)
     log(f"{ds}; results in {b.out}")

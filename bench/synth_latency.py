@@ -6,8 +6,9 @@
 
 Prototype: examples/fashion_cnn.net, trained P epochs (bench/peer_methods.prototype, cached under --out). L = half
 the prototype's measured latency on --runtime (1 thread). A latency model is profiled on this machine (netdsl
-profile). Methods, each with one finalist fine-tuned F epochs from the prototype (uniform width: trained from
-scratch P + F epochs):
+profile). Methods, each with one finalist trained from scratch P + F epochs as uniform width is (--final-from
+inherit: fine-tuned F epochs from the prototype), synthesis with strided convs in its space (--stride 0.5, as in
+bench/peers.py; --stride 0 for widths and blocks only):
 
   latency       netdsl synth --req latency<=L --latency-model M --utility accuracy
   latency-r8    the same with --round-to 8
@@ -25,6 +26,7 @@ docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import itertools
 import json
@@ -57,7 +59,6 @@ from compiler.backend.lower import lower_to_torch  # noqa: E402
 from compiler.cost import network_cost  # noqa: E402
 from compiler.rewrite.coupling import apply_widths, channel_plan  # noqa: E402
 from gensynth.generator import initial_state, sample  # noqa: E402
-from gensynth.inquisitor import Budget  # noqa: E402
 from gensynth.latency.measure import measure, measure_network, runner  # noqa: E402
 from gensynth.latency.model import LatencyModel  # noqa: E402
 from gensynth.latency.profile import ProfileOptions, profile  # noqa: E402
@@ -79,6 +80,12 @@ def parse(argv):
     for k, v in FULL.items():
         p.add_argument(f"--{k.replace('_', '-')}", type=int, help=f"(full: {v})")
     p.add_argument("--runtime", choices=["torch", "onnxruntime"], default="onnxruntime")
+    p.add_argument("--stride", type=float, default=0.5,
+                   help="synthesis: θG's starting probability of striding each stridable conv (netdsl synth --stride; "
+                        "default 0.5, the setting of the peers benchmark; 0: widths and blocks only)")
+    p.add_argument("--final-from", choices=["inherit", "scratch"], default="scratch",
+                   help="synthesis finalists: fine-tune F epochs from the prototype, or train from scratch P + F epochs "
+                        "as uniform width does (default scratch)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default="fashion-mnist")
     p.add_argument("--device", default="auto")
@@ -97,11 +104,11 @@ def load() -> str:
 
 def latency_model(g, args, runtime: str, out: Path) -> LatencyModel:
     """This machine's latency model of the prototype on a runtime (profiled once, kept in --out)."""
-    path = out / f"latency-{runtime}-n{args.samples}.json"
+    path = out / f"latency-{runtime}-n{args.samples}{'-st' if args.stride else ''}.json"
     if path.exists():
         return LatencyModel.load(path)
     log(f"profiling {runtime}")
-    model, accuracy = profile(g, ProfileOptions(runtime=runtime, samples=args.samples,
+    model, accuracy = profile(g, ProfileOptions(runtime=runtime, samples=args.samples, stride=args.stride > 0,
                                                 fit_networks=max(8, 2 * args.samples // 3),
                                                 check_networks=4 if args.quick else 12))
     log(f"  {len(model.units)} kinds of layer in {model.profile_seconds / 60:.1f} min; held out: "
@@ -129,10 +136,9 @@ def uniform_at_latency(b: Bench, target: float, runtime: str) -> tuple[dict, flo
 
 def synth_run(b: Bench, proto: dict, name: str, reqs: list[str], args, model_path: Path | None = None,
               round_to: int = 1) -> dict:
-    out = b.out / f"{name}-s{args.seed}"
+    out = b.out / f"{name}{tag(args)}-s{args.seed}"
     cfg = SynthConfig(data=b.data, requirements=reqs, cycles=b.cycles, per_cycle=b.per_cycle,
-                      budget=Budget(images=b.images, epochs=1, final_epochs=b.final_epochs, device=b.device,
-                                    latency_runtime=args.runtime),
+                      budget=dataclasses.replace(b.budget(), latency_runtime=args.runtime), stride=b.stride,
                       seed=args.seed, utility="accuracy", prototype_weights=proto["weights"], finalists=1,
                       min_fraction=MIN_FRACTION, data_options=b.data_options, round_to=round_to,
                       latency_model=str(model_path) if model_path else None)
@@ -144,6 +150,11 @@ def synth_run(b: Bench, proto: dict, name: str, reqs: list[str], args, model_pat
     final = result.finals[0]
     g = load_network(str(out / f"{final.name}.net"))
     return record(name, g, final.val["acc"], final.test["acc"], 0.0, run=str(out))
+
+
+def tag(args) -> str:
+    """What tells this configuration's synthesis runs and results apart from others' in --out."""
+    return (f"-st{args.stride:g}" if args.stride else "") + ("-scratch" if args.final_from == "scratch" else "")
 
 
 def rounded(b: Bench, g, widths: dict[str, int], step: int = 8):
@@ -200,9 +211,13 @@ def section(command: str, args, proto: dict, target: float, budget: int, results
              f"Prototype examples/fashion_cnn.net trained {args.epochs_prototype} epochs on {args.limit_train:,} "
              f"Fashion-MNIST images (10% validation), seed {args.seed}: {proto['latency'] * ms:.3f} ms on "
              f"{args.runtime} (1 thread), so L = {target * ms:.3f} ms. Synthesis: {args.cycles} x {args.per_cycle} "
-             f"candidates on {args.images:,} images each, --utility accuracy, one finalist fine-tuned "
-             f"{args.epochs_final} epochs; uniform width trained from scratch {args.epochs_prototype + args.epochs_final}"
-             f" epochs. The MAC budget B = {budget / 1e6:.2f} M is the uniform-width network's at latency L. "
+             f"candidates on {args.images:,} images each, --utility accuracy, "
+             + (f"each stridable conv strided with starting probability {args.stride:g} (`--stride`), " if args.stride
+                else "widths and blocks only, ")
+             + ("one finalist trained from scratch " if args.final_from == "scratch" else
+                f"one finalist fine-tuned {args.epochs_final} epochs from the prototype; uniform width trained from scratch ")
+             + f"{args.epochs_prototype + args.epochs_final} epochs"
+             + (", as is uniform width" if args.final_from == "scratch" else "") + f". The MAC budget B = {budget / 1e6:.2f} M is the uniform-width network's at latency L. "
              "Latency: every network below measured side by side (median, in brackets the 10th-90th percentiles "
              "of single runs); predicted: by the latency model profiled on this machine. Test accuracy is reported "
              "only; every choice used validation.", "",
@@ -236,12 +251,12 @@ def main(argv=None) -> int:
     net = load_network(str(ROOT / "examples" / "fashion_cnn.net"))
     b = Bench(net=net, data=args.data, limit_train=args.limit_train, prototype_epochs=args.epochs_prototype,
               final_epochs=args.epochs_final, cycles=args.cycles, per_cycle=args.per_cycle, images=args.images,
-              device=args.device, root=Path(args.out))
+              device=args.device, root=Path(args.out), stride=args.stride, final_from=args.final_from)
     out = b.out / args.runtime
     out.mkdir(parents=True, exist_ok=True)
     proto = prototype(b, args.seed)
     models = {rt: latency_model(net, args, rt, b.out) for rt in ("torch", "onnxruntime")}
-    model_path = b.out / f"latency-{args.runtime}-n{args.samples}.json"
+    model_path = b.out / f"latency-{args.runtime}-n{args.samples}{'-st' if args.stride else ''}.json"
     state_file = out / f"targets-s{args.seed}.json"
     if state_file.exists():
         targets = json.loads(state_file.read_text())
@@ -257,7 +272,7 @@ def main(argv=None) -> int:
     log(f"prototype {targets['prototype'] * 1e3:.3f} ms, L = {target * 1e3:.3f} ms, uniform factor "
         f"{targets['factor']:.3f} at {budget / 1e6:.2f} M MACs")
     results = {"prototype": {**proto, "latency": targets["prototype"]}}
-    done = out / f"results-s{args.seed}.json"
+    done = out / f"results{tag(args)}-s{args.seed}.json"
     stored = json.loads(done.read_text()) if done.exists() else {}
     req = f"latency<={target * 1e3:.6f}ms"
     runs = {"latency": lambda: synth_run(b, proto, f"{args.runtime}-latency", [req], args, model_path),

@@ -10,6 +10,7 @@ from compiler.diagnostics import NetError
 from gensynth.generator import ALLOCATION_SPREAD, FACTORIZE, STRIDE
 from gensynth.inquisitor import Budget
 from gensynth.journal import JOURNAL, REPAIR, Journal
+from gensynth.update import UPDATE_RATE
 
 
 @dataclass
@@ -42,6 +43,10 @@ class SynthConfig:
     # > 1: from the second cycle on, G draws this many samples per candidate and a predictor fitted on the journal
     # (gensynth.predictor) keeps those it expects to improve most; finalists are then the best predicted candidates
     screen: int = 1
+    # θG's step per cycle toward the utility-weighted candidates (0-1), and the softmax temperature of that weighting
+    # as a share of the candidates' utility spread (below 1: the best candidates weigh more)
+    update_rate: float = UPDATE_RATE
+    update_temperature: float = 1.0
     round_to: int = 1  # widths at multiples of this where a group has that many channels
     latency_model: str | None = None  # a latency model file (netdsl profile); with a latency requirement and none,
     # the run profiles this machine first
@@ -71,6 +76,10 @@ class SynthConfig:
                             ("batch_size", b.batch_size)):
             if value is not None and value <= 0:
                 raise NetError(f"--{name.replace('_', '-')} must be positive, got {value}")
+        if not 0 < self.update_rate <= 1:
+            raise NetError(f"--update-rate must be in (0, 1], got {self.update_rate}")
+        if not self.update_temperature > 0:
+            raise NetError(f"--update-temperature must be positive, got {self.update_temperature}")
         if self.round_to < 1:
             raise NetError(f"--round-to must be at least 1, got {self.round_to}")
         if b.latency_threads < 1:

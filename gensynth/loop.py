@@ -275,7 +275,8 @@ class Run:
                 raise NetError(f"every candidate of cycle {cycle + 1} failed; the first: {failures[0].error}",
                                notes=[f"fix the cause, then continue with --resume {self.out}"])
             if cfg.learn:
-                state = update_generator(state, self.space, records, self.reqs)
+                state = update_generator(state, self.space, records, self.reqs, cfg.update_rate,
+                                         cfg.update_temperature)
             else:
                 state = dataclasses.replace(state, cycle=state.cycle + 1)
             self.journal.save_generator(state.cycle, state.to_json())

@@ -24,13 +24,13 @@ from gensynth.space import SearchSpace
 
 PROBABILITY_FLOOR = 0.02  # never rule a channel or block out completely: keep exploring
 VIOLATION_PENALTY = 50.0  # utility points lost per unit of relative requirement violation
+UPDATE_RATE = 0.5  # θG's step per cycle toward what the cycle's candidates say (netdsl synth --update-rate)
 
 
-def candidate_weights(records: list[Candidate], temperature: float | None = None) -> np.ndarray:
-    """Softmax of penalised utilities; the temperature defaults to their spread."""
+def candidate_weights(records: list[Candidate], temperature: float = 1.0) -> np.ndarray:
+    """Softmax of penalised utilities at `temperature` times their spread (below 1: the best weigh more)."""
     scores = np.array([r.utility - VIOLATION_PENALTY * r.violation for r in records], dtype=float)
-    if temperature is None:
-        temperature = max(float(np.std(scores)), 1e-3)
+    temperature = temperature * max(float(np.std(scores)), 1e-3)
     z = (scores - scores.max()) / temperature
     w = np.exp(z)
     return w / w.sum()
@@ -58,13 +58,14 @@ def _channel_targets(records: list[Candidate], weights: np.ndarray, gid: str, n:
 
 
 def update_generator(state: GeneratorState, space: SearchSpace, records: list[Candidate],
-                     reqs: list[Requirement], rate: float = 0.5) -> GeneratorState:
-    """θG after one cycle of observations (a new state; the old one is untouched)."""
+                     reqs: list[Requirement], rate: float = UPDATE_RATE, temperature: float = 1.0) -> GeneratorState:
+    """θG after one cycle of observations (a new state; the old one is untouched): a step of `rate` toward the
+    candidates weighted by candidate_weights(records, temperature)."""
     new = copy.deepcopy(state)
     new.cycle = state.cycle + 1
     if not records:
         return new
-    weights = candidate_weights(records)
+    weights = candidate_weights(records, temperature)
     for gid, probs in new.channels.items():
         p = np.asarray(probs, dtype=float)
         target, mass = _channel_targets(records, weights, gid, len(p))

@@ -99,6 +99,12 @@ def register(sub) -> None:
                    help="keep the generator at its starting state, so every cycle draws from the same distribution: "
                         "random search in the generator's space, the ablation that shows what learning adds (default: off, "
                         "θG learns)")
+    p.add_argument("--update-rate", type=float, default=None, metavar="R",
+                   help="how far θG moves each cycle toward what its candidates showed, from 0 (not at all) to 1 "
+                        "(all the way; default 0.5)")
+    p.add_argument("--update-temperature", type=float, default=None, metavar="T",
+                   help="how much the best candidates of a cycle outweigh the others when θG moves: the softmax "
+                        "temperature as a share of their utilities' spread (default 1; 0.25 follows the best closely)")
     p.add_argument("--latency-model", metavar="FILE",
                    help="the target's latency model (netdsl profile): with --req latency<=X every sample is "
                         "predicted to meet X (default: none; then a latency requirement profiles this machine first)")
@@ -139,7 +145,8 @@ def config_from_args(args, g=None):
                       prototype_weights=args.weights, finalists=args.finalists, min_fraction=args.min_fraction,
                       export=args.export, learn=args.learn, screen=args.screen, round_to=args.round_to,
                       latency_model=args.latency_model,
-                      **{name: getattr(args, name) for name in ("factorize", "stride", "widen")
+                      **{name: getattr(args, name) for name in ("factorize", "stride", "widen", "update_rate",
+                                                                "update_temperature")
                          if getattr(args, name) is not None},
                       data_options={**({"limit_train": args.limit_train} if args.limit_train else {}),
                                     **({"input_shape": list(arguments.input_shape(g))} if g is not None else {})})

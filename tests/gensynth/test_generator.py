@@ -258,6 +258,23 @@ def test_a_rewrite_probability_follows_the_candidates_that_did_well(fashion, rew
     assert set(getattr(off, rewrite).values()) == {0.0}  # switched off stays off
 
 
+def test_a_higher_rate_and_lower_temperature_follow_the_best_candidate_further(fashion):
+    g, space = fashion
+    reqs = parse_requirements(["macs<=5M"])
+    # four candidates: the best strided conv, the other three conv_2
+    records = [record(80.0, {"strided": ["conv"]})] + [record(u, {"strided": ["conv_2"]}) for u in (75.0, 70.0, 65.0)]
+    start = initial_state(space, reqs, stride=0.5)
+
+    def stride_after(**kw) -> dict[str, float]:
+        return update_generator(start, space, records, reqs, **kw).stride
+
+    default, faster, sharper = stride_after(), stride_after(rate=0.9), stride_after(temperature=0.25)
+    assert 0.5 < default["conv"] < faster["conv"] and default["conv"] < sharper["conv"]
+    assert sharper["conv_2"] < default["conv_2"]  # the three worse candidates count for less
+    both = stride_after(rate=1.0, temperature=0.1)
+    assert both["conv"] > 0.95 and both["conv_2"] < 0.05  # all the way to the best candidate's choices
+
+
 def test_factorizing_lowers_the_smallest_reachable_network(fashion):
     g, space = fashion
     assert smallest_reachable(space, 0.1, factorize=True)["macs"] < smallest_reachable(space, 0.1)["macs"]

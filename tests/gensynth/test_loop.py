@@ -263,6 +263,12 @@ def test_cli_options_reach_the_budget(tmp_path):
     assert config_from_args(build_parser().parse_args(["synth", str(net)])).stride == SynthConfig.stride
     with pytest.raises(NetError, match="--stride must be in"):
         config_from_args(build_parser().parse_args(["synth", str(net), "--stride", "-0.1"]))
+    cfg = config_from_args(build_parser().parse_args(["synth", str(net), "--update-rate", "0.9",
+                                                      "--update-temperature", "0.25"]))
+    assert (cfg.update_rate, cfg.update_temperature) == (0.9, 0.25)
+    for flag, value in (("--update-rate", "0"), ("--update-rate", "1.5"), ("--update-temperature", "0")):
+        with pytest.raises(NetError, match=f"{flag} must be"):
+            config_from_args(build_parser().parse_args(["synth", str(net), flag, value]))
     recipe = config_from_args(build_parser().parse_args(
         ["synth", str(net), "--optimizer", "adamw", "--batch-size", "32", "--augment", "--prototype-lr", "0.003",
          "--lr", "0.0005", "--final-lr", "0.001"]))
