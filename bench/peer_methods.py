@@ -34,6 +34,7 @@ from gensynth.inquisitor import Budget, fine_tune_config, inquire
 from gensynth.journal import Journal
 from gensynth.loop import JOURNAL, SynthConfig, candidate_seed, make_task, synthesize
 from gensynth.space import search_space
+from gensynth.training.preprocessing import metadata_for
 from gensynth.training.train import TrainConfig, evaluate, train
 from gensynth.update import UPDATE_RATE
 
@@ -299,7 +300,7 @@ def prototype(b: Bench, seed: int) -> dict:
     model = lower_to_torch(b.net)
     result = train(model, without_test(ds), TrainConfig(epochs=b.prototype_epochs, seed=seed, device=b.device),
                    on_epoch=lambda e: log(f"  epoch {e.epoch}: val {e.val_acc:.2%} ({e.wall_s:.0f} s)"))
-    save_weights(model, path)
+    save_weights(model, path, metadata_for(b.net, ds))  # says how its inputs were normalised, as netdsl train's do
     val, test = scores(model, ds, result.device)
     rec = record("prototype", b.net, val, test, time.perf_counter() - t0, seed=seed, weights=str(path),
                  epochs=b.prototype_epochs)

@@ -41,6 +41,7 @@ from gensynth.inquisitor import Budget  # noqa: E402
 from gensynth.loop import JOURNAL, SynthConfig, synthesize  # noqa: E402
 from gensynth.tasks.objectives import objective_for  # noqa: E402
 from gensynth.training.evaluate import evaluate  # noqa: E402
+from gensynth.training.preprocessing import metadata_for  # noqa: E402
 from gensynth.training.train import TrainConfig, train  # noqa: E402
 from netdsl.loader import load_network  # noqa: E402
 
@@ -78,7 +79,7 @@ def trained_from_scratch(b: Bench, g, epochs: int, seed: int, save: Path | None 
                                                    batch_size=BATCH_SIZE),
                    on_epoch=lambda e: log(f"  epoch {e.epoch}: val {e.val_metrics} ({e.wall_s:.0f} s)"))
     if save is not None:
-        save_weights(model, save)
+        save_weights(model, save, metadata_for(g, ds))
     cost = network_cost(g)
     return {"net": print_network(g), "macs": cost.macs, "params": cost.params, "epochs": epochs,
             "wall_s": time.perf_counter() - t0, **scores(model, ds, result.device)}
