@@ -100,8 +100,8 @@ def register(sub) -> None:
                         "random search in the generator's space, the ablation that shows what learning adds (default: off, "
                         "θG learns)")
     p.add_argument("--update-rate", type=float, default=None, metavar="R",
-                   help="how far θG moves each cycle toward what its candidates showed, from 0 (not at all) to 1 "
-                        "(all the way; default 0.5)")
+                   help="how far θG moves each cycle toward what its candidates showed, above 0 and up to 1 (all "
+                        "the way; default 0.5; --no-learn keeps it still)")
     p.add_argument("--update-temperature", type=float, default=None, metavar="T",
                    help="how much the best candidates of a cycle outweigh the others when θG moves: the softmax "
                         "temperature as a share of their utilities' spread (default 1; 0.25 follows the best closely)")
