@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/synth_latency.py            # Fashion-MNIST, onnxruntime (hours on 2 shared cores)
     .venv/bin/python bench/synth_latency.py --quick    # a smoke run: tiny data and budget (minutes)
+    .venv/bin/python bench/synth_latency.py --seeds 0,1,2   # three seeds, each its own prototype and runs
 
 Prototype: examples/fashion_cnn.net, trained P epochs (bench/peer_methods.prototype, cached under --out). L = half
 the prototype's measured latency on --runtime (1 thread). A latency model is profiled on this machine (netdsl
@@ -86,12 +87,14 @@ def parse(argv):
     p.add_argument("--final-from", choices=["inherit", "scratch"], default="scratch",
                    help="synthesis finalists: fine-tune F epochs from the prototype, or train from scratch P + F epochs "
                         "as uniform width does (default scratch)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0", help="comma-separated seeds, each with its own prototype and runs "
+                                                "(default 0); the table gives the mean and spread over them")
     p.add_argument("--data", default="fashion-mnist")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="runs/synth-latency")
     p.add_argument("--no-docs", action="store_true")
     args = p.parse_args(argv)
+    args.seeds = [int(x) for x in args.seeds.split(",")]
     for k, v in (QUICK if args.quick else FULL).items():
         if getattr(args, k) is None:
             setattr(args, k, v)
@@ -134,12 +137,12 @@ def uniform_at_latency(b: Bench, target: float, runtime: str) -> tuple[dict, flo
     return widths(lo), lo
 
 
-def synth_run(b: Bench, proto: dict, name: str, reqs: list[str], args, model_path: Path | None = None,
+def synth_run(b: Bench, proto: dict, name: str, reqs: list[str], args, seed: int, model_path: Path | None = None,
               round_to: int = 1) -> dict:
-    out = b.out / f"{name}{tag(args)}-s{args.seed}"
+    out = b.out / f"{name}{tag(args)}-s{seed}"
     cfg = SynthConfig(data=b.data, requirements=reqs, cycles=b.cycles, per_cycle=b.per_cycle,
                       budget=dataclasses.replace(b.budget(), latency_runtime=args.runtime), stride=b.stride,
-                      seed=args.seed, utility="accuracy", prototype_weights=proto["weights"], finalists=1,
+                      seed=seed, utility="accuracy", prototype_weights=proto["weights"], finalists=1,
                       min_fraction=MIN_FRACTION, data_options=b.data_options, round_to=round_to,
                       latency_model=str(model_path) if model_path else None)
     log(f"{name}: synth {' '.join(reqs)}{f' --round-to {round_to}' if round_to > 1 else ''}")
@@ -202,36 +205,102 @@ def rounding_pairs(b: Bench, budget: int, args, models: dict[str, LatencyModel])
     return rows
 
 
-def section(command: str, args, proto: dict, target: float, budget: int, results: dict, lat: dict, pairs: list,
-            before: str) -> str:
+@dataclasses.dataclass
+class SeedRun:
+    """One seed's networks: each method's record (with its predicted latency), its measured latency, and L."""
+
+    seed: int
+    target: float  # L, seconds
+    budget: int  # B, MACs
+    results: dict
+    latency: dict
+
+
+def run_seed(b: Bench, net, args, seed: int, models: dict[str, LatencyModel], model_path: Path) -> SeedRun:
+    """Train, synthesise and measure everything of one seed (cached in --out: a rerun only measures)."""
+    out = b.out / args.runtime
+    out.mkdir(parents=True, exist_ok=True)
+    proto = prototype(b, seed)
+    state_file = out / f"targets-s{seed}.json"
+    if state_file.exists():
+        targets = json.loads(state_file.read_text())
+    else:
+        proto_latency = measure_network(net, args.runtime, max_seconds=10.0).median
+        widths, factor = uniform_at_latency(b, proto_latency / 2, args.runtime)
+        targets = {"prototype": proto_latency, "uniform_widths": {str(k): v for k, v in widths.items()},
+                   "factor": factor}
+        write_json(state_file, targets)
+    target = targets["prototype"] / 2
+    uniform_g = apply_widths(net, {int(k): v for k, v in targets["uniform_widths"].items()}, b.plan)
+    budget = network_cost(uniform_g).macs
+    log(f"seed {seed}: prototype {targets['prototype'] * 1e3:.3f} ms, L = {target * 1e3:.3f} ms, uniform factor "
+        f"{targets['factor']:.3f} at {budget / 1e6:.2f} M MACs")
+    results = {"prototype": {**proto, "latency": targets["prototype"]}}
+    done = out / f"results{tag(args)}-s{seed}.json"
+    stored = json.loads(done.read_text()) if done.exists() else {}
+    req = f"latency<={target * 1e3:.6f}ms"
+    runs = {"latency": lambda: synth_run(b, proto, f"{args.runtime}-latency", [req], args, seed, model_path),
+            "latency-r8": lambda: synth_run(b, proto, f"{args.runtime}-latency-r8", [req], args, seed, model_path, 8),
+            "macs": lambda: synth_run(b, proto, f"{args.runtime}-macs", [f"macs<={budget}"], args, seed),
+            "uniform": lambda: record("uniform", uniform_g, *train_from_scratch(b, lower_to_torch(uniform_g), seed),
+                                      0.0)}
+    for name, run in runs.items():
+        if name not in stored:
+            stored[name] = run()
+            write_json(done, stored)
+    results.update(stored)
+    names = ["prototype", *METHODS]
+    graphs = [net if n == "prototype" else load_network_text(results[n]["net"]) for n in names]
+    for n, g in zip(names, graphs):
+        results[n]["predicted"] = models[args.runtime].predict(g)
+    measured = measure([runner(g, args.runtime) for g in graphs], max_seconds=60.0)
+    lat = dict(zip(names, measured))
+    for n in names:
+        log(f"  {n}: {lat[n].text()}, {results[n]['macs'] / 1e6:.2f} M MACs, test {results[n]['test_acc']:.2%}")
+    return SeedRun(seed, target, budget, results, lat)
+
+
+def spread(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
+    """'90.01 ± 0.07' (mean ± sample sd over seeds; the mean alone for one seed)."""
+    mean = statistics.fmean(values) * scale
+    return f"{mean:.{digits}f}" + (f" ± {statistics.stdev(values) * scale:.{digits}f}" if len(values) > 1 else "")
+
+
+def section(command: str, args, runs: list[SeedRun], pairs: list, before: str) -> str:
     ms = 1e3
+    first = runs[0]
+    targets = " / ".join(f"{r.target * ms:.3f}" for r in runs)
+    protos = " / ".join(f"{r.results['prototype']['latency'] * ms:.3f}" for r in runs)
     lines = [START, "## Synthesis under a latency requirement (`bench/synth_latency.py`)", "",
              f"Command: `{command}`  ", f"Load average (1/5/15 min) before / after: {before} — {load()}  ",
              f"Date: {datetime.date.today().isoformat()}", "",
              f"Prototype examples/fashion_cnn.net trained {args.epochs_prototype} epochs on {args.limit_train:,} "
-             f"Fashion-MNIST images (10% validation), seed {args.seed}: {proto['latency'] * ms:.3f} ms on "
-             f"{args.runtime} (1 thread), so L = {target * ms:.3f} ms. Synthesis: {args.cycles} x {args.per_cycle} "
-             f"candidates on {args.images:,} images each, --utility accuracy, "
+             f"Fashion-MNIST images (10% validation), one per seed ({', '.join(str(r.seed) for r in runs)}): "
+             f"{protos} ms on {args.runtime} (1 thread), so L = {targets} ms. Synthesis: {args.cycles} x "
+             f"{args.per_cycle} candidates on {args.images:,} images each, --utility accuracy, "
              + (f"each stridable conv strided with starting probability {args.stride:g} (`--stride`), " if args.stride
                 else "widths and blocks only, ")
              + ("one finalist trained from scratch " if args.final_from == "scratch" else
                 f"one finalist fine-tuned {args.epochs_final} epochs from the prototype; uniform width trained from scratch ")
              + f"{args.epochs_prototype + args.epochs_final} epochs"
-             + (", as is uniform width" if args.final_from == "scratch" else "") + f". The MAC budget B = {budget / 1e6:.2f} M is the uniform-width network's at latency L. "
-             "Latency: every network below measured side by side (median, in brackets the 10th-90th percentiles "
-             "of single runs); predicted: by the latency model profiled on this machine. Test accuracy is reported "
-             "only; every choice used validation.", "",
-             "| method | MACs | params | latency ms | predicted ms | meets latency<=L | val acc | test acc |",
+             + (", as is uniform width" if args.final_from == "scratch" else "")
+             + f". The MAC budget B = {first.budget / 1e6:.2f} M is the uniform-width network's at latency L. "
+             "Latency: each seed's networks measured side by side (the median of each, per seed); predicted: by the "
+             "latency model profiled on this machine. Accuracy: mean ± sample sd over the seeds; test accuracy is "
+             "reported only, every choice used validation.", "",
+             "| method | MACs | params | latency ms (per seed) | predicted ms | meets latency<=L | val acc % | test acc % |",
              "|---|---:|---:|---:|---:|---|---:|---:|"]
     for name in ("prototype", *METHODS):
-        r = results[name]
-        m = lat[name]
-        pred = f"{r['predicted'] * ms:.3f}" if r.get("predicted") else "-"
-        lines.append(f"| {name} | {r['macs'] / 1e6:.2f} M | {r['params'] / 1e3:.1f} K | {m.median * ms:.3f} "
-                     f"({m.fast * ms:.3f}-{m.slow * ms:.3f}) | {pred} | {'yes' if m.median <= target else 'no'} | "
-                     f"{r['val_acc']:.2%} | {r['test_acc']:.2%} |")
+        recs = [r.results[name] for r in runs]
+        meets = sum(r.latency[name].median <= r.target for r in runs)
+        measured = " / ".join(f"{r.latency[name].median * ms:.3f}" for r in runs)
+        predicted = " / ".join(f"{x['predicted'] * ms:.3f}" for x in recs)
+        lines.append(f"| {name} | {statistics.fmean(x['macs'] for x in recs) / 1e6:.2f} M | "
+                     f"{statistics.fmean(x['params'] for x in recs) / 1e3:.1f} K | {measured} | {predicted} | "
+                     f"{meets} of {len(runs)} | {spread([x['val_acc'] for x in recs])} | "
+                     f"{spread([x['test_acc'] for x in recs])} |")
     lines += ["", f"Channels at multiples of 8 at equal MACs (no training): the initial generator's samples at B = "
-                  f"{budget / 1e6:.2f} M MACs (seeds 0..{args.pairs - 1}), and the same networks with every width at "
+                  f"{first.budget / 1e6:.2f} M MACs (seeds 0..{args.pairs - 1}), and the same networks with every width at "
                   "the nearest multiple of 8, measured side by side; ratio = rounded / unrounded latency (median over "
                   "pairs, range in brackets); predicted = the latency model's ratio.", "",
               "| runtime | pairs | unrounded ms | rounded ms | measured ratio | predicted ratio | MACs ratio | "
@@ -252,50 +321,11 @@ def main(argv=None) -> int:
     b = Bench(net=net, data=args.data, limit_train=args.limit_train, prototype_epochs=args.epochs_prototype,
               final_epochs=args.epochs_final, cycles=args.cycles, per_cycle=args.per_cycle, images=args.images,
               device=args.device, root=Path(args.out), stride=args.stride, final_from=args.final_from)
-    out = b.out / args.runtime
-    out.mkdir(parents=True, exist_ok=True)
-    proto = prototype(b, args.seed)
     models = {rt: latency_model(net, args, rt, b.out) for rt in ("torch", "onnxruntime")}
     model_path = b.out / f"latency-{args.runtime}-n{args.samples}{'-st' if args.stride else ''}.json"
-    state_file = out / f"targets-s{args.seed}.json"
-    if state_file.exists():
-        targets = json.loads(state_file.read_text())
-    else:
-        proto_latency = measure_network(net, args.runtime, max_seconds=10.0).median
-        widths, factor = uniform_at_latency(b, proto_latency / 2, args.runtime)
-        targets = {"prototype": proto_latency, "uniform_widths": {str(k): v for k, v in widths.items()},
-                   "factor": factor}
-        write_json(state_file, targets)
-    target = targets["prototype"] / 2
-    uniform_g = apply_widths(net, {int(k): v for k, v in targets["uniform_widths"].items()}, b.plan)
-    budget = network_cost(uniform_g).macs
-    log(f"prototype {targets['prototype'] * 1e3:.3f} ms, L = {target * 1e3:.3f} ms, uniform factor "
-        f"{targets['factor']:.3f} at {budget / 1e6:.2f} M MACs")
-    results = {"prototype": {**proto, "latency": targets["prototype"]}}
-    done = out / f"results{tag(args)}-s{args.seed}.json"
-    stored = json.loads(done.read_text()) if done.exists() else {}
-    req = f"latency<={target * 1e3:.6f}ms"
-    runs = {"latency": lambda: synth_run(b, proto, f"{args.runtime}-latency", [req], args, model_path),
-            "latency-r8": lambda: synth_run(b, proto, f"{args.runtime}-latency-r8", [req], args, model_path, 8),
-            "macs": lambda: synth_run(b, proto, f"{args.runtime}-macs", [f"macs<={budget}"], args),
-            "uniform": lambda: record("uniform", uniform_g, *train_from_scratch(b, lower_to_torch(uniform_g), args.seed),
-                                      0.0)}
-    for name, run in runs.items():
-        if name not in stored:
-            stored[name] = run()
-            write_json(done, stored)
-    results.update(stored)
-    names = ["prototype", *METHODS]
-    graphs = [net if n == "prototype" else load_network_text(results[n]["net"]) for n in names]
-    model = models[args.runtime]
-    for n, g in zip(names, graphs):
-        results[n]["predicted"] = model.predict(g) if n != "prototype" else model.predict(net)
-    measured = measure([runner(g, args.runtime) for g in graphs], max_seconds=60.0)
-    lat = dict(zip(names, measured))
-    for n in names:
-        log(f"{n}: {lat[n].text()}, {results[n]['macs'] / 1e6:.2f} M MACs, test {results[n]['test_acc']:.2%}")
-    pairs = rounding_pairs(b, budget, args, models)
-    text = section(command, args, results["prototype"], target, budget, results, lat, pairs, before)
+    runs = [run_seed(b, net, args, seed, models, model_path) for seed in args.seeds]
+    pairs = rounding_pairs(b, runs[0].budget, args, models)
+    text = section(command, args, runs, pairs, before)
     print(text)
     if not args.no_docs:
         write_section(text)
