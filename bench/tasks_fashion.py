@@ -175,6 +175,11 @@ def table(results: list[list[dict]], args, wall: float) -> list[str]:
                          f"{macs / 1e6:.1f} M ({ratio:.2f}x fewer) | "
                          f"{statistics.fmean(x['params'] for x in recs) / 1e3:.0f} K | {lat * 1e3:.2f} ms |")
         fermi, uni = [r["fermi"][f"test_{m}"] for r in runs], [r["uniform"][f"test_{m}"] for r in runs]
+        per_seed = "; ".join(
+            f"{r['prototype'][f'test_{m}']:.1%} / {r['fermi'][f'test_{m}']:.1%} at {r['fermi']['macs'] / 1e6:.1f} M MACs"
+            f"{'' if r['fermi'].get('meets') else ' (missed the metric floor)'} / {r['uniform'][f'test_{m}']:.1%}"
+            for r in runs)
+        notes.append(f"- {r0['task']}, test {label} per seed (prototype / FermiNet / uniform width): {per_seed}.")
         diff = (statistics.fmean(fermi) - statistics.fmean(uni)) * 100
         if len(runs) > 1:
             se = (statistics.variance(fermi) / len(fermi) + statistics.variance(uni) / len(uni)) ** 0.5 * 100
