@@ -43,6 +43,7 @@ def check_feasible(space: SearchSpace, reqs: list[Requirement], cfg: SynthConfig
                                                                    "requirement or start from a larger prototype"])
     return smallest
 
+
 def round_to_notices(space: SearchSpace, round_to: int) -> list[str]:
     """What the run says once at its start: groups too narrow for --round-to."""
     narrow = space.unrounded(round_to) if round_to > 1 else []

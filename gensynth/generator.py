@@ -357,8 +357,7 @@ def _draw(state: GeneratorState, space: SearchSpace, seed: int, rng: np.random.G
         fine_rows, fine_macs, fine_params, fine_lat = _rows_at(program, plan, columns, fine, predictor)
         j = next(j for j in range(len(fine))
                  if _structural_ok(structural, fine_macs[j], fine_params[j], latency=fine_lat[j]))
-        lat = (np.concatenate([fine_lat, lat[i + 1:]]) if predictor is not None
-               else [None] * (len(fine) + len(lat) - i - 1))
+        lat = [*fine_lat, *lat[i + 1:]]
         grid, rows, i = np.concatenate([fine, grid[i + 1:]]), np.vstack([fine_rows, rows[i + 1:]]), j
     while True:  # memory needs the full cost model: step down the grid until it holds
         widths = {program.width_groups[j]: int(rows[i, j]) for j, col in enumerate(columns) if col is not None}

@@ -27,8 +27,9 @@ from gensynth.generator import (
     prototype_hash,
     sample,
 )
-from gensynth.inquisitor import Budget, Task, candidate_task, inquire
+from gensynth.inquisitor import Task, candidate_task, inquire
 from gensynth.journal import JOURNAL, Journal
+from gensynth.latency.measure import setup_text
 from gensynth.plan import finished_so_far, work_plan
 from gensynth.predictor import by_prediction, screened_seeds
 from gensynth.records import FINAL_PREFIX, PROTOTYPE, Candidate, Failure
@@ -347,13 +348,6 @@ class Run:
         return shipped
 
 
-def measured_with(budget: Budget) -> str:
-    """How the run measures latency, in words."""
-    runtime = {"torch": "PyTorch eager", "onnxruntime": "onnxruntime"}[budget.latency_runtime]
-    clock = "" if budget.latency_clock == "wall" else f", {budget.latency_clock} clock"
-    return f"{runtime}, {budget.latency_threads} thread{'s' if budget.latency_threads > 1 else ''}{clock}"
-
-
 def renamed(g, name: str):
     """The network with a new name (for fermi-N.net files)."""
     from compiler.ir import copy_graph
@@ -455,7 +449,8 @@ def synthesize(prototype, cfg: SynthConfig, out: Path, resume: bool = False,
             diffs = {r.name: network_diff(run.prototype, run.graphs[r.name]) for r in finals}
             report = write_report(run.out, prototype.graph["name"], cfg.requirements, proto_record, finals,
                                   candidates, front, wall, executors=sessions, failed=failed, diffs=diffs,
-                                  exported=exported, measured_with=measured_with(cfg.budget))
+                                  exported=exported, measured_with=setup_text(cfg.budget.latency_runtime, cfg.budget.latency_threads,
+                                                           cfg.budget.latency_clock))
             return SynthResult(run.out, proto_record, finals, candidates, front, state, report, failed, where,
                                exported)
         finally:

@@ -92,6 +92,12 @@ class Runner:
     name: str = ""
 
 
+def setup_text(runtime: str, threads: int, clock: str = "wall") -> str:
+    """How latency is measured, in words: 'PyTorch eager, 1 thread' or 'onnxruntime, 2 threads, cpu clock'."""
+    name = {"torch": "PyTorch eager"}.get(runtime, runtime)
+    return f"{name}, {threads} thread{'s' if threads > 1 else ''}" + ("" if clock == "wall" else f", {clock} clock")
+
+
 def check_runtime(runtime: str, threads: int = 1) -> None:
     """NetError for an unknown runtime, a missing onnxruntime, or a thread count below 1."""
     if runtime not in RUNTIMES:

@@ -329,7 +329,5 @@ def held_out_error(x: np.ndarray, measured: np.ndarray, ridge: float, layout: bo
     for i in range(len(measured)):
         rest = np.arange(len(measured)) != i
         coef = solve_calibration(x[rest], measured[rest], ridge, layout)
-        if not layout:
-            coef[2:4] = 0.0
         errors.append(abs(x[i] @ coef / measured[i] - 1))
     return float(np.median(errors)) if errors else 0.0

@@ -11,7 +11,6 @@ well the model predicts.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,8 +36,8 @@ from gensynth.latency.model import (
     cross_validated_error,
     fit_relative,
 )
-from gensynth.latency.units import describe, kind, network_units, unit_channels, unit_graph
-from gensynth.space import SearchSpace, apply_decisions, search_space
+from gensynth.latency.units import Unit, describe, kind, network_units, unit_channels, unit_graph
+from gensynth.space import SearchSpace, apply_decisions, channel_step, search_space
 
 ALIGNED = 8  # half the drawn networks keep every width at a multiple of this (where the group allows)
 MAX_DRAWS = 2000  # networks drawn at most while looking for configurations of rare signatures
@@ -101,11 +100,17 @@ def random_network(space: SearchSpace, rng: np.random.Generator, min_fraction: f
         p = next((proto[m] for m in grp.members if m in proto), None)
         if p is None:
             continue
-        m = math.lcm(grp.multiple_of, aligned)
-        m = m if grp.channels >= m else grp.multiple_of
+        m = channel_step(grp.multiple_of, grp.channels, aligned)
         lo = -(-space.min_width(p, min_fraction) // m)
         widths[grp.id] = int(rng.integers(lo, max(lo, grp.channels // m) + 1)) * m
     return apply_widths(g, widths, plan)
+
+
+def configurations(g: nx.DiGraph) -> list[tuple[Unit, tuple[int, ...]]]:
+    """The network's units, each with its channel counts (the layout of unit_channels)."""
+    plan = channel_plan(g)
+    widths = [grp.channels for grp in plan.groups]
+    return [(unit, tuple(int(evaluate(e, widths)) for e in unit_channels(g, plan, unit))) for unit in network_units(g)]
 
 
 def draw_networks(space: SearchSpace, options: ProfileOptions, rng: np.random.Generator) -> list[nx.DiGraph]:
@@ -115,10 +120,7 @@ def draw_networks(space: SearchSpace, options: ProfileOptions, rng: np.random.Ge
         g = random_network(space, rng, options.min_fraction, ALIGNED if k % 2 else 1, options.stride,
                            options.factorize)
         networks.append(g)
-        plan = channel_plan(g)
-        for unit in network_units(g):
-            channels = tuple(int(evaluate(e, [grp.channels for grp in plan.groups]))
-                             for e in unit_channels(g, plan, unit))
+        for unit, channels in configurations(g):
             configs.setdefault(unit.signature, set()).add(channels)
         if k + 1 >= options.fit_networks + options.check_networks and \
                 all(len(c) >= options.samples for c in configs.values()):
@@ -126,15 +128,12 @@ def draw_networks(space: SearchSpace, options: ProfileOptions, rng: np.random.Ge
     return networks
 
 
-def unit_configurations(networks: list[nx.DiGraph], samples: int) -> list[tuple[nx.DiGraph, object, tuple]]:
+def unit_configurations(networks: list[nx.DiGraph], samples: int) -> list[tuple[nx.DiGraph, Unit, tuple]]:
     """Up to `samples` distinct (network, unit, channels) per signature, in order of first appearance."""
     chosen: dict[str, dict[tuple, tuple]] = {}
     for g in networks:
-        plan = channel_plan(g)
-        widths = [grp.channels for grp in plan.groups]
-        for unit in network_units(g):
+        for unit, channels in configurations(g):
             seen = chosen.setdefault(unit.signature, {})
-            channels = tuple(int(evaluate(e, widths)) for e in unit_channels(g, plan, unit))
             if len(seen) < samples and channels not in seen:
                 seen[channels] = (g, unit, channels)
     return [config for seen in chosen.values() for config in seen.values()]

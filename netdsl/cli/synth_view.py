@@ -143,9 +143,10 @@ class SynthView:
                                              break_long_words=False, break_on_hyphens=False), markup=False)
         elif kind == "latency_profile":
             self.phase = "profiling latency"
-            threads = f"{payload['threads']} thread{'s' if payload['threads'] > 1 else ''}"
-            self.console.print(wrap_items(["no --latency-model given",
-                                           f"profiling this machine first ({payload['runtime']}, {threads})",
+            from gensynth.latency.measure import setup_text
+
+            how = setup_text(payload["runtime"], payload["threads"])
+            self.console.print(wrap_items(["no --latency-model given", f"profiling this machine first ({how})",
                                            f"the model goes to {payload['out']}"], self.console.width), markup=False)
         elif kind == "latency_profile_progress":
             done, total = payload["done"], payload["total"]
