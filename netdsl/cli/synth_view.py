@@ -110,6 +110,11 @@ class SynthView:
         """One line of a finished piece of work, with the times; broken between items to fit the width."""
         self.console.print(wrap_items([*items, self.times()], self.console.width), markup=False)
 
+    def sentence(self, text: str) -> None:
+        """A sentence, broken between words to fit the width."""
+        self.console.print(textwrap.fill(text, self.console.width, subsequent_indent="  ", break_long_words=False,
+                                         break_on_hyphens=False), markup=False)
+
     def __enter__(self):
         if self.live is not None:
             self.live.start()
@@ -134,13 +139,11 @@ class SynthView:
         elif kind == "note":
             self.console.print(wrap_items([f"note: {payload}"], self.console.width), markup=False)
         elif kind == "start" and "executor" in payload:
-            self.console.print(wrap_items([f"candidates run on: {payload['executor']}"], self.console.width),
-                               markup=False)
+            self.sentence(f"candidates run on: {payload['executor']}")
         elif kind == "plan":
             self.plan = payload
-        elif kind == "notice":  # a sentence: broken between words to fit
-            self.console.print(textwrap.fill(payload, self.console.width, subsequent_indent="  ",
-                                             break_long_words=False, break_on_hyphens=False), markup=False)
+        elif kind == "notice":
+            self.sentence(payload)
         elif kind == "latency_profile":
             self.phase = "profiling latency"
             from gensynth.latency.measure import setup_text

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import platform
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -164,3 +167,32 @@ def test_an_exported_onnx_file_is_timed_by_the_same_measurement(small, tmp_path)
     (tmp_path / "bad.onnx").write_text("not onnx")
     with pytest.raises(NetError, match="onnxruntime cannot load"):
         file_runner(tmp_path / "bad.onnx")
+
+
+PAGE_FAULTS = """
+import resource, sys
+import torch
+from gensynth.latency.measure import runner
+from netdsl.loader import load_network_text
+
+def faults_per_call():  # a 40 MB activation made and freed, as a large network's are on every call
+    for _ in range(2):
+        torch.empty(10_000_000).fill_(1.0)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        torch.empty(10_000_000).fill_(1.0)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5
+
+default = faults_per_call()
+runner(load_network_text(sys.stdin.read()), "torch")
+print(default, faults_per_call())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the malloc thresholds are glibc's")
+def test_torch_activations_reuse_memory_instead_of_page_faulting_on_every_call():
+    # glibc hands freed blocks above its mmap threshold back to the OS, so each call faults them in again (40 MB:
+    # ~10,000 pages); a torch runner fixes the thresholds for its process, which then reuses the memory
+    out = subprocess.run([sys.executable, "-c", PAGE_FAULTS], input=SMALL, capture_output=True, text=True, check=True)
+    default, steady = map(float, out.stdout.split())
+    assert default > 5000 and steady < 100, out.stdout
