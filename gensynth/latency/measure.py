@@ -46,6 +46,7 @@ WINDOW = 4
 WARMUP_SHARE = 0.25  # warm-up gets at most this share of the time cap
 Z95 = 1.959964
 WARM_SECONDS = 2e-3  # interleaved: untimed calls this long before each block, so it runs on warm caches
+SHORT_CALL = 0.05  # calls shorter than this are timed three times to size the blocks
 
 
 @dataclass(frozen=True)
@@ -271,7 +272,7 @@ def measure(runners: Sequence[Runner], target: float = TARGET, max_seconds: floa
         timers = [timeit.Timer(r.forward, timer=CLOCKS[clock]) for r in runners]
         for r in runners:
             r.forward()  # first call: allocation, lazy initialisation
-        once = [max(t.timeit(1), 1e-9) for t in timers]
+        once = [max(single_call(t), 1e-9) for t in timers]
         per_block = [max(1, math.ceil(BLOCK_SECONDS / s)) for s in once]
         warm_calls = [max(1, math.ceil(WARM_SECONDS / s)) if len(runners) > 1 else 0 for s in once]
 
@@ -302,6 +303,13 @@ def measure(runners: Sequence[Runner], target: float = TARGET, max_seconds: floa
                 if converged or time.perf_counter() - start >= max_seconds:
                     break
     return [summarize(b, n, r, converged or _within(b, target), clock) for b, n, r in zip(blocks, per_block, runners)]
+
+
+def single_call(timer: timeit.Timer) -> float:
+    """Seconds of one call: the least of three where calls are short, so that one preemption by the OS does not
+    set the block and warm-up lengths (a 3x longer call once cut the untimed warm-up below what caches need)."""
+    first = timer.timeit(1)
+    return min(first, *timer.repeat(2, 1)) if first < SHORT_CALL else first
 
 
 def _within(blocks: list[float], target: float) -> bool:
