@@ -3,13 +3,15 @@ overhead whole networks show; saved as JSON tagged with the prototype, runtime a
 
 A unit's latency (gensynth.latency.units) is fitted over a basis that follows how CPU kernels spend time:
 
-    dense (conv, linear):  [1, ci, co, ci*co, ceil(ci/b)*ceil(co/b)]   once for ci % a == 0 and once for ci % a != 0
-    others (over co):      [1, co, ceil(co/b)]                          likewise split on co % a
+    dense (conv, linear):  [1, ci, co, ci*co, in_blocks(ci)*ceil(co/b)]   once on the blocked path (ci % a == 0
+                           or ci < b), once on the generic one; in_blocks(ci) = ceil(ci/b), or ci/b below b
+    others (over co):      [1, co, ceil(co/b)]                             split on co % a
 
 `b` (the runtime's channel block) and `a` (the alignment its fast path wants) are chosen by cross-validation
-over every unit measured: onnxruntime on AVX-512 runs convs in blocks of 16 channels when the input's count is
-a multiple of 4 and falls back to a slower generic path otherwise, so latency steps with the channel count
-rather than following MACs; PyTorch eager is close to bilinear. A network's latency is then
+over every unit measured: onnxruntime on AVX-512 runs convs in blocks of 16 output channels when the input's
+count is a multiple of 4 or below 16 (read unblocked, at a cost that grows with it), and falls back to a slower
+generic path otherwise, so latency steps with the channel count rather than following MACs; PyTorch eager is
+close to bilinear. A network's latency is then
 
     intercept + per_unit * len(units) + sum(alpha[kind of unit] * unit) + layout terms
 
@@ -50,10 +52,11 @@ class Basis:
     def dense(self, ci: np.ndarray, co: np.ndarray) -> np.ndarray:
         """Features of dense units: [..., 10]."""
         ci, co = np.asarray(ci, dtype=float), np.asarray(co, dtype=float)
-        blocks = np.ceil(ci / self.block) * np.ceil(co / self.block)
+        narrow = ci < self.block  # read as it is, not in blocks: time grows with ci itself
+        blocks = np.where(narrow, ci / self.block, np.ceil(ci / self.block)) * np.ceil(co / self.block)
         terms = np.stack([np.ones_like(ci), ci, co, ci * co, blocks], axis=-1)
-        aligned = (np.mod(ci, self.align) == 0)[..., None]
-        return np.concatenate([terms * aligned, terms * ~aligned], axis=-1)
+        blocked = ((np.mod(ci, self.align) == 0) | narrow)[..., None]
+        return np.concatenate([terms * blocked, terms * ~blocked], axis=-1)
 
     def channels(self, co: np.ndarray) -> np.ndarray:
         """Features of other units (over their output channels): [..., 6]."""
