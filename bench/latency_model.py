@@ -4,7 +4,7 @@
                                                        # torch and onnxruntime, 100 networks each (about an hour)
     .venv/bin/python bench/latency_model.py --quick    # a smoke run: few layers measured, 12 networks
 
-For each prototype and runtime (1 thread): `gensynth.latency.profile.profile` measures the search space's layers
+For each prototype and runtime (1 thread; each pair profiled in one fresh process and measured in another): `gensynth.latency.profile.profile` measures the search space's layers
 on this machine and fits the model (its wall and CPU time are reported: CPU time is what it would take on one
 free core); then --networks networks drawn from the search space with another seed (every free channel group at a
 uniform width between its minimum and the prototype's, half of them at multiples of 8; residual blocks dropped
@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import multiprocessing
 import os
 import platform
 import shlex
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,7 @@ from benchdoc import DOC, markers, write_section  # noqa: E402
 
 from compiler.cost import with_input_shapes  # noqa: E402
 from gensynth.latency.measure import measure, runner  # noqa: E402
+from gensynth.latency.model import LatencyModel  # noqa: E402
 from gensynth.latency.profile import Accuracy, ProfileOptions, profile, random_network  # noqa: E402
 from gensynth.space import search_space  # noqa: E402
 from netdsl.loader import load_network  # noqa: E402
@@ -78,16 +81,27 @@ def load() -> str:
     return " / ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
-def evaluate(name: str, g, runtime: str, args) -> dict:
-    """Profile, then predict and measure the drawn networks and the prototype."""
-    options = ProfileOptions(runtime=runtime, clock=args.clock, samples=args.samples, fit_networks=args.fit_networks,
-                             check_networks=args.check_networks, unit_seconds=args.max_seconds / 4,
-                             network_seconds=args.max_seconds)
+def options_of(runtime: str, args) -> ProfileOptions:
+    return ProfileOptions(runtime=runtime, clock=args.clock, samples=args.samples, fit_networks=args.fit_networks,
+                          check_networks=args.check_networks, unit_seconds=args.max_seconds / 4,
+                          network_seconds=args.max_seconds)
+
+
+def profile_pair(spec: str, runtime: str, args) -> tuple[LatencyModel, float, float]:
+    """`netdsl profile`: the model, with the wall and CPU seconds it took."""
+    name, g = prototype(spec)
     wall, cpu = time.perf_counter(), time.process_time()
-    model, held_out = profile(g, options)
+    model, _ = profile(g, options_of(runtime, args))
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     print(f"{name} {runtime}: profiled {len(model.units)} kinds of layer in {wall / 60:.1f} min "
           f"({cpu / 60:.1f} min CPU), load {load()}", flush=True)
+    return model, wall, cpu
+
+
+def evaluate(spec: str, runtime: str, args, model: LatencyModel, wall: float, cpu: float) -> dict:
+    """Predict and measure the drawn networks and the prototype."""
+    name, g = prototype(spec)
+    options = options_of(runtime, args)
     space = search_space(g)
     rng = np.random.default_rng(args.seed)
     graphs = [g] + [random_network(space, rng, options.min_fraction, 8 if k % 2 else 1) for k in range(args.networks)]
@@ -136,7 +150,7 @@ def section(command: str, rows: list[dict], before: str, clock: str) -> str:
              f"Machine: {platform.machine()} {platform.processor() or platform.system()}, "
              f"{len(os.sched_getaffinity(0))} CPU cores, shared; load average (1/5/15 min) before: {before}  ",
              f"Date: {datetime.date.today().isoformat()}", "",
-             "`netdsl profile` on each prototype and runtime (1 thread), then networks drawn from the search space "
+             "`netdsl profile` on each prototype and runtime (1 thread; each pair profiled in one fresh process and measured in another), then networks drawn from the search space "
              "with another seed (uniform widths between each group's minimum and the prototype's, half of them at "
              "multiples of 8, blocks dropped at random) measured and predicted. Goal (issue #20): 90% within ±10% "
              "(nn-Meter: 99.0% on a Pixel 4 CPU). Profile time: wall and CPU minutes (CPU = one free core). "
@@ -155,9 +169,14 @@ def main(argv=None) -> int:
     before = load()
     rows = []
     for spec in args.prototypes.split(","):
-        name, g = prototype(spec)
         for runtime in args.runtimes.split(","):
-            rows.append(evaluate(name, g, runtime, args))
+            # profiled in one fresh process, measured in another, as a user profiles the target and synthesis
+            # times its finalists later: what timing leaves behind in a process (its allocator's and kernel
+            # caches' state) must not slow down what is measured after it
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                made = pool.submit(profile_pair, spec, runtime, args).result()
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                rows.append(pool.submit(evaluate, spec, runtime, args, *made).result())
             print("\n".join(HEADER + [row(r) for r in rows]), flush=True)
     if not args.no_docs:
         write_section(section(command, rows, before, args.clock))
