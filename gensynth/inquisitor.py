@@ -68,6 +68,7 @@ class Budget:
     final_init: str = "inherit"  # finalists: "inherit" the prototype's weights, or train from "scratch"
     search_init: str = "inherit"  # search candidates: the same choice, for their short training
     augment: bool = False  # random crop and flip in every training (classification)
+    warmup_epochs: float | None = None  # lr warm-up of every training (None: the task's, TASK_WARMUP)
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,8 @@ def fine_tune_config(budget: Budget, task: str, seed: int, final: bool, n_train:
     batch = budget.batch_size or (default_batch_size(n_train) if n_train else None)
     return TrainConfig(epochs=max(epochs, 1), lr=lr, optimizer=optimizer, batch_size=batch, seed=seed,
                        device=budget.device, schedule="cosine", distill=budget.distill,
-                       distill_temperature=budget.distill_temperature, augment=budget.augment)
+                       distill_temperature=budget.distill_temperature, augment=budget.augment,
+                       warmup_epochs=budget.warmup_epochs)
 
 
 def from_scratch(budget: Budget, final: bool) -> bool:

@@ -125,13 +125,16 @@ def write_output(target: str, text: str, what: str) -> None:
 
 
 def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
-    """--batch-size, --optimizer, --augment: the training recipe shared by train and synth."""
+    """--batch-size, --optimizer, --augment, --warmup-epochs: the training recipe shared by train and synth."""
     p.add_argument("--batch-size", type=int, default=None,
                    help="images per step (default 128, halved down to 16 while an epoch of the training split "
                         "would have fewer than 100 steps: 32 for 3,600 images)")
     p.add_argument("--optimizer", choices=["sgd", "adamw"],
                    help="default: sgd for classification and detection, adamw for segmentation")
     p.add_argument("--augment", action="store_true", help="random crop and flip (classification)")
+    p.add_argument("--warmup-epochs", type=float, default=None, metavar="E",
+                   help="ramp the learning rate up linearly over the first E epochs (default: 2 for segmentation, "
+                        "at most a quarter of the epochs; 0 otherwise)")
 
 
 def add_latency_arguments(p: argparse.ArgumentParser, runtime: str | None = "torch") -> None:

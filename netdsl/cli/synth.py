@@ -134,7 +134,8 @@ def config_from_args(args, g=None):
         runtime = runtime if runtime is not None else model.runtime
         threads = threads if threads is not None else model.threads
     budget = Budget(images=args.images, final_epochs=args.final_epochs, lr=args.lr, final_lr=args.final_lr,
-                    batch_size=args.batch_size, optimizer=args.optimizer, augment=args.augment, device=args.device,
+                    batch_size=args.batch_size, optimizer=args.optimizer, augment=args.augment,
+                    warmup_epochs=args.warmup_epochs, device=args.device,
                     distill=args.distill, final_init=args.final_from, search_init=args.search_from,
                     latency_runtime=runtime or "torch", latency_threads=1 if threads is None else threads,
                     latency_clock=args.clock)

@@ -25,7 +25,8 @@ def train_config(args):
     from gensynth.training.train import TrainConfig
 
     return TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, optimizer=args.optimizer,
-                       schedule=args.schedule, seed=args.seed, device=args.device, augment=args.augment)
+                       schedule=args.schedule, seed=args.seed, device=args.device, augment=args.augment,
+                       warmup_epochs=args.warmup_epochs)
 
 
 def register(sub) -> None:

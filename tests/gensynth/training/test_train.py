@@ -332,3 +332,39 @@ def test_the_default_batch_size_gives_a_small_split_enough_steps_an_epoch():
     assert len(result.epochs[0].batch_losses) == 7  # 100 images at batch 16 (six full batches and one of four)
     told = train(tiny_net(), quadrant_dataset(n_train=100), TrainConfig(epochs=1, batch_size=50, device="cpu"))
     assert len(told.epochs[0].batch_losses) == 2
+
+
+def test_warmup_ramps_the_lr_linearly_then_follows_the_schedule():
+    from gensynth.training.train import lr_schedule
+
+    def rates(**config) -> list[float]:
+        opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+        sched = lr_schedule(opt, TrainConfig(epochs=4, **config), steps_per_epoch=10)
+        out = []
+        for _ in range(40):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            if sched is not None:
+                sched.step()
+        return out
+
+    cosine = rates(warmup_epochs=0.0)
+    warm = rates(warmup_epochs=1.0)
+    assert np.allclose(warm[:10], [0.1 * (k + 1) / 10 * c / 0.1 for k, c in enumerate(cosine[:10])])
+    assert warm[10:] == cosine[10:]
+    flat = rates(warmup_epochs=0.5, schedule="none")
+    assert np.allclose(flat[:5], [0.02, 0.04, 0.06, 0.08, 0.1]) and flat[5:] == [0.1] * 35
+    assert lr_schedule(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1),
+                       TrainConfig(epochs=4, warmup_epochs=0.0, schedule="none"), 10) is None
+
+
+def test_segmentation_warms_up_by_default_for_at_most_a_quarter_of_the_run():
+    from gensynth.training.train import with_task_defaults
+
+    assert with_task_defaults(TrainConfig(epochs=12), "segment", 4500).warmup_epochs == 2.0
+    assert with_task_defaults(TrainConfig(epochs=4), "segment", 4500).warmup_epochs == 1.0
+    assert with_task_defaults(TrainConfig(epochs=1), "segment", 4500).warmup_epochs == 0.25
+    assert with_task_defaults(TrainConfig(epochs=12), "classify", 4500).warmup_epochs == 0.0
+    assert with_task_defaults(TrainConfig(epochs=12, warmup_epochs=0.0), "segment", 4500).warmup_epochs == 0.0
+    with pytest.raises(NetError, match="warmup_epochs must be between 0 and epochs"):
+        TrainConfig(epochs=2, warmup_epochs=3.0).validate()

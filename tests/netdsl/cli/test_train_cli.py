@@ -91,3 +91,16 @@ def test_train_keeps_a_different_model_net_and_refuses_bad_seeds(tmp_path, capsy
     for bad in ("-1", "9" * 25):
         assert main(["train", str(net), "--seed", bad]) == 2
         assert "a seed is a whole number from 0 to" in capsys.readouterr().err
+
+
+def test_train_takes_a_warmup_and_refuses_one_longer_than_the_run(tmp_path, capsys):
+    data = write_npz(tmp_path / "d.npz")
+    net = tmp_path / "tiny.net"
+    net.write_text(TINY_NET)
+    quick = [str(net), "--data", data, "--epochs", "2", "--batch-size", "32", "--device", "cpu"]
+    assert main(["train", *quick, "--warmup-epochs", "0.5", "--out", str(tmp_path / "run")]) == 0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["config"]["warmup_epochs"] == 0.5
+    capsys.readouterr()
+    assert main(["train", *quick, "--warmup-epochs", "3", "--out", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err
+    assert "warmup_epochs must be between 0 and epochs (2), got 3.0" in err and "Traceback" not in err
