@@ -82,6 +82,8 @@ class SynthConfig:
             raise NetError(f"--update-temperature must be positive, got {self.update_temperature}")
         if self.round_to < 1:
             raise NetError(f"--round-to must be at least 1, got {self.round_to}")
+        if b.warmup_epochs < 0:
+            raise NetError(f"--warmup-epochs must be at least 0, got {b.warmup_epochs}")
         if b.latency_threads < 1:
             raise NetError(f"--threads must be at least 1, got {b.latency_threads}")
 

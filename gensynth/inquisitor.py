@@ -68,7 +68,7 @@ class Budget:
     final_init: str = "inherit"  # finalists: "inherit" the prototype's weights, or train from "scratch"
     search_init: str = "inherit"  # search candidates: the same choice, for their short training
     augment: bool = False  # random crop and flip in every training (classification)
-    warmup_epochs: float | None = None  # lr warm-up of every training (None: the task's, TASK_WARMUP)
+    warmup_epochs: float = 0.0  # linear lr warm-up of every training, in epochs
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def fine_tune_config(budget: Budget, task: str, seed: int, final: bool, n_train:
     return TrainConfig(epochs=max(epochs, 1), lr=lr, optimizer=optimizer, batch_size=batch, seed=seed,
                        device=budget.device, schedule="cosine", distill=budget.distill,
                        distill_temperature=budget.distill_temperature, augment=budget.augment,
-                       warmup_epochs=budget.warmup_epochs)
+                       warmup_epochs=min(budget.warmup_epochs, max(epochs, 1)))
 
 
 def from_scratch(budget: Budget, final: bool) -> bool:

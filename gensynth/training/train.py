@@ -45,11 +45,6 @@ FINE_TUNE_LR = {"sgd": 0.02, "adamw": 1e-3}
 # classes under SGD without it (a 4-epoch fine-tune fell from 66.6% to 51.8% val mAP@.5, two classes near 0);
 # clipped at 5 the same run ends at 70.8% (at 1: 49%).
 TASK_CLIP = {"detect": 5.0}
-# A linear lr warm-up a task gets unless told, in epochs (at most a quarter of the run). Uniform-width U-Nets
-# trained 12 epochs from scratch with AdamW on 4,500 fashion-seg canvases, val mIoU over seeds 0 / 1 / 2: no
-# warm-up 63.9 / 31.5 / 40.0 %, one epoch 62.1 / 38.6 / 49.5, two epochs 57.1 / 49.9 / 47.5 (the highest mean and
-# a third of the spread; docs/benchmarks.md).
-TASK_WARMUP = {"segment": 2.0}
 # The default batch size adapts to the training split: 128, halved (down to MIN_BATCH) until an epoch has at least
 # MIN_STEPS_PER_EPOCH optimizer steps. A small dataset at batch 128 takes a few dozen steps an epoch and leaves the
 # network far from trained: on 3,600 Fashion-MNIST images, fashion_cnn reached 82.0 % test after 10 epochs at batch
@@ -69,7 +64,7 @@ class TrainConfig:
 
     Weight decay applies to weight matrices/kernels only (ndim > 1), not to biases or norm scales.
     The cosine schedule anneals the lr per step from lr to 0 over the whole run; warmup_epochs first ramps it
-    up linearly over that many epochs (either schedule; default: the task's, TASK_WARMUP). amp is "auto"
+    up linearly over that many epochs (either schedule). amp is "auto"
     (bf16 autocast on CUDA if supported, else fp16 with loss scaling; off on CPU), "bf16", "fp16"
     or "off". augment adds a random crop (padding 2) and horizontal flip, computed batch-wise on
     the device. channels_last trains 4-D inputs in the NHWC memory layout (about 20% faster
@@ -84,7 +79,8 @@ class TrainConfig:
     batch_size: int | None = None  # None: default_batch_size of the training split
     optimizer: str | None = None  # None: the task's (TASK_OPTIMIZER)
     schedule: str = "cosine"
-    warmup_epochs: float | None = None  # None: the task's (TASK_WARMUP, at most a quarter of the epochs), else 0
+    # linear lr warm-up; 2 epochs were tried as segmentation's default and not kept (docs/benchmarks.md)
+    warmup_epochs: float = 0.0
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"
@@ -105,7 +101,7 @@ class TrainConfig:
             (self.optimizer in (None, *OPTIMIZER_DEFAULTS),
              f"unknown optimizer {self.optimizer!r}; choose sgd or adamw"),
             (self.schedule in ("cosine", "none"), f"unknown schedule {self.schedule!r}; choose cosine or none"),
-            (self.warmup_epochs is None or 0.0 <= self.warmup_epochs <= self.epochs,
+            (0.0 <= self.warmup_epochs <= self.epochs,
              f"warmup_epochs must be between 0 and epochs ({self.epochs}), got {self.warmup_epochs}"),
             (self.amp in ("auto", "bf16", "fp16", "off"), f"unknown amp {self.amp!r}; choose auto, bf16, fp16 or off"),
             (0.0 <= self.label_smoothing < 1.0, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
@@ -157,7 +153,7 @@ def lr_schedule(optimizer: torch.optim.Optimizer, config: TrainConfig,
 
 def with_task_defaults(config: TrainConfig, task: str, n_train: int) -> TrainConfig:
     """The config with what it leaves open filled in for this task and training split: batch size, optimizer,
-    gradient clipping, warm-up."""
+    gradient clipping."""
     fill = {}
     if config.batch_size is None:
         fill["batch_size"] = default_batch_size(n_train)
@@ -165,8 +161,6 @@ def with_task_defaults(config: TrainConfig, task: str, n_train: int) -> TrainCon
         fill["optimizer"] = TASK_OPTIMIZER[task]
     if config.clip_grad_norm is None and task in TASK_CLIP:
         fill["clip_grad_norm"] = TASK_CLIP[task]
-    if config.warmup_epochs is None:
-        fill["warmup_epochs"] = min(TASK_WARMUP.get(task, 0.0), config.epochs / 4)
     return dataclasses.replace(config, **fill)
 
 

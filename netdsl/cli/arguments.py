@@ -132,9 +132,9 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=["sgd", "adamw"],
                    help="default: sgd for classification and detection, adamw for segmentation")
     p.add_argument("--augment", action="store_true", help="random crop and flip (classification)")
-    p.add_argument("--warmup-epochs", type=float, default=None, metavar="E",
-                   help="ramp the learning rate up linearly over the first E epochs (default: 2 for segmentation, "
-                        "at most a quarter of the epochs; 0 otherwise)")
+    p.add_argument("--warmup-epochs", type=float, default=0.0, metavar="E",
+                   help="ramp the learning rate up linearly over the first E epochs (default 0; in synth, of each "
+                        "phase, at most its length)")
 
 
 def add_latency_arguments(p: argparse.ArgumentParser, runtime: str | None = "torch") -> None:

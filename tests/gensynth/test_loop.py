@@ -8,7 +8,7 @@ from compiler.printer import print_network
 from gensynth import inquisitor as inquisitor_module
 from gensynth import loop as synth_module
 from gensynth.generator import GeneratorState
-from gensynth.inquisitor import Budget
+from gensynth.inquisitor import Budget, fine_tune_config
 from gensynth.loop import SynthConfig, synthesize
 from netdsl.cli.main import main
 from netdsl.loader import load_network_text
@@ -275,6 +275,13 @@ def test_cli_options_reach_the_budget(tmp_path):
     assert (recipe.budget.optimizer, recipe.budget.batch_size, recipe.budget.augment) == ("adamw", 32, True)
     assert (recipe.prototype_lr, recipe.budget.lr, recipe.budget.final_lr) == (0.003, 0.0005, 0.001)
     assert config_from_args(build_parser().parse_args(["synth", str(net)])).budget.batch_size is None
+    warm = config_from_args(build_parser().parse_args(["synth", str(net), "--warmup-epochs", "2"])).budget
+    assert warm.warmup_epochs == 2.0
+    # a one-epoch search fine-tune warms up over its one epoch; the finalist's over two of its ten
+    assert fine_tune_config(warm, "classify", 0, final=False).warmup_epochs == 1.0
+    assert fine_tune_config(warm, "classify", 0, final=True).warmup_epochs == 2.0
+    with pytest.raises(NetError, match="--warmup-epochs must be at least 0"):
+        config_from_args(build_parser().parse_args(["synth", str(net), "--warmup-epochs", "-1"]))
     with pytest.raises(NetError, match="--final-lr must be positive"):
         config_from_args(build_parser().parse_args(["synth", str(net), "--final-lr", "0"]))
     assert config_from_args(build_parser().parse_args(["synth", str(net), "--no-learn"])).learn is False

@@ -358,13 +358,6 @@ def test_warmup_ramps_the_lr_linearly_then_follows_the_schedule():
                        TrainConfig(epochs=4, warmup_epochs=0.0, schedule="none"), 10) is None
 
 
-def test_segmentation_warms_up_by_default_for_at_most_a_quarter_of_the_run():
-    from gensynth.training.train import with_task_defaults
-
-    assert with_task_defaults(TrainConfig(epochs=12), "segment", 4500).warmup_epochs == 2.0
-    assert with_task_defaults(TrainConfig(epochs=4), "segment", 4500).warmup_epochs == 1.0
-    assert with_task_defaults(TrainConfig(epochs=1), "segment", 4500).warmup_epochs == 0.25
-    assert with_task_defaults(TrainConfig(epochs=12), "classify", 4500).warmup_epochs == 0.0
-    assert with_task_defaults(TrainConfig(epochs=12, warmup_epochs=0.0), "segment", 4500).warmup_epochs == 0.0
+def test_a_warmup_longer_than_the_run_is_refused():
     with pytest.raises(NetError, match="warmup_epochs must be between 0 and epochs"):
         TrainConfig(epochs=2, warmup_epochs=3.0).validate()
