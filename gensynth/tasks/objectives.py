@@ -54,6 +54,20 @@ def _detection_outputs(out: object) -> tuple[torch.Tensor, torch.Tensor]:
     return out["heatmap"], out["boxes"]
 
 
+def _output_conv(model: torch.nn.Module, sample: torch.Tensor, pick) -> torch.nn.Conv2d | None:
+    """The freshly initialised conv (bias exactly 0) whose output is `pick(model(sample))`, if one is."""
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None]
+    seen: dict[int, tuple] = {}  # id of an output -> (its conv, the output, held so that no id is reused)
+    hooks = [m.register_forward_hook(lambda m, _i, out: seen.__setitem__(id(out), (m, out))) for m in convs]
+    try:
+        with torch.no_grad():
+            conv = seen.get(id(pick(model(sample))), (None,))[0]
+    finally:
+        for h in hooks:
+            h.remove()
+    return conv if conv is not None and not conv.bias.detach().any() else None
+
+
 @dataclass(frozen=True)
 class Objective:
     """Loss, running train metric, output checks and the evaluation scorer of one task on one dataset."""
@@ -118,26 +132,27 @@ class Objective:
             raise NetError(f"the model's output has shape {tuple(logits.shape)} but segmenting "
                            f"{self.num_classes} classes needs (batch, {self.num_classes}, H, W)")
 
-    def prepare(self, model: torch.nn.Module, sample: torch.Tensor) -> None:
-        """Detection: give a fresh heatmap conv (bias exactly 0) CenterNet's prior; trained weights are left alone.
+    def prepare(self, model: torch.nn.Module, sample: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+        """Give a fresh output conv (bias exactly 0) its task's prior; trained weights are left alone. Detection:
+        CenterNet's heatmap prior. Segmentation: the log of each class's share of the pixels in `labels` (the
+        training masks), so training does not start by unlearning a uniform guess: with a zero bias, narrow
+        U-Nets on fashion-seg ended at 31-40% val mIoU in two seeds of three, with the prior at 71%.
 
         Runs one forward pass of `sample`: call it with the model in eval mode (training.device.training_mode)."""
-        if self.task != "detect":
-            return
-        convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None]
-        seen: dict[int, torch.nn.Conv2d] = {}
-        hooks = [m.register_forward_hook(lambda m, _i, out: seen.__setitem__(id(out), m)) for m in convs]
-        try:
-            with torch.no_grad():
-                heatmap, _ = _detection_outputs(model(sample))
-        finally:
-            for h in hooks:
-                h.remove()
-        conv = seen.get(id(heatmap))
-        if conv is not None and not conv.bias.detach().any():
-            with torch.no_grad():  # RetinaNet/CenterNet head init: small weights, the prior in the bias
-                conv.weight.normal_(0.0, 0.01)
-                conv.bias.fill_(float(np.log(HEATMAP_PRIOR / (1 - HEATMAP_PRIOR))))
+        if self.task == "detect":
+            conv = _output_conv(model, sample, lambda out: _detection_outputs(out)[0])
+            if conv is not None:
+                with torch.no_grad():  # RetinaNet/CenterNet head init: small weights, the prior in the bias
+                    conv.weight.normal_(0.0, 0.01)
+                    conv.bias.fill_(float(np.log(HEATMAP_PRIOR / (1 - HEATMAP_PRIOR))))
+        elif self.task == "segment" and labels is not None:
+            conv = _output_conv(model, sample, lambda out: select_output(out, self.output))
+            if conv is not None and conv.out_channels == self.num_classes:
+                known = labels[labels != IGNORE_LABEL].flatten().long()
+                counts = torch.bincount(known, minlength=self.num_classes)[:self.num_classes].float()
+                share = (counts + 1) / (counts.sum() + self.num_classes)  # a class absent from the masks: not -inf
+                with torch.no_grad():
+                    conv.bias.copy_(share.log().to(conv.bias.dtype))
 
     def scorer(self) -> Scorer:
         """A fresh accumulator of this task's evaluation metrics."""

@@ -287,7 +287,7 @@ class _Epochs:
         self.scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
         self.objective = objective_for(dataset, config.output, config.label_smoothing)
         with training_mode(model, False):
-            self.objective.prepare(model, self.x[:2].to(device))
+            self.objective.prepare(model, self.x[:2].to(device), self.y)
         if config.augment and self.objective.task != "classify":
             raise NetError("augment (random crop and flip) is for classification only: it would move the image "
                            "away from its mask or boxes")

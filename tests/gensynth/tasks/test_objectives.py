@@ -101,3 +101,24 @@ def test_training_a_segmenter_lowers_the_loss_and_refuses_augmentation() -> None
     assert objective_for(ds).primary == "miou" and result.epochs[-1].val_score == result.epochs[-1].val_metrics["miou"]
     with pytest.raises(NetError, match="augment .* classification only"):
         train(model, ds, TrainConfig(epochs=1, augment=True, device="cpu"))
+
+
+def test_a_fresh_segmentation_head_starts_at_the_class_prior_and_a_trained_one_is_kept() -> None:
+    y = torch.zeros(10, 8, 8, dtype=torch.uint8)
+    y[:, :2] = 1  # a quarter of the pixels
+    y[:, 7] = 255  # ignored: not counted
+    ds = dataset("segment", 3, y)
+    obj = objective_for(ds)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 3, 1))
+    with torch.no_grad():
+        model[2].bias.zero_()
+    weight = model[2].weight.detach().clone()
+    obj.prepare(model.eval(), ds.train_x[:2], ds.train_y)
+    counts = torch.tensor([10 * 5 * 8, 10 * 2 * 8, 0], dtype=torch.float)  # class 2 never occurs
+    assert torch.allclose(model[2].bias, ((counts + 1) / (counts.sum() + 3)).log())
+    assert torch.equal(model[2].weight, weight)
+    trained = model[2].bias.detach().clone() + 0.5
+    with torch.no_grad():
+        model[2].bias.copy_(trained)
+    obj.prepare(model, ds.train_x[:2], ds.train_y)
+    assert torch.equal(model[2].bias, trained)
