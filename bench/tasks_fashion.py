@@ -7,7 +7,8 @@ Per task: the prototype (examples/unet_small.net, examples/detector_small.net) i
 standard recipe; `synthesize` runs from its weights with --req macs<=prototype/3 and --req METRIC>=prototype's
 validation METRIC - 0.01, and its finalist gets F fine-tune epochs; uniform width scaling (one factor on every free
 channel group, the largest whose network fits the FermiNet's MACs) trains from scratch for P + F epochs, the same
-epochs per final network. Test metrics are reported; every choice uses the validation split. Batch-1 CPU latency
+epochs per final network (with --final-from scratch the FermiNet too trains from scratch, P + F epochs). Test
+metrics are reported; every choice uses the validation split. Batch-1 CPU latency
 is measured side by side. Each seed trains its own prototype, search and baseline; the table gives the mean and
 sample standard deviation over the seeds, and the FermiNet's difference from uniform width in points and standard
 errors. Results resume from runs/ (each step writes a JSON when done) and land in docs/benchmarks.md between the
@@ -90,7 +91,8 @@ def run_task(task: str, args, seed: int) -> dict:
     net = load_network(str(ROOT / path))
     # the prototype is shared by every search/final budget; each budget keeps its own results
     base = Path(args.out) / f"{task}-n{args.limit_train}-p{args.epochs_prototype}-s{seed}"
-    out = base / f"f{args.epochs_final}-c{args.cycles}x{args.per_cycle}-i{args.images}"
+    scratch = args.final_from == "scratch"
+    out = base / f"f{args.epochs_final}-c{args.cycles}x{args.per_cycle}-i{args.images}{'-scratch' if scratch else ''}"
     out.mkdir(parents=True, exist_ok=True)
     b = Bench(net=net, data=data, limit_train=args.limit_train, prototype_epochs=args.epochs_prototype,
               final_epochs=args.epochs_final, cycles=args.cycles, per_cycle=args.per_cycle, images=args.images,
@@ -105,7 +107,8 @@ def run_task(task: str, args, seed: int) -> dict:
     def synth() -> dict:
         cfg = SynthConfig(data=data, requirements=[f"macs<={target}", f"{metric}>={floor:.4f}"], cycles=args.cycles,
                           per_cycle=args.per_cycle, seed=seed, prototype_weights=str(weights), finalists=1,
-                          budget=Budget(images=args.images, epochs=1, final_epochs=args.epochs_final,
+                          budget=Budget(images=args.images, epochs=1, final_init=args.final_from,
+                                        final_epochs=args.epochs_final + (args.epochs_prototype if scratch else 0),
                                         batch_size=BATCH_SIZE, device=args.device),
                           data_options=b.data_options)
         run = out / "synth"
@@ -200,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-cycle", type=int, default=4)
     p.add_argument("--images", type=int, default=2000)
     p.add_argument("--reduction", type=float, default=3.0)
+    p.add_argument("--final-from", choices=["inherit", "scratch"], default="inherit",
+                   help="the FermiNet fine-tunes the prototype's weights F epochs (inherit, default), or trains "
+                        "from scratch P + F epochs, as uniform width does (scratch)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default 0)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="runs/bench-tasks")
