@@ -92,7 +92,8 @@ def run_task(task: str, args, seed: int) -> dict:
     # the prototype is shared by every search/final budget; each budget keeps its own results
     base = Path(args.out) / f"{task}-n{args.limit_train}-p{args.epochs_prototype}-s{seed}"
     scratch = args.final_from == "scratch"
-    out = base / f"f{args.epochs_final}-c{args.cycles}x{args.per_cycle}-i{args.images}{'-scratch' if scratch else ''}"
+    out = base / (f"f{args.epochs_final}-c{args.cycles}x{args.per_cycle}-i{args.images}{'-scratch' if scratch else ''}"
+                  + (f"-m{args.min_fraction:g}" if args.min_fraction != SynthConfig.min_fraction else ""))
     out.mkdir(parents=True, exist_ok=True)
     b = Bench(net=net, data=data, limit_train=args.limit_train, prototype_epochs=args.epochs_prototype,
               final_epochs=args.epochs_final, cycles=args.cycles, per_cycle=args.per_cycle, images=args.images,
@@ -107,6 +108,7 @@ def run_task(task: str, args, seed: int) -> dict:
     def synth() -> dict:
         cfg = SynthConfig(data=data, requirements=[f"macs<={target}", f"{metric}>={floor:.4f}"], cycles=args.cycles,
                           per_cycle=args.per_cycle, seed=seed, prototype_weights=str(weights), finalists=1,
+                          min_fraction=args.min_fraction,
                           budget=Budget(images=args.images, epochs=1, final_init=args.final_from,
                                         final_epochs=args.epochs_final + (args.epochs_prototype if scratch else 0),
                                         batch_size=BATCH_SIZE, device=args.device),
@@ -203,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-cycle", type=int, default=4)
     p.add_argument("--images", type=int, default=2000)
     p.add_argument("--reduction", type=float, default=3.0)
+    p.add_argument("--min-fraction", type=float, default=SynthConfig.min_fraction,
+                   help=f"the fewest channels synthesis keeps of a layer (default {SynthConfig.min_fraction})")
     p.add_argument("--final-from", choices=["inherit", "scratch"], default="inherit",
                    help="the FermiNet fine-tunes the prototype's weights F epochs (inherit, default), or trains "
                         "from scratch P + F epochs, as uniform width does (scratch)")
