@@ -1,18 +1,19 @@
 """How well a latency model (netdsl profile) predicts networks of its prototype's search space (issue #20).
 
     .venv/bin/python bench/latency_model.py            # fashion_cnn (1x1x28x28) and mobilenet_v2 (1x3x160x160),
-                                                       # torch and onnxruntime, 100 networks each (about an hour)
+                                                       # torch and onnxruntime, 100 networks each (8-10 minutes)
     .venv/bin/python bench/latency_model.py --quick    # a smoke run: few layers measured, 12 networks
 
-For each prototype and runtime (1 thread; each pair profiled in one fresh process and measured in another): `gensynth.latency.profile.profile` measures the search space's layers
-on this machine and fits the model (its wall and CPU time are reported: CPU time is what it would take on one
-free core); then --networks networks drawn from the search space with another seed (every free channel group at a
-uniform width between its minimum and the prototype's, half of them at multiples of 8; residual blocks dropped
-with probability 1/2) and the prototype itself are measured (gensynth.latency.measure) and predicted. Reported:
-the share predicted within ±10% and ±20%, the median error, the prototype's error, and the noise floor: the share
-of the first 20 networks whose second measurement agrees with the first within ±10% (a predictor cannot beat
-the machine's own repeatability). Prints a table and writes the section between the bench:latency-model markers
-of docs/benchmarks.md (bench:latency-model-cpu with --clock cpu).
+For each prototype and runtime (1 thread; each pair profiled in one fresh process and measured in another):
+`gensynth.latency.profile.profile` measures the search space's layers on this machine and fits the model (its wall
+and CPU time are reported: CPU time is what it would take on one free core); then --networks networks drawn from
+the search space with another seed (every free channel group at a uniform width between its minimum and the
+prototype's, half of them at multiples of 8; residual blocks dropped with probability 1/2) and the prototype
+itself are measured (gensynth.latency.measure) and predicted. Reported: the share predicted within ±10% and ±20%,
+the median error, the prototype's error, and the noise floor: the share of the first 20 networks whose second
+measurement agrees with the first within ±10% (a predictor cannot beat the machine's own repeatability). Prints a
+table and writes the section between the bench:latency-model markers of docs/benchmarks.md
+(bench:latency-model-cpu with --clock cpu).
 """
 
 from __future__ import annotations
@@ -150,7 +151,8 @@ def section(command: str, rows: list[dict], before: str, clock: str) -> str:
              f"Machine: {platform.machine()} {platform.processor() or platform.system()}, "
              f"{len(os.sched_getaffinity(0))} CPU cores, shared; load average (1/5/15 min) before: {before}  ",
              f"Date: {datetime.date.today().isoformat()}", "",
-             "`netdsl profile` on each prototype and runtime (1 thread; each pair profiled in one fresh process and measured in another), then networks drawn from the search space "
+             "`netdsl profile` on each prototype and runtime (1 thread; each pair profiled in one fresh process "
+             "and measured in another), then networks drawn from the search space "
              "with another seed (uniform widths between each group's minimum and the prototype's, half of them at "
              "multiples of 8, blocks dropped at random) measured and predicted. Goal (issue #20): 90% within ±10% "
              "(nn-Meter: 99.0% on a Pixel 4 CPU). Profile time: wall and CPU minutes (CPU = one free core). "

@@ -5,14 +5,13 @@ uniform width scaling at the FermiNet's MAC budget, side by side.
 
 Per task: the prototype (examples/unet_small.net, examples/detector_small.net) is trained P epochs with the
 standard recipe; `synthesize` runs from its weights with --req macs<=prototype/3 and --req METRIC>=prototype's
-validation METRIC - 0.01, and its finalist gets F fine-tune epochs; uniform width scaling (one factor on every free
-channel group, the largest whose network fits the FermiNet's MACs) trains from scratch for P + F epochs, the same
-epochs per final network (with --final-from scratch the FermiNet too trains from scratch, P + F epochs). Test
-metrics are reported; every choice uses the validation split. Batch-1 CPU latency
-is measured side by side. Each seed trains its own prototype, search and baseline; the table gives the mean and
-sample standard deviation over the seeds, and the FermiNet's difference from uniform width in points and standard
-errors. Results resume from runs/ (each step writes a JSON when done) and land in docs/benchmarks.md between the
-bench:tasks markers.
+validation METRIC - 0.01, and its finalist gets F fine-tune epochs; uniform width scaling (one factor on every
+free channel group, the largest whose network fits the FermiNet's MACs) trains from scratch for P + F epochs, the
+same epochs per final network (with --final-from scratch the FermiNet too trains from scratch, P + F epochs). Test
+metrics are reported; every choice uses the validation split. Batch-1 CPU latency is measured side by side. Each
+seed trains its own prototype, search and baseline; the table gives the mean and sample standard deviation over
+the seeds, and the FermiNet's difference from uniform width in points and standard errors. Results resume from
+runs/ (each step writes a JSON when done) and land in docs/benchmarks.md between the bench:tasks markers.
 """
 
 from __future__ import annotations
@@ -92,8 +91,9 @@ def run_task(task: str, args, seed: int) -> dict:
     # the prototype is shared by every search/final budget; each budget keeps its own results
     base = Path(args.out) / f"{task}-n{args.limit_train}-p{args.epochs_prototype}-s{seed}"
     scratch = args.final_from == "scratch"
-    out = base / (f"f{args.epochs_final}-c{args.cycles}x{args.per_cycle}-i{args.images}{'-scratch' if scratch else ''}"
-                  + (f"-m{args.min_fraction:g}" if args.min_fraction != SynthConfig.min_fraction else ""))
+    variant = ("-scratch" if scratch else "") + \
+        (f"-m{args.min_fraction:g}" if args.min_fraction != SynthConfig.min_fraction else "")
+    out = base / f"f{args.epochs_final}-c{args.cycles}x{args.per_cycle}-i{args.images}{variant}"
     out.mkdir(parents=True, exist_ok=True)
     b = Bench(net=net, data=data, limit_train=args.limit_train, prototype_epochs=args.epochs_prototype,
               final_epochs=args.epochs_final, cycles=args.cycles, per_cycle=args.per_cycle, images=args.images,

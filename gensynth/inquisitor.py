@@ -70,6 +70,10 @@ class Budget:
     augment: bool = False  # random crop and flip in every training (classification)
     warmup_epochs: float = 0.0  # linear lr warm-up of every training, in epochs
 
+    def warmup_over(self, epochs: int) -> float:
+        """The warm-up of a phase of `epochs` epochs: the budget's, but never longer than the phase."""
+        return min(self.warmup_epochs, max(epochs, 1))
+
 
 @dataclass(frozen=True)
 class Task:
@@ -123,7 +127,7 @@ def fine_tune_config(budget: Budget, task: str, seed: int, final: bool, n_train:
     return TrainConfig(epochs=max(epochs, 1), lr=lr, optimizer=optimizer, batch_size=batch, seed=seed,
                        device=budget.device, schedule="cosine", distill=budget.distill,
                        distill_temperature=budget.distill_temperature, augment=budget.augment,
-                       warmup_epochs=min(budget.warmup_epochs, max(epochs, 1)))
+                       warmup_epochs=budget.warmup_over(epochs))
 
 
 def from_scratch(budget: Budget, final: bool) -> bool:

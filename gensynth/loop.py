@@ -193,7 +193,7 @@ class Run:
             recipe = TrainConfig(epochs=cfg.prototype_epochs, seed=cfg.seed, device=cfg.budget.device,
                                  lr=cfg.prototype_lr, optimizer=cfg.budget.optimizer, batch_size=cfg.budget.batch_size,
                                  augment=cfg.budget.augment,
-                                 warmup_epochs=min(cfg.budget.warmup_epochs, cfg.prototype_epochs))
+                                 warmup_epochs=cfg.budget.warmup_over(cfg.prototype_epochs))
             train(model, no_test, recipe,
                   on_epoch=lambda stats: self.on_event("prototype_epoch", {"stats": stats}))
         save_weights(model, path, metadata_for(self.prototype, data))

@@ -9,7 +9,7 @@ they differ. Targets (Dataset.*_y) per task:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,7 +54,8 @@ def _detection_outputs(out: object) -> tuple[torch.Tensor, torch.Tensor]:
     return out["heatmap"], out["boxes"]
 
 
-def _output_conv(model: torch.nn.Module, sample: torch.Tensor, pick) -> torch.nn.Conv2d | None:
+def _output_conv(model: torch.nn.Module, sample: torch.Tensor,
+                 pick: Callable[[object], torch.Tensor]) -> torch.nn.Conv2d | None:
     """The freshly initialised conv (bias exactly 0) whose output is `pick(model(sample))`, if one is."""
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None]
     seen: dict[int, tuple] = {}  # id of an output -> (its conv, the output, held so that no id is reused)
